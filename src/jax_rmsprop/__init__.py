@@ -1,0 +1,21 @@
+"""jax-rmsprop: RMSProp for JAX done properly."""
+
+from . import compat as compat
+from . import problems as problems
+from ._run import Trajectory as Trajectory
+from ._run import run as run
+from ._transform import RMSPropState as RMSPropState
+from ._transform import rmsprop as rmsprop
+from ._transform import scale_by_rms as scale_by_rms
+from ._version import __version__ as __version__
+
+__all__ = [
+    "RMSPropState",
+    "Trajectory",
+    "__version__",
+    "compat",
+    "problems",
+    "rmsprop",
+    "run",
+    "scale_by_rms",
+]

@@ -1,0 +1,139 @@
+"""The documented test problems (the seed articles' functions and a few classics).
+
+Each loss is a ``jax.tree_util.Partial`` of a module-level function, so problem
+data (a rotation, a spectrum) travels as traced arguments rather than constants
+baked into the program, and two problems of the same kind and shape share one
+compiled run or sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import Partial
+
+__all__ = ["Problem", "coupled", "cubic", "elongated", "quadratic", "rosenbrock", "sphere", "get"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Problem:
+    """A loss with its documented starting point.
+
+    Attributes:
+      name: short name (``jax-rmsprop sweep NAME``).
+      loss: ``loss(x) -> scalar``.
+      x0: the starting point.
+      minimizer: the (local) minimizer the optimizer should reach, where known.
+      min_loss: ``loss(minimizer)``, where known; tolerances are on ``loss - min_loss``.
+    """
+
+    name: str
+    loss: Callable[[jax.Array], jax.Array]
+    x0: jax.Array
+    minimizer: jax.Array | None = None
+    min_loss: float | None = None
+
+
+def _make(name, loss, x0, minimizer=None):
+    x0 = jnp.asarray(x0, dtype=jnp.result_type(float))
+    min_loss = None
+    if minimizer is not None:
+        minimizer = jnp.asarray(minimizer, dtype=x0.dtype)
+        min_loss = float(loss(minimizer))
+    return Problem(name, loss, x0, minimizer, min_loss)
+
+
+def _sphere(x):
+    return jnp.sum(x**2)
+
+
+def _elongated(x):
+    return x[0] ** 2 + 10 * x[1] ** 2
+
+
+def _coupled(x):
+    return 2 * x[0] ** 2 + 2 * x[0] * x[1] + 2 * x[1] ** 2 - 6 * x[0]
+
+
+def _cubic(x):
+    return jnp.sum(x - x**3)
+
+
+def _rosenbrock(x):
+    return jnp.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def _rotated_quadratic(eigs, v1, v2, x):
+    # y = H1 H2 x with Householder reflections H = I - 2 v v^T: an O(dim) random rotation.
+    y = x - 2 * v2 * jnp.dot(v2, x)
+    y = y - 2 * v1 * jnp.dot(v1, y)
+    return 0.5 * jnp.sum(eigs * y**2)
+
+
+def sphere() -> Problem:
+    """x^2 + y^2 from (5, 4) (seed 000), minimum (0, 0)."""
+    return _make("sphere", Partial(_sphere), [5.0, 4.0], [0.0, 0.0])
+
+
+def elongated() -> Problem:
+    """x^2 + 10 y^2 from (1.5, 1.5) (seed 001), minimum (0, 0)."""
+    return _make("elongated", Partial(_elongated), [1.5, 1.5], [0.0, 0.0])
+
+
+def coupled() -> Problem:
+    """2x^2 + 2xy + 2y^2 - 6x from (1, 0) (seed 003), minimum (2, -1)."""
+    return _make("coupled", Partial(_coupled), [1.0, 0.0], [2.0, -1.0])
+
+
+def cubic() -> Problem:
+    """x - x^3 from -1 (seed 003), local minimum -1/sqrt(3) (unbounded below for x > 1)."""
+    return _make("cubic", Partial(_cubic), [-1.0], [-1.0 / np.sqrt(3.0)])
+
+
+def rosenbrock(dim: int = 2) -> Problem:
+    """Rosenbrock's valley from (-1.2, 1, -1.2, 1, ...), minimum (1, ..., 1)."""
+    if dim < 2:
+        raise ValueError(f"`rosenbrock(dim=...)` must be >= 2; got {dim}.")
+    x0 = np.tile([-1.2, 1.0], dim // 2 + 1)[:dim]
+    return _make(f"rosenbrock{dim}" if dim != 2 else "rosenbrock", Partial(_rosenbrock), x0, np.ones(dim))
+
+
+def quadratic(dim: int = 100, condition: float = 100.0, seed: int = 0) -> Problem:
+    """0.5 x^T A x with A = Q diag(λ) Q^T, λ log-spaced in [1, condition], Q a random rotation.
+
+    Any size: Q is two Householder reflections, so the loss costs O(dim). Starts at a
+    seeded normal point; minimum 0 at the origin.
+    """
+    if dim < 1:
+        raise ValueError(f"`quadratic(dim=...)` must be >= 1; got {dim}.")
+    if not condition >= 1:
+        raise ValueError(f"`quadratic(condition=...)` must be >= 1; got {condition}.")
+    rng = np.random.default_rng(seed)
+    dtype = jnp.result_type(float)
+    eigs = np.logspace(0.0, np.log10(condition), dim)
+    v1, v2 = (v / np.linalg.norm(v) for v in rng.normal(size=(2, dim)))
+    loss = Partial(_rotated_quadratic, *(jnp.asarray(a, dtype) for a in (eigs, v1, v2)))
+    return _make(f"quadratic{dim}", loss, rng.normal(size=dim), np.zeros(dim))
+
+
+_BY_NAME = {
+    "sphere": sphere,
+    "elongated": elongated,
+    "coupled": coupled,
+    "cubic": cubic,
+    "rosenbrock": rosenbrock,
+    "quadratic": quadratic,
+}
+
+
+def get(name: str) -> Problem:
+    """The problem called ``name`` with its documented defaults (``sphere``, ``cubic``, ...)."""
+    try:
+        return _BY_NAME[name]()
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise ValueError(f"unknown problem {name!r}; known problems: {known}.") from None
