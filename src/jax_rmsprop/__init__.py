@@ -4,6 +4,8 @@ from . import compat as compat
 from . import problems as problems
 from ._run import Trajectory as Trajectory
 from ._run import run as run
+from ._sweep import SweepResult as SweepResult
+from ._sweep import sweep as sweep
 from ._transform import RMSPropState as RMSPropState
 from ._transform import rmsprop as rmsprop
 from ._transform import scale_by_rms as scale_by_rms
@@ -11,6 +13,7 @@ from ._version import __version__ as __version__
 
 __all__ = [
     "RMSPropState",
+    "SweepResult",
     "Trajectory",
     "__version__",
     "compat",
@@ -18,4 +21,5 @@ __all__ = [
     "rmsprop",
     "run",
     "scale_by_rms",
+    "sweep",
 ]

@@ -1,0 +1,144 @@
+"""The ``jax-rmsprop`` command: ``demo`` and ``sweep``, a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+
+# Hyperparameters the sweep command can vary, and the rmsprop keyword each one sets.
+SWEEPABLE = {
+    "learning_rate": "learning_rate",
+    "decay": "decay",
+    "eps": "eps",
+    "momentum": "momentum",
+    "initial_scale": "initial_scale",
+}
+
+
+class UsageError(Exception):
+    """A bad command line: reported on one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def parse_range(text: str) -> np.ndarray:
+    """``start:stop:num[:log]`` -> values (log-spaced with ``log``); a lone number -> [number]."""
+    parts = text.split(":")
+    try:
+        if len(parts) == 1:
+            return np.array([float(parts[0])])
+        if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "log"):
+            raise ValueError
+        start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise UsageError(f"malformed range {text!r}: expected START:STOP:NUM[:log] or a number") from None
+    if num < 1:
+        raise UsageError(f"malformed range {text!r}: NUM must be >= 1")
+    if len(parts) == 4:
+        if start <= 0 or stop <= 0:
+            raise UsageError(f"malformed range {text!r}: a log range needs positive ends")
+        return np.logspace(np.log10(start), np.log10(stop), num)
+    return np.linspace(start, stop, num)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .problems import _BY_NAME
+
+    parser = _Parser(prog="jax-rmsprop", description="RMSProp for JAX: demo and sweeps.")
+    parser.add_argument("--version", action="version", version=f"jax-rmsprop {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="reproduce the seed articles' examples, with pictures")
+    demo.add_argument("--out", default="rmsprop-demo", help="output folder (default ./rmsprop-demo)")
+
+    sw = sub.add_parser("sweep", help="sweep RMSProp hyperparameters on a documented problem")
+    sw.add_argument("problem", help=f"one of: {', '.join(sorted(_BY_NAME))}")
+    for name in SWEEPABLE:
+        sw.add_argument(
+            f"--{name.replace('_', '-')}", type=str, default=None, metavar="START:STOP:NUM[:log]"
+        )
+    sw.add_argument("--steps", type=int, default=1000)
+    sw.add_argument("--tol", type=float, default=None, help="stop a config at loss - min <= tol")
+    sw.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
+    sw.add_argument("--out", default="sweep-out", help="folder for the heatmap PNG and CSV")
+    sw.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _sweep(args) -> int:
+    from . import problems
+    from ._sweep import sweep
+
+    try:
+        problem = problems.get(args.problem)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if args.steps < 1:
+        raise UsageError(f"--steps must be >= 1; got {args.steps}")
+    grid, fixed = {}, {}
+    for name, kw in SWEEPABLE.items():
+        text = getattr(args, name)
+        if text is None:
+            continue
+        values = parse_range(text)
+        (grid if values.size > 1 else fixed)[kw] = values if values.size > 1 else float(values[0])
+    if "learning_rate" not in grid and "learning_rate" not in fixed:
+        fixed["learning_rate"] = 0.01
+    if not grid:
+        raise UsageError("nothing to sweep: give at least one range, e.g. --decay 0.5:0.999:64")
+    if "momentum" in fixed and fixed["momentum"] == 0:
+        del fixed["momentum"]
+    options = {k: v for k, v in fixed.items()}
+    result = sweep(
+        problem, grid, args.steps, tol=args.tol, options=options, progress=not args.no_progress
+    )
+    n = result.final_loss.size
+    print(f"{problem.name}: {n} configurations x {args.steps} steps; "
+          f"{int(result.diverged.sum())} diverged"
+          + (f", {int((result.steps_to_tol >= 0).sum())} reached tol {args.tol}" if args.tol else ""))
+    print(result.to_table(args.top))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / f"sweep_{problem.name}.csv"
+    csv.write_text(result.to_csv())
+    print(f"\nWrote:\n  csv: {csv}")
+    if len(grid) == 2:
+        from . import plots
+
+        png = plots.sweep_heatmap(
+            result, out / f"sweep_{problem.name}.png",
+            title=f"RMSProp on {problem.name}: final loss after {args.steps} steps",
+        )
+        print(f"  heatmap: {png}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``jax-rmsprop``; returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+        import jax
+
+        # The seed table is float64 (NumPy's default); JAX must be told before tracing.
+        jax.config.update("jax_enable_x64", True)
+        if args.command == "demo":
+            from . import demo
+
+            demo.main(args.out)
+            return 0
+        return _sweep(args)
+    except UsageError as err:
+        print(f"jax-rmsprop: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

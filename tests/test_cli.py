@@ -1,0 +1,74 @@
+"""The CLI, in-process: main(argv) -> exit code."""
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jax_rmsprop import __version__, cli
+from test_seeds import SEED_000_TABLE
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and __version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0 and "demo" in capsys.readouterr().out
+
+
+def test_demo_prints_the_seed_table_and_writes_the_pictures(tmp_path, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert SEED_000_TABLE in out
+    assert "(minimum (2, -1))" in out
+    for name in ("elongated_paths.png", "elongated_losses.png", "coupled_path.png", "mlp_losses.png"):
+        with Image.open(tmp_path / name) as im:
+            assert im.format == "PNG" and im.size[0] >= 600
+            assert len(np.unique(np.asarray(im.convert("L")))) > 20, f"{name} is not blank"
+        assert str(tmp_path / name) in out
+    with Image.open(tmp_path / "cubic_rmsprop.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 200
+        assert gif.info["duration"] == 20  # 50 fps, as in seed 003
+        gif.seek(0)
+        first = np.asarray(gif.convert("L"))
+        gif.seek(199)
+        last = np.asarray(gif.convert("L"))
+        assert (first != last).any(), "the point moves"
+
+
+def test_sweep_command(tmp_path, capsys):
+    code = cli.main([
+        "sweep", "sphere", "--learning-rate", "1e-3:1:8:log", "--decay", "0.5:0.99:6",
+        "--eps", "1e-6", "--steps", "200", "--tol", "1e-6", "--out", str(tmp_path), "--no-progress",
+    ])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "sphere: 48 configurations x 200 steps" in out
+    assert out.splitlines()[1].split()[:3] == ["learning_rate", "decay", "final_loss"]
+    rows = list(csv.DictReader(open(tmp_path / "sweep_sphere.csv")))
+    assert len(rows) == 48
+    lrs = sorted({float(r["learning_rate"]) for r in rows})
+    np.testing.assert_allclose(lrs, np.logspace(-3, 0, 8), rtol=1e-15)
+    with Image.open(tmp_path / "sweep_sphere.png") as im:
+        assert im.format == "PNG"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["sweep", "nope", "--decay", "0.5:0.9:4"], "unknown problem 'nope'"),
+        (["sweep", "sphere", "--decay", "0.5:0.9"], "malformed range '0.5:0.9'"),
+        (["sweep", "sphere", "--decay", "a:b:3"], "malformed range"),
+        (["sweep", "sphere", "--learning-rate", "0:1:4:log"], "positive ends"),
+        (["sweep", "sphere", "--learning-rate", "0.1"], "nothing to sweep"),
+        (["sweep", "sphere", "--decay", "0.5:0.9:4", "--steps", "x"], "invalid int value"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("jax-rmsprop: error:") and message in err

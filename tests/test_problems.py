@@ -1,0 +1,60 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_rmsprop import problems
+
+
+@pytest.mark.parametrize(
+    "make,x0,minimizer",
+    [
+        (problems.sphere, [5.0, 4.0], [0.0, 0.0]),
+        (problems.elongated, [1.5, 1.5], [0.0, 0.0]),
+        (problems.coupled, [1.0, 0.0], [2.0, -1.0]),
+        (problems.cubic, [-1.0], [-1 / np.sqrt(3)]),
+        (problems.rosenbrock, [-1.2, 1.0], [1.0, 1.0]),
+    ],
+)
+def test_documented_problems(make, x0, minimizer):
+    p = make()
+    np.testing.assert_array_equal(p.x0, x0)
+    np.testing.assert_allclose(p.minimizer, minimizer, rtol=1e-15)
+    np.testing.assert_allclose(jax.grad(p.loss)(p.minimizer), 0.0, atol=1e-12)
+    hess = np.linalg.eigvalsh(np.asarray(jax.hessian(p.loss)(p.minimizer)).reshape(len(x0), -1))
+    assert (hess > 0).all(), "a (local) minimum"
+    assert p.min_loss == pytest.approx(float(p.loss(p.minimizer)))
+
+
+def test_seed_formulas():
+    x = jnp.array([0.3, -0.7])
+    assert problems.coupled().loss(x) == pytest.approx(2 * 0.09 + 2 * 0.3 * -0.7 + 2 * 0.49 - 1.8)
+    assert problems.elongated().loss(x) == pytest.approx(0.09 + 10 * 0.49)
+    assert problems.cubic().loss(jnp.array([0.3])) == pytest.approx(0.3 - 0.027)
+    assert problems.coupled().min_loss == pytest.approx(-6.0)
+
+
+@pytest.mark.parametrize("dim,condition", [(1, 1.0), (5, 10.0), (40, 1e4)])
+def test_quadratic_has_the_requested_spectrum(dim, condition):
+    p = problems.quadratic(dim, condition, seed=3)
+    hess = np.asarray(jax.hessian(p.loss)(jnp.zeros(dim)))
+    np.testing.assert_allclose(hess, hess.T, atol=1e-10)
+    eig = np.linalg.eigvalsh(hess)
+    np.testing.assert_allclose(eig, np.logspace(0, np.log10(condition), dim), rtol=1e-9)
+    assert not np.allclose(hess, np.diag(np.diag(hess))) or dim == 1, "rotated"
+    np.testing.assert_array_equal(problems.quadratic(dim, condition, seed=3).x0, p.x0)
+
+
+def test_quadratic_scales_to_a_million_dimensions():
+    p = problems.quadratic(1_000_000, 100.0)
+    g = jax.jit(jax.grad(p.loss))(p.x0)
+    assert g.shape == (1_000_000,) and np.isfinite(np.asarray(g)).all()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"unknown problem 'nope'; known problems: coupled"):
+        problems.get("nope")
+    with pytest.raises(ValueError, match=r"`quadratic\(condition=...\)`"):
+        problems.quadratic(3, 0.5)
+    with pytest.raises(ValueError, match=r"`rosenbrock\(dim=...\)`"):
+        problems.rosenbrock(1)

@@ -1,0 +1,83 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jax_rmsprop
+from jax_rmsprop import problems
+
+
+def _python_loop(loss, tx, x0, steps):
+    """A Python loop over a jitted step, as users write it.
+
+    (jitted: optax schedules round differently op by op, ~1e-8, for optax.rmsprop as well)
+    """
+
+    @jax.jit
+    def step(x, s):
+        u, s = tx.update(jax.grad(loss)(x), s, x)
+        return optax.apply_updates(x, u), s
+
+    x, s = x0, tx.init(x0)
+    xs, fs = [x], [loss(x)]
+    for _ in range(steps):
+        x, s = step(x, s)
+        xs.append(x)
+        fs.append(loss(x))
+    return xs, np.array(fs)
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [
+        jax_rmsprop.rmsprop(0.05, momentum=0.9, centered=True),
+        optax.chain(optax.clip(1.0), jax_rmsprop.rmsprop(optax.linear_schedule(0.1, 0.01, 30))),
+    ],
+)
+def test_scan_equals_python_loop(tx):
+    p = problems.rosenbrock(4)
+    traj = jax_rmsprop.run(p, tx, 30)
+    xs, fs = _python_loop(p.loss, tx, p.x0, 30)
+    np.testing.assert_allclose(np.asarray(traj.params), np.stack(xs), rtol=1e-12)
+    np.testing.assert_allclose(traj.losses, fs, rtol=1e-12)
+    assert int(traj.steps) == 30 and not bool(traj.converged)
+
+
+def test_pytree_params_and_plain_loss():
+    def loss(p):
+        return jnp.sum((p["w"] - 3.0) ** 2) + (p["b"] + 1.0) ** 2
+
+    x0 = {"w": jnp.zeros(3), "b": jnp.asarray(0.0)}
+    tx = jax_rmsprop.rmsprop(0.1)
+    traj = jax_rmsprop.run(loss, tx, 50, x0=x0, path=False)
+    xs, fs = _python_loop(loss, tx, x0, 50)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), traj.params, xs[-1])
+    np.testing.assert_allclose(traj.losses, fs, rtol=1e-12)
+
+
+def test_tolerance_stops_at_the_first_step_within_tol():
+    p = problems.sphere()
+    tx = jax_rmsprop.rmsprop(0.1, 0.9, 1e-6)
+    traj = jax_rmsprop.run(p, tx, 500, tol=1e-4)
+    _, fs = _python_loop(p.loss, tx, p.x0, 200)
+    first = int(np.argmax(fs <= 1e-4))
+    assert int(traj.steps) == first and bool(traj.converged)
+    np.testing.assert_allclose(traj.losses[: first + 1], fs[: first + 1], rtol=1e-12)
+    # steps not taken repeat the final point
+    np.testing.assert_array_equal(traj.params[first:], np.broadcast_to(traj.params[first], (501 - first, 2)))
+    assert traj.losses.shape == (501,)
+
+
+def test_tolerance_not_reached():
+    traj = jax_rmsprop.run(problems.elongated(), optax.sgd(0.1), 100, tol=1e-3)
+    assert int(traj.steps) == 100 and not bool(traj.converged)
+
+
+def test_run_errors():
+    with pytest.raises(ValueError, match=r"`run\(x0=...\)` is required"):
+        jax_rmsprop.run(lambda x: x**2, jax_rmsprop.rmsprop(0.1), 10)
+    with pytest.raises(ValueError, match=r"`run\(steps=...\)`"):
+        jax_rmsprop.run(problems.sphere(), jax_rmsprop.rmsprop(0.1), 0)
+    with pytest.raises(ValueError, match=r"`run\(tol=...\)`"):
+        jax_rmsprop.run(problems.sphere(), jax_rmsprop.rmsprop(0.1), 5, tol=-1.0)
