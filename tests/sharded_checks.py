@@ -1,0 +1,89 @@
+"""Run in a subprocess by test_sharding.py: 8 simulated host devices, facts printed as JSON.
+
+XLA_FLAGS must be set before JAX is imported, which the parent test process has already done.
+"""
+
+import json
+import os
+import re
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from jax.sharding import AxisType, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+import jax_rmsprop  # noqa: E402
+
+COLLECTIVES = re.compile(r"all-gather|all-reduce|collective-permute|all-to-all|reduce-scatter")
+facts = {"devices": jax.device_count()}
+CONFIGS = {
+    "plain": dict(),
+    "centered_momentum": dict(centered=True, momentum=0.9, nesterov=True),
+    "bias_wd_bf16state": dict(bias_correction=True, weight_decay=0.1, state_dtype=jnp.float32),
+}
+
+for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)):
+    mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=(axis_type,) * 2)
+    specs = {"w": P("data", "model"), "emb": P(None, "model"), "b": P("data"), "scale": P()}
+    shapes = {"w": (16, 8), "emb": (6, 8), "b": (16,), "scale": (8,)}
+    params = {
+        k: jax.device_put(jnp.ones(shapes[k], jnp.float32), NamedSharding(mesh, specs[k]))
+        for k in specs
+    }
+    with jax.set_mesh(mesh):
+        for name, kw in CONFIGS.items():
+            tx = jax_rmsprop.rmsprop(0.01, **kw)
+            state = jax.jit(tx.init)(params)
+            leaves = {"nu": state.nu, "mu": state.mu, "trace": state.trace}
+            same = {
+                f"{field}.{k}": leaf[k].sharding.is_equivalent_to(params[k].sharding, leaf[k].ndim)
+                for field, leaf in leaves.items()
+                if leaf is not None
+                for k in leaf
+            }
+            facts[f"{mode}/{name}/init_same_sharding"] = same
+
+            def step(p, s, g, tx=tx):
+                u, s = tx.update(g, s, p)
+                return optax.apply_updates(p, u), s
+
+            hlo = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, params).compile().as_text()
+            facts[f"{mode}/{name}/collectives"] = sorted(set(COLLECTIVES.findall(hlo)))
+            new_p, new_s = jax.jit(step)(params, state, params)
+            facts[f"{mode}/{name}/step_keeps_sharding"] = all(
+                new_s.nu[k].sharding.is_equivalent_to(params[k].sharding, params[k].ndim)
+                and new_p[k].sharding.is_equivalent_to(params[k].sharding, params[k].ndim)
+                for k in params
+            )
+        ostate = jax.jit(optax.rmsprop(0.01).init)(params)[0]
+        facts[f"{mode}/optax_init_same_sharding"] = all(
+            ostate.nu[k].sharding.is_equivalent_to(params[k].sharding, params[k].ndim) for k in params
+        )
+
+# The sweep's configuration axis sharded over a 4 x 2 mesh.
+mesh = jax.make_mesh((4, 2), ("a", "b"), axis_types=(AxisType.Auto,) * 2)
+grid = {"learning_rate": np.logspace(-3, 0, 10), "decay": np.linspace(0.5, 0.99, 5)}
+p = jax_rmsprop.problems.coupled()
+sharded = jax_rmsprop.sweep(p, grid, 100, mesh=mesh)
+single = jax_rmsprop.sweep(p, grid, 100)
+calm = grid["learning_rate"] <= 0.1  # larger steps oscillate chaotically: 1-ulp differences grow
+facts["sweep/max_abs_diff"] = float(np.max(np.abs(sharded.final_loss - single.final_loss)[calm]))
+facts["sweep/shape"] = list(sharded.final_loss.shape)
+from jax_rmsprop import _sweep  # noqa: E402
+from jax.tree_util import Partial  # noqa: E402
+
+values = tuple(
+    jax.device_put(jnp.asarray(np.linspace(0.01, 0.1, 56)), NamedSharding(mesh, P(("a", "b"))))
+    for _ in range(2)
+)
+carry = _sweep._start_all(
+    p.loss, p.x0, values, optimizer=jax_rmsprop.rmsprop, names=("learning_rate", "decay"),
+    options=(), mesh=mesh,
+)
+facts["sweep/carry_devices"] = len(carry.x.sharding.device_set)
+facts["sweep/carry_shard_shape"] = list(carry.x.sharding.shard_shape(carry.x.shape))
+print("FACTS " + json.dumps(facts))

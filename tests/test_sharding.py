@@ -1,0 +1,54 @@
+"""Sharding on 8 simulated host devices (a subprocess: XLA_FLAGS must precede importing JAX)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+CONFIGS = ["plain", "centered_momentum", "bias_wd_bf16state"]
+MODES = ["auto", "explicit"]
+
+
+@pytest.fixture(scope="module")
+def facts():
+    script = pathlib.Path(__file__).with_name("sharded_checks.py")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("FACTS "))
+    return json.loads(line[len("FACTS "):])
+
+
+def test_eight_devices(facts):
+    assert facts["devices"] == 8
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("mode", MODES)
+def test_jit_init_gives_each_state_leaf_its_params_sharding(facts, mode, config):
+    same = facts[f"{mode}/{config}/init_same_sharding"]
+    assert same and all(same.values()), same
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("mode", MODES)
+def test_compiled_step_has_no_collectives(facts, mode, config):
+    assert facts[f"{mode}/{config}/collectives"] == []
+    assert facts[f"{mode}/{config}/step_keeps_sharding"]
+
+
+def test_optax_init_replicates_on_an_auto_mesh(facts):
+    """The trap we avoid: optax's jax.jit(tx.init) puts the whole state on every device."""
+    assert facts["auto/optax_init_same_sharding"] is False
+
+
+def test_sweep_config_axis_shards_over_the_mesh(facts):
+    assert facts["sweep/shape"] == [10, 5]
+    assert facts["sweep/max_abs_diff"] < 1e-9
+    assert facts["sweep/carry_devices"] == 8
+    assert facts["sweep/carry_shard_shape"] == [7, 2]  # 56 configs / 8 devices
