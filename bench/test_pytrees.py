@@ -7,15 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import donated_loop
 
 import jax_rmsprop
-from conftest import donated_loop
 
 
 def many_leaves(n=4000):
     rng = np.random.default_rng(0)
     sizes = rng.choice([16, 64, 256, 512], size=n)  # few distinct shapes, as in real models
-    return {f"p{i:04d}": jnp.asarray(rng.normal(size=int(s)), jnp.float32) for i, s in enumerate(sizes)}
+    return {
+        f"p{i:04d}": jnp.asarray(rng.normal(size=int(s)), jnp.float32) for i, s in enumerate(sizes)
+    }
 
 
 def transformer(layers=12, d=384, vocab=8000):
@@ -27,10 +29,18 @@ def transformer(layers=12, d=384, vocab=8000):
         tree[f"layer{i:02d}"] = {
             "ln1": {"scale": jnp.ones(d), "bias": jnp.zeros(d)},
             "ln2": {"scale": jnp.ones(d), "bias": jnp.zeros(d)},
-            "attn": {"qkv": normal((d, 3 * d)), "qkv_b": jnp.zeros(3 * d), "out": normal((d, d)),
-                     "out_b": jnp.zeros(d)},
-            "mlp": {"up": normal((d, 4 * d)), "up_b": jnp.zeros(4 * d), "down": normal((4 * d, d)),
-                    "down_b": jnp.zeros(d)},
+            "attn": {
+                "qkv": normal((d, 3 * d)),
+                "qkv_b": jnp.zeros(3 * d),
+                "out": normal((d, d)),
+                "out_b": jnp.zeros(d),
+            },
+            "mlp": {
+                "up": normal((d, 4 * d)),
+                "up_b": jnp.zeros(4 * d),
+                "down": normal((4 * d, d)),
+                "down_b": jnp.zeros(d),
+            },
         }
     return tree
 
@@ -68,7 +78,9 @@ def test_optimizer_step(benchmark, tree, variant, device):
     run = donated_loop(_step(tx), (params, tx.init(params)), grads)
     benchmark.pedantic(run, rounds=10, iterations=1)
     benchmark.extra_info.update(
-        tree=name, leaves=len(jax.tree.leaves(params)), device=device,
+        tree=name,
+        leaves=len(jax.tree.leaves(params)),
+        device=device,
         elements=int(sum(x.size for x in jax.tree.leaves(params))),
     )
 
@@ -82,6 +94,7 @@ def test_compile_time(benchmark, variant, device):
     params = transformer()
     params = jax_rmsprop.flatten(params) if flat else params
     state = tx.init(params)
-    benchmark.pedantic(lambda: _step(tx).lower(params, state, params).compile(), rounds=2,
-                       iterations=1)
+    benchmark.pedantic(
+        lambda: _step(tx).lower(params, state, params).compile(), rounds=2, iterations=1
+    )
     benchmark.extra_info.update(tree="transformer", device=device)

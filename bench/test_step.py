@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
+from conftest import big_enabled, donated_loop, per_second
 
 import jax_rmsprop
-from conftest import big_enabled, donated_loop, per_second
 
 SIZES = [10**3, 10**4, 10**5, 10**6, 10**7]
 BYTES_PER_ELEMENT = 20  # read params, grads, nu; write params, nu (float32)

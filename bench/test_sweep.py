@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import optax
 import pytest
+from conftest import per_second
 
 import jax_rmsprop
-from conftest import per_second
 from jax_rmsprop import problems
 
 GRID = {"learning_rate": np.logspace(-4, 0, 64), "decay": np.linspace(0.5, 0.999, 64)}
@@ -20,8 +20,9 @@ def test_sweep_one_program(benchmark):
     p = problems.elongated()
     jax_rmsprop.sweep(p, GRID, STEPS)  # compile outside the timer
     benchmark.pedantic(lambda: jax_rmsprop.sweep(p, GRID, STEPS), rounds=5, iterations=1)
-    benchmark.extra_info.update(configs=64 * 64, steps=STEPS,
-                                config_steps_per_s=per_second(benchmark, 64 * 64 * STEPS))
+    benchmark.extra_info.update(
+        configs=64 * 64, steps=STEPS, config_steps_per_s=per_second(benchmark, 64 * 64 * STEPS)
+    )
 
 
 @pytest.mark.benchmark(group="sweep")
@@ -48,5 +49,8 @@ def test_python_loop_of_optax_runs(benchmark):
 
     configs = [(1e-2, 0.9), (1e-1, 0.99)]
     benchmark.pedantic(lambda: [one(*c) for c in configs], rounds=1, iterations=1)
-    benchmark.extra_info.update(configs=len(configs), steps=STEPS,
-                                config_steps_per_s=per_second(benchmark, len(configs) * STEPS))
+    benchmark.extra_info.update(
+        configs=len(configs),
+        steps=STEPS,
+        config_steps_per_s=per_second(benchmark, len(configs) * STEPS),
+    )

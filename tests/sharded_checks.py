@@ -51,7 +51,12 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
                 u, s = tx.update(g, s, p)
                 return optax.apply_updates(p, u), s
 
-            hlo = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, params).compile().as_text()
+            hlo = (
+                jax.jit(step, donate_argnums=(0, 1))
+                .lower(params, state, params)
+                .compile()
+                .as_text()
+            )
             facts[f"{mode}/{name}/collectives"] = sorted(set(COLLECTIVES.findall(hlo)))
             new_p, new_s = jax.jit(step)(params, state, params)
             facts[f"{mode}/{name}/step_keeps_sharding"] = all(
@@ -61,7 +66,8 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
             )
         ostate = jax.jit(optax.rmsprop(0.01).init)(params)[0]
         facts[f"{mode}/optax_init_same_sharding"] = all(
-            ostate.nu[k].sharding.is_equivalent_to(params[k].sharding, params[k].ndim) for k in params
+            ostate.nu[k].sharding.is_equivalent_to(params[k].sharding, params[k].ndim)
+            for k in params
         )
 
 # The sweep's configuration axis sharded over a 4 x 2 mesh.
@@ -73,16 +79,21 @@ single = jax_rmsprop.sweep(p, grid, 100)
 calm = grid["learning_rate"] <= 0.1  # larger steps oscillate chaotically: 1-ulp differences grow
 facts["sweep/max_abs_diff"] = float(np.max(np.abs(sharded.final_loss - single.final_loss)[calm]))
 facts["sweep/shape"] = list(sharded.final_loss.shape)
+
 from jax_rmsprop import _sweep  # noqa: E402
-from jax.tree_util import Partial  # noqa: E402
 
 values = tuple(
     jax.device_put(jnp.asarray(np.linspace(0.01, 0.1, 56)), NamedSharding(mesh, P(("a", "b"))))
     for _ in range(2)
 )
 carry = _sweep._start_all(
-    p.loss, p.x0, values, optimizer=jax_rmsprop.rmsprop, names=("learning_rate", "decay"),
-    options=(), mesh=mesh,
+    p.loss,
+    p.x0,
+    values,
+    optimizer=jax_rmsprop.rmsprop,
+    names=("learning_rate", "decay"),
+    options=(),
+    mesh=mesh,
 )
 facts["sweep/carry_devices"] = len(carry.x.sharding.device_set)
 facts["sweep/carry_shard_shape"] = list(carry.x.sharding.shard_shape(carry.x.shape))

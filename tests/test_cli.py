@@ -5,9 +5,9 @@ import csv
 import numpy as np
 import pytest
 from PIL import Image
+from test_seeds import SEED_000_TABLE
 
 from jax_rmsprop import __version__, cli
-from test_seeds import SEED_000_TABLE
 
 
 def test_version_and_help(capsys):
@@ -24,7 +24,12 @@ def test_demo_prints_the_seed_table_and_writes_the_pictures(tmp_path, capsys):
     out = capsys.readouterr().out
     assert SEED_000_TABLE in out
     assert "(minimum (2, -1))" in out
-    for name in ("elongated_paths.png", "elongated_losses.png", "coupled_path.png", "mlp_losses.png"):
+    for name in (
+        "elongated_paths.png",
+        "elongated_losses.png",
+        "coupled_path.png",
+        "mlp_losses.png",
+    ):
         with Image.open(tmp_path / name) as im:
             assert im.format == "PNG" and im.size[0] >= 600
             assert len(np.unique(np.asarray(im.convert("L")))) > 20, f"{name} is not blank"
@@ -40,10 +45,25 @@ def test_demo_prints_the_seed_table_and_writes_the_pictures(tmp_path, capsys):
 
 
 def test_sweep_command(tmp_path, capsys):
-    code = cli.main([
-        "sweep", "sphere", "--learning-rate", "1e-3:1:8:log", "--decay", "0.5:0.99:6",
-        "--eps", "1e-6", "--steps", "200", "--tol", "1e-6", "--out", str(tmp_path), "--no-progress",
-    ])
+    code = cli.main(
+        [
+            "sweep",
+            "sphere",
+            "--learning-rate",
+            "1e-3:1:8:log",
+            "--decay",
+            "0.5:0.99:6",
+            "--eps",
+            "1e-6",
+            "--steps",
+            "200",
+            "--tol",
+            "1e-6",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "sphere: 48 configurations x 200 steps" in out

@@ -10,10 +10,10 @@ import pathlib
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from helpers import apply_sequence, assert_close_path
-from jax_rmsprop import compat
 from reference import tf1_reference, torch_reference
+
+from jax_rmsprop import compat
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 TOL = {"float64": 1e-12, "float32": 2e-5}
@@ -50,8 +50,15 @@ def test_torch_golden_agrees_with_documented_formula():
     data = np.load(GOLDEN / "torch_rmsprop.npz")
     cfg = json.loads(str(data["configs"]))["centered_momentum"]
     grads, path = data["centered_momentum/float64/grads"], data["centered_momentum/float64/path"]
-    ref = torch_reference(path[0], grads, alpha=cfg["alpha"], eps=1e-8, lr=cfg["lr"],
-                          momentum=cfg["momentum"], centered=True)
+    ref = torch_reference(
+        path[0],
+        grads,
+        alpha=cfg["alpha"],
+        eps=1e-8,
+        lr=cfg["lr"],
+        momentum=cfg["momentum"],
+        centered=True,
+    )
     assert_close_path(path, ref, rtol=1e-12)
 
 

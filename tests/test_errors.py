@@ -17,7 +17,10 @@ from jax_rmsprop import compat
         (dict(learning_rate=0.1, decay=1.5), r"`rmsprop\(decay=...\)` must be in \[0.0, 1.0\]"),
         (dict(learning_rate=0.1, decay=-0.1), r"decay="),
         (dict(learning_rate=0.1, eps=-1e-8), r"`rmsprop\(eps=...\)`"),
-        (dict(learning_rate=0.1, momentum=1.0), r"`rmsprop\(momentum=...\)` must be in \[0.0, 1.0\)"),
+        (
+            dict(learning_rate=0.1, momentum=1.0),
+            r"`rmsprop\(momentum=...\)` must be in \[0.0, 1.0\)",
+        ),
         (dict(learning_rate=0.1, momentum=-0.5), r"momentum="),
         (dict(learning_rate=0.1, nesterov=True), r"`rmsprop\(nesterov=True\)` needs a `momentum`"),
         (dict(learning_rate=0.1, initial_scale=-1.0), r"initial_scale="),

@@ -61,8 +61,13 @@ def test_training_on_flat_equals_training_on_the_tree(tx):
     for _ in range(5):
         params, ps = tree_step(params, ps)
         flat, fs = flat_step(flat, fs)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(
-        np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-12), flat.tree, params)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(
+            np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-12
+        ),
+        flat.tree,
+        params,
+    )
 
 
 def test_flat_state_is_one_buffer_per_dtype():
@@ -74,8 +79,11 @@ def test_flat_state_is_one_buffer_per_dtype():
 def test_backward_writes_one_buffer_per_dtype():
     """The view's gradient is a concatenation, not one padded full-size add per leaf."""
     flat = jax_rmsprop.flatten({f"p{i}": jnp.ones(7) for i in range(200)})
-    hlo = jax.jit(jax.grad(lambda f: sum(jnp.sum(v**2) for v in f.tree.values()))).lower(
-        flat).as_text()
+    hlo = (
+        jax.jit(jax.grad(lambda f: sum(jnp.sum(v**2) for v in f.tree.values())))
+        .lower(flat)
+        .as_text()
+    )
     assert hlo.count("stablehlo.pad") == 0
     assert 1 <= hlo.count("stablehlo.concatenate") < 20  # JAX emits it in chunks of operands
 

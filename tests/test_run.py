@@ -65,7 +65,9 @@ def test_tolerance_stops_at_the_first_step_within_tol():
     assert int(traj.steps) == first and bool(traj.converged)
     np.testing.assert_allclose(traj.losses[: first + 1], fs[: first + 1], rtol=1e-12)
     # steps not taken repeat the final point
-    np.testing.assert_array_equal(traj.params[first:], np.broadcast_to(traj.params[first], (501 - first, 2)))
+    np.testing.assert_array_equal(
+        traj.params[first:], np.broadcast_to(traj.params[first], (501 - first, 2))
+    )
     assert traj.losses.shape == (501,)
 
 

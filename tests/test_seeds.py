@@ -60,10 +60,12 @@ def _numpy_rmsprop(grad, x0, lr, rho, eps, steps):
 
 def test_seed_001_elongated_bowl_rmsprop_and_gd():
     p = problems.elongated()
-    expected = _numpy_rmsprop(lambda v: np.array([2 * v[0], 20 * v[1]]), (1.5, 1.5), 0.1, 0.9, 1e-8, 100)
+    expected = _numpy_rmsprop(
+        lambda v: np.array([2 * v[0], 20 * v[1]]), (1.5, 1.5), 0.1, 0.9, 1e-8, 100
+    )
     traj = jax_rmsprop.run(p, jax_rmsprop.rmsprop(0.1, 0.9, 1e-8), 100)
     np.testing.assert_allclose(np.asarray(traj.params), expected, rtol=1e-10, atol=1e-11)
-    # Plain gradient descent with lr 0.1 oscillates in y (factor 1 - 0.1*20 = -1): it never converges.
+    # Plain gradient descent with lr 0.1 oscillates in y (factor 1 - 0.1*20 = -1): no convergence.
     gd = jax_rmsprop.run(p, optax.sgd(0.1), 100)
     np.testing.assert_allclose(np.asarray(gd.params)[-1], [1.5 * 0.8**100, 1.5], rtol=1e-12)
     assert float(traj.losses[-1]) < 1e-2 < float(gd.losses[-1])

@@ -21,7 +21,7 @@ def facts():
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("FACTS "))
-    return json.loads(line[len("FACTS "):])
+    return json.loads(line[len("FACTS ") :])
 
 
 def test_eight_devices(facts):

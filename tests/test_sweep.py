@@ -34,7 +34,9 @@ def test_sweep_with_tolerance_and_divergence():
             traj = jax_rmsprop.run(p, jax_rmsprop.rmsprop(float(lr), float(d)), 300, tol=1e-6)
             expected = int(traj.steps) if bool(traj.converged) else -1
             assert res.steps_to_tol[i, j] == expected
-            assert res.diverged[i, j] == (not np.isfinite(traj.losses[-1]) or traj.losses[-1] > 41.0)
+            assert res.diverged[i, j] == (
+                not np.isfinite(traj.losses[-1]) or traj.losses[-1] > 41.0
+            )
     assert res.diverged[3, 0]  # lr 30, decay 0.5 on x^2 + y^2 from (5, 4) ends above the start
     assert not res.diverged[:2].any()
     best = res.best(2)
@@ -48,14 +50,19 @@ def test_table_and_csv():
     assert table[0].split() == ["learning_rate", "decay", "final_loss", "steps_to_tol", "diverged"]
     assert len(table) == 5
     best = res.best(1)[0]
-    assert best["final_loss"] == pytest.approx(np.min(np.where(res.diverged, np.inf, res.final_loss)))
+    assert best["final_loss"] == pytest.approx(
+        np.min(np.where(res.diverged, np.inf, res.final_loss))
+    )
     csv = res.to_csv().splitlines()
     assert len(csv) == 13 and csv[0].startswith("learning_rate,decay,final_loss")
 
 
 def test_other_optimizers_and_static_options():
     res = jax_rmsprop.sweep(
-        problems.elongated(), {"learning_rate": np.array([0.01, 0.05])}, 100, optimizer=optax.sgd,
+        problems.elongated(),
+        {"learning_rate": np.array([0.01, 0.05])},
+        100,
+        optimizer=optax.sgd,
         options={"momentum": 0.9},
     )
     traj = jax_rmsprop.run(problems.elongated(), optax.sgd(0.05, momentum=0.9), 100, path=False)

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
-import jax_rmsprop
 from helpers import apply_sequence
 from reference import rmsprop_reference
+
+import jax_rmsprop
 
 GRADS = np.random.default_rng(3).normal(size=(15, 4))
 X0 = np.linspace(-1.0, 1.0, 4)
@@ -46,17 +46,23 @@ def test_vmap_over_hyperparameters_equals_a_loop(static):
         )
         np.testing.assert_allclose(swept[i], looped, rtol=1e-13)
     # and the loop itself is right
-    ref = rmsprop_reference(X0, GRADS, lr=1e-2, decay=0.9, eps=1e-4, **(
-        dict(static, momentum=0.5) if "momentum" in static else static))
+    ref = rmsprop_reference(
+        X0,
+        GRADS,
+        lr=1e-2,
+        decay=0.9,
+        eps=1e-4,
+        **(dict(static, momentum=0.5) if "momentum" in static else static),
+    )
     np.testing.assert_allclose(swept[1], ref[-1], rtol=1e-12)
 
 
 def test_vmap_over_weight_decay_and_initial_scale():
     wds = jnp.array([0.0, 0.1])
     inits = jnp.array([0.0, 1.0])
-    swept = jax.vmap(lambda w, i: _final(jax_rmsprop.rmsprop(0.01, weight_decay=w, initial_scale=i)))(
-        wds, inits
-    )
+    swept = jax.vmap(
+        lambda w, i: _final(jax_rmsprop.rmsprop(0.01, weight_decay=w, initial_scale=i))
+    )(wds, inits)
     for k in range(2):
         ref = rmsprop_reference(
             X0, GRADS, lr=0.01, weight_decay=float(wds[k]), initial_scale=float(inits[k])

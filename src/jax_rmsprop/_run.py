@@ -137,7 +137,9 @@ def run(
         if x0 is None:
             raise ValueError("`run(x0=...)` is required when a plain loss function is given.")
     else:
-        raise ValueError(f"`run(problem_or_loss=...)` must be a Problem or a callable; got {problem_or_loss!r}.")
+        raise ValueError(
+            f"`run(problem_or_loss=...)` must be a Problem or a callable; got {problem_or_loss!r}."
+        )
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`run(steps=...)` must be a positive int; got {steps!r}.")
     if tol is not None and not tol >= 0:

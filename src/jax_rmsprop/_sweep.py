@@ -122,7 +122,9 @@ def _start_all(loss, x0, values, optimizer, names, options, mesh):
     static_argnames=("optimizer", "names", "options", "n_steps", "has_tol", "mesh"),
     donate_argnames=("carry",),
 )
-def _advance_all(loss, carry, values, tol, min_loss, optimizer, names, options, n_steps, has_tol, mesh):
+def _advance_all(
+    loss, carry, values, tol, min_loss, optimizer, names, options, n_steps, has_tol, mesh
+):
     def one(c: _Carry, *vals):
         tx = _make_tx(optimizer, names, options, vals)
 

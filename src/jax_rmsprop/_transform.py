@@ -124,7 +124,8 @@ def _build(
             )
         if use_wd and params is None:
             raise ValueError(
-                f"`{api}(weight_decay=...)` needs the parameters: call update(grads, state, params)."
+                f"`{api}(weight_decay=...)` needs the parameters: "
+                "call update(grads, state, params)."
             )
         count_inc = optax.safe_increment(state.count)
         if callable(learning_rate):

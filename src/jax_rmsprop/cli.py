@@ -39,7 +39,9 @@ def parse_range(text: str) -> np.ndarray:
             raise ValueError
         start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
     except ValueError:
-        raise UsageError(f"malformed range {text!r}: expected START:STOP:NUM[:log] or a number") from None
+        raise UsageError(
+            f"malformed range {text!r}: expected START:STOP:NUM[:log] or a number"
+        ) from None
     if num < 1:
         raise UsageError(f"malformed range {text!r}: NUM must be >= 1")
     if len(parts) == 4:
@@ -57,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="reproduce the seed articles' examples, with pictures")
-    demo.add_argument("--out", default="rmsprop-demo", help="output folder (default ./rmsprop-demo)")
+    demo.add_argument(
+        "--out", default="rmsprop-demo", help="output folder (default ./rmsprop-demo)"
+    )
 
     sw = sub.add_parser("sweep", help="sweep RMSProp hyperparameters on a documented problem")
     sw.add_argument("problem", help=f"one of: {', '.join(sorted(_BY_NAME))}")
@@ -101,9 +105,11 @@ def _sweep(args) -> int:
         problem, grid, args.steps, tol=args.tol, options=options, progress=not args.no_progress
     )
     n = result.final_loss.size
-    print(f"{problem.name}: {n} configurations x {args.steps} steps; "
-          f"{int(result.diverged.sum())} diverged"
-          + (f", {int((result.steps_to_tol >= 0).sum())} reached tol {args.tol}" if args.tol else ""))
+    print(
+        f"{problem.name}: {n} configurations x {args.steps} steps; "
+        f"{int(result.diverged.sum())} diverged"
+        + (f", {int((result.steps_to_tol >= 0).sum())} reached tol {args.tol}" if args.tol else "")
+    )
     print(result.to_table(args.top))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,7 +120,8 @@ def _sweep(args) -> int:
         from . import plots
 
         png = plots.sweep_heatmap(
-            result, out / f"sweep_{problem.name}.png",
+            result,
+            out / f"sweep_{problem.name}.png",
             title=f"RMSProp on {problem.name}: final loss after {args.steps} steps",
         )
         print(f"  heatmap: {png}")

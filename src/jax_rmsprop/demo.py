@@ -65,7 +65,10 @@ def main(out: str | Path, echo: Callable[[str], None] = print) -> dict[str, Path
     for line in seed_table():
         echo(line)
 
-    echo("\n== Seed 001: x^2 + 10y^2 from (1.5, 1.5): gradient descent vs RMSProp (lr=0.1, 100 epochs)")
+    echo(
+        "\n== Seed 001: x^2 + 10y^2 from (1.5, 1.5): gradient descent vs RMSProp"
+        " (lr=0.1, 100 epochs)"
+    )
     p = problems.elongated()
     gd = run(p, optax.sgd(0.1), 100)
     rms = run(p, rmsprop(0.1, decay=0.9, eps=1e-8), 100)
@@ -87,8 +90,10 @@ def main(out: str | Path, echo: Callable[[str], None] = print) -> dict[str, Path
     cub = run(p, rmsprop(0.01, decay=0.9, eps=1e-8), 1000)
     xs = np.asarray(cub.params)[:, 0]
     reached = int(np.argmax(np.abs(xs + 1 / np.sqrt(3)) < 0.01))
-    echo(f"x = {xs[-1]:.6f} (local minimum -1/sqrt(3) = {-1 / np.sqrt(3):.6f}), "
-         f"within 0.01 after {reached} steps")
+    echo(
+        f"x = {xs[-1]:.6f} (local minimum -1/sqrt(3) = {-1 / np.sqrt(3):.6f}), "
+        f"within 0.01 after {reached} steps"
+    )
     files["animation"] = plots.animate_1d(
         p, xs, out / "cubic_rmsprop.gif", title="RMSprop, learning_rate = 0.01"
     )
@@ -98,8 +103,11 @@ def main(out: str | Path, echo: Callable[[str], None] = print) -> dict[str, Path
     cp = run(p, rmsprop(0.01, decay=0.9, eps=1e-8), 1000)
     echo(f"end {np.asarray(cp.params)[-1]} (minimum (2, -1)), loss {float(cp.losses[-1]):.6f}")
     files["coupled"] = plots.contour_paths(
-        p, {"RMSProp": cp.params}, out / "coupled_path.png",
-        title="RMSProp on 2x² + 2xy + 2y² − 6x", extent=(0.5, 2.5, -1.5, 0.5),
+        p,
+        {"RMSProp": cp.params},
+        out / "coupled_path.png",
+        title="RMSProp on 2x² + 2xy + 2y² − 6x",
+        extent=(0.5, 2.5, -1.5, 0.5),
     )
 
     echo("\n== Seed 002: MLP regression (8-32-32-1, 512 samples, full batch, 500 steps, lr=0.01)")
@@ -113,7 +121,9 @@ def main(out: str | Path, echo: Callable[[str], None] = print) -> dict[str, Path
         curves[name] = run(loss, tx, 500, x0=params, path=False).losses
         echo(f"{name:>8}: final MSE {float(curves[name][-1]):.4f}")
     files["mlp"] = plots.loss_curves(
-        curves, out / "mlp_losses.png", title="MLP regression: RMSProp vs Adam vs Adagrad",
+        curves,
+        out / "mlp_losses.png",
+        title="MLP regression: RMSProp vs Adam vs Adagrad",
         xlabel="Step",
     )
 

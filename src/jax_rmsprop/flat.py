@@ -62,10 +62,12 @@ class Flat:
         self.layout = layout
 
     def tree_flatten(self):
+        """Pytree protocol: the buffers are the leaves, the layout is static."""
         return self.buffers, self.layout
 
     @classmethod
     def tree_unflatten(cls, layout, buffers):
+        """Pytree protocol."""
         return cls(tuple(buffers), layout)
 
     @property

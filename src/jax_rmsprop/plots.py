@@ -124,7 +124,7 @@ def animate_1d(
 
 
 def sweep_heatmap(result: SweepResult, out: str | Path, *, title: str) -> Path:
-    """Final loss over a 2-D grid on log axes where the values are log-spaced; x marks divergence."""
+    """Final loss over a 2-D grid (log axes where log-spaced); x marks divergence."""
     from matplotlib.colors import LogNorm
 
     plt = _plt()
@@ -137,16 +137,20 @@ def sweep_heatmap(result: SweepResult, out: str | Path, *, title: str) -> Path:
     pos = loss[np.isfinite(loss) & (loss > 0)]
     fig, ax = plt.subplots(figsize=(8, 6.5))
     norm = LogNorm(vmin=max(pos.min(), 1e-300), vmax=pos.max()) if pos.size else None
-    mesh = ax.pcolormesh(b, a, np.where(loss > 0, loss, np.nan), norm=norm, cmap="viridis",
-                         shading="nearest")
+    mesh = ax.pcolormesh(
+        b, a, np.where(loss > 0, loss, np.nan), norm=norm, cmap="viridis", shading="nearest"
+    )
     fig.colorbar(mesh, ax=ax, label="final loss (log)")
     bad = np.argwhere(result.diverged)
     if bad.size:
         ax.scatter(b[bad[:, 1]], a[bad[:, 0]], marker="x", color="red", s=12, label="diverged")
         ax.legend(loc="upper right")
     for axis, values in (("y", a), ("x", b)):
-        if values.size > 2 and values.min() > 0 and np.allclose(np.diff(np.log(values)),
-                                                                 np.log(values[1] / values[0])):
+        if (
+            values.size > 2
+            and values.min() > 0
+            and np.allclose(np.diff(np.log(values)), np.log(values[1] / values[0]))
+        ):
             getattr(ax, f"set_{axis}scale")("log")
     ax.set(xlabel=names[1], ylabel=names[0], title=title)
     return _save(fig, out)

@@ -90,7 +90,7 @@ def coupled() -> Problem:
 
 
 def cubic() -> Problem:
-    """x - x^3 from -1 (seed 003), local minimum -1/sqrt(3) (unbounded below for x > 1)."""
+    """X - x^3 from -1 (seed 003), local minimum -1/sqrt(3) (unbounded below for x > 1)."""
     return _make("cubic", Partial(_cubic), [-1.0], [-1.0 / np.sqrt(3.0)])
 
 
@@ -99,7 +99,9 @@ def rosenbrock(dim: int = 2) -> Problem:
     if dim < 2:
         raise ValueError(f"`rosenbrock(dim=...)` must be >= 2; got {dim}.")
     x0 = np.tile([-1.2, 1.0], dim // 2 + 1)[:dim]
-    return _make(f"rosenbrock{dim}" if dim != 2 else "rosenbrock", Partial(_rosenbrock), x0, np.ones(dim))
+    return _make(
+        f"rosenbrock{dim}" if dim != 2 else "rosenbrock", Partial(_rosenbrock), x0, np.ones(dim)
+    )
 
 
 def quadratic(dim: int = 100, condition: float = 100.0, seed: int = 0) -> Problem:
