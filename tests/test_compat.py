@@ -19,28 +19,26 @@ GOLDEN = pathlib.Path(__file__).parent / "golden"
 TOL = {"float64": 1e-12, "float32": 2e-5}
 
 
-def _cases(framework):
-    data = np.load(GOLDEN / f"{framework}_rmsprop.npz")
-    configs = json.loads(str(data["configs"]))
-    return [
-        pytest.param(data, key, cfg, dtype, id=f"{key}-{dtype}")
-        for key, cfg in configs.items()
-        for dtype in ("float64", "float32")
-    ]
+CTORS = {"torch": compat.torch_rmsprop, "keras": compat.keras_rmsprop}
 
 
-@pytest.mark.parametrize("data,key,cfg,dtype", _cases("torch"))
-def test_torch_golden(data, key, cfg, dtype):
+def _cases():
+    cases = []
+    for framework in CTORS:
+        data = np.load(GOLDEN / f"{framework}_rmsprop.npz")
+        configs = json.loads(str(data["configs"]))
+        cases += [
+            pytest.param(framework, data, key, cfg, dtype, id=f"{framework}-{key}-{dtype}")
+            for key, cfg in configs.items()
+            for dtype in ("float64", "float32")
+        ]
+    return cases
+
+
+@pytest.mark.parametrize("framework,data,key,cfg,dtype", _cases())
+def test_golden_trajectory(framework, data, key, cfg, dtype):
     grads, path = data[f"{key}/{dtype}/grads"], data[f"{key}/{dtype}/path"]
-    ours = apply_sequence(compat.torch_rmsprop(**cfg), path[0], grads)
-    assert ours.dtype == np.dtype(dtype)
-    assert_close_path(ours, path, rtol=TOL[dtype], err_msg=f"{data['version']} {cfg}")
-
-
-@pytest.mark.parametrize("data,key,cfg,dtype", _cases("keras"))
-def test_keras_golden(data, key, cfg, dtype):
-    grads, path = data[f"{key}/{dtype}/grads"], data[f"{key}/{dtype}/path"]
-    ours = apply_sequence(compat.keras_rmsprop(**cfg), path[0], grads)
+    ours = apply_sequence(CTORS[framework](**cfg), path[0], grads)
     assert ours.dtype == np.dtype(dtype)
     assert_close_path(ours, path, rtol=TOL[dtype], err_msg=f"{data['version']} {cfg}")
 
