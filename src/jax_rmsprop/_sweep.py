@@ -88,11 +88,7 @@ class SweepResult:
 
 
 def _fmt(v) -> str:
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return str(v)
-    return f"{v:.4g}"
+    return str(v) if isinstance(v, bool | int) else f"{v:.4g}"
 
 
 def _constrain(tree, mesh: Mesh | None):

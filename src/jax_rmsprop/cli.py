@@ -10,14 +10,8 @@ import numpy as np
 
 from ._version import __version__
 
-# Hyperparameters the sweep command can vary, and the rmsprop keyword each one sets.
-SWEEPABLE = {
-    "learning_rate": "learning_rate",
-    "decay": "decay",
-    "eps": "eps",
-    "momentum": "momentum",
-    "initial_scale": "initial_scale",
-}
+# rmsprop keywords the sweep command can vary (flag: --learning-rate for learning_rate).
+SWEEPABLE = ("learning_rate", "decay", "eps", "momentum", "initial_scale")
 
 
 class UsageError(Exception):
@@ -87,22 +81,24 @@ def _sweep(args) -> int:
         raise UsageError(str(err)) from None
     if args.steps < 1:
         raise UsageError(f"--steps must be >= 1; got {args.steps}")
-    grid, fixed = {}, {}
-    for name, kw in SWEEPABLE.items():
+    grid, fixed = {}, {}  # ranges are swept, single values are static options
+    for name in SWEEPABLE:
         text = getattr(args, name)
         if text is None:
             continue
         values = parse_range(text)
-        (grid if values.size > 1 else fixed)[kw] = values if values.size > 1 else float(values[0])
-    if "learning_rate" not in grid and "learning_rate" not in fixed:
-        fixed["learning_rate"] = 0.01
+        if values.size > 1:
+            grid[name] = values
+        else:
+            fixed[name] = float(values[0])
     if not grid:
         raise UsageError("nothing to sweep: give at least one range, e.g. --decay 0.5:0.999:64")
-    if "momentum" in fixed and fixed["momentum"] == 0:
+    if "learning_rate" not in grid:
+        fixed.setdefault("learning_rate", 0.01)
+    if fixed.get("momentum") == 0:
         del fixed["momentum"]
-    options = {k: v for k, v in fixed.items()}
     result = sweep(
-        problem, grid, args.steps, tol=args.tol, options=options, progress=not args.no_progress
+        problem, grid, args.steps, tol=args.tol, options=fixed, progress=not args.no_progress
     )
     n = result.final_loss.size
     print(
