@@ -21,17 +21,21 @@ def rmsprop_reference(
     nesterov=False,
     bias_correction=False,
     weight_decay=0.0,
+    return_updates=False,
 ):
     """Returns the parameter path (T+1, ...) for a fixed gradient sequence.
 
     ``lr`` is a float or a function of the 0-based step. The learning rate is applied
     before the momentum trace (optax's convention) and weight decay is decoupled.
+    With ``return_updates``, also the updates (T, ...) as computed, before they are
+    added to the parameters.
     """
     x = np.asarray(x0, np.float64).copy()
     nu = np.full_like(x, initial_scale)
     mu = np.zeros_like(x)
     buf = np.zeros_like(x)
     path = [x.copy()]
+    updates = []
     for t, g in enumerate(np.asarray(grads, np.float64)):
         eta = lr(t) if callable(lr) else lr
         nu = decay * nu + (1.0 - decay) * g * g
@@ -47,8 +51,11 @@ def rmsprop_reference(
             buf = momentum * buf + u
             u = u + momentum * buf if nesterov else buf
         u = u - eta * weight_decay * x
+        updates.append(u)
         x = x + u
         path.append(x.copy())
+    if return_updates:
+        return np.stack(path), np.stack(updates)
     return np.stack(path)
 
 

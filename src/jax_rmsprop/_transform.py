@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._validation import check_range, concrete, is_zero
+from ._validation import check_precision, check_range, concrete, is_zero
 
 ArrayLike = jax.typing.ArrayLike
 ScalarOrSchedule = ArrayLike | Callable[[jax.Array], ArrayLike]
@@ -59,8 +59,8 @@ def _eps_guards(eps: ArrayLike, dtype) -> bool:
 
     g^2 underflows only for |g| below ~sqrt(tiny); there an ``eps`` of at least
     sqrt(tiny) * 2^mantissa dominates the denominator and the plain formula is exact to
-    an ulp (float32: eps >= ~1e-12; float16: eps >= ~8, so float16 state is always
-    guarded). A smaller or traced ``eps`` (sweeps, ``inject_hyperparams``) takes the
+    an ulp (``dtype`` is the arithmetic's, float32 or float64; float32: eps >= ~1e-12;
+    float64: eps >= ~1e-138). A smaller or traced ``eps`` (sweeps, ``inject_hyperparams``) takes the
     guarded form, which costs an extra root and division per element.
     """
     arr = concrete(eps)
@@ -89,6 +89,15 @@ def _build(
     maximize: bool = False,
 ) -> optax.GradientTransformation:
     """Builds every RMSProp variant; the public constructors only choose conventions."""
+    for name, value in [
+        ("learning_rate", learning_rate),
+        ("decay", decay),
+        ("eps", eps),
+        ("initial_scale", initial_scale),
+        ("weight_decay", weight_decay),
+        ("momentum", momentum),
+    ]:
+        check_precision(api, name, value)
     if learning_rate is not None and not callable(learning_rate):
         check_range(api, "learning_rate", learning_rate, low=0.0)
     check_range(api, "decay", decay, low=0.0, high=1.0)
@@ -143,9 +152,14 @@ def _build(
             bc = 1 - _as(decay, bc_dtype) ** count_inc.astype(bc_dtype)
 
         def leaf(g, nu, mu, tr, p):
-            out_dtype = g.dtype
-            dt = nu.dtype
-            g = g.astype(dt)
+            out_dtype, store = g.dtype, nu.dtype
+            # Arithmetic in at least float32: a float16 gradient above 256 squares to inf and
+            # eps=1e-8 rounds to 0 there. The casts fuse into the same loop, so low-precision
+            # storage still halves the bytes moved.
+            dt = jnp.promote_types(store, jnp.float32)
+            g, nu = g.astype(dt), nu.astype(dt)
+            mu = None if mu is None else mu.astype(dt)
+            tr = None if tr is None else tr.astype(dt)
             if maximize:
                 g = -g
             if use_wd and coupled_weight_decay:
@@ -194,7 +208,8 @@ def _build(
                         u = u + m * tr if nesterov else tr
                 if use_wd and not coupled_weight_decay:
                     u = u - _as(lr, dt) * _as(weight_decay, dt) * p.astype(dt)
-            return u.astype(out_dtype), nu, mu, tr
+            cast = lambda x: None if x is None else x.astype(store)  # noqa: E731
+            return u.astype(out_dtype), cast(nu), cast(mu), cast(tr)
 
         leaves_g, treedef = jax.tree.flatten(updates)
         if not leaves_g:
@@ -282,9 +297,10 @@ def rmsprop(
       weight_decay: decoupled weight decay :math:`\lambda`, multiplied by the learning
         rate and applied outside the momentum trace (as Keras 3 and AdamW); needs
         ``params`` in ``update``.
-      state_dtype: dtype of the state and of the arithmetic (default: each param's
-        dtype; use ``jnp.float32`` for bf16 params). Updates come back in the
-        gradients' dtype.
+      state_dtype: dtype in which the state is stored (default: each param's dtype;
+        ``jnp.float32`` is recommended for bf16/f16 params, whose 8 or 11 significant bits
+        cannot follow a slow moving average). The arithmetic is in float32 or wider
+        whatever the storage. Updates come back in the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation`` with state :class:`RMSPropState`.

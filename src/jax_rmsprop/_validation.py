@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -45,6 +46,24 @@ def check_range(
         hi = ")" if high_open else "]"
         raise ValueError(
             f"`{api}({name}=...)` must be in {lo}{low}, {high}{hi} and not NaN; got {value!r}."
+        )
+
+
+def check_precision(api: str, name: str, value) -> None:
+    """Raises ValueError for a hyperparameter array in a float type narrower than float32.
+
+    ``optax.inject_hyperparams`` casts hyperparameters to the params' dtype unless told
+    otherwise; in bfloat16, ``decay=0.999`` becomes exactly 1.0 and the second moment
+    never moves. Checked on the dtype alone, so traced values are checked too.
+    """
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or callable(value) or not jnp.issubdtype(dtype, jnp.inexact):
+        return
+    if jnp.finfo(dtype).bits < 32:
+        raise ValueError(
+            f"`{api}({name}=...)` is a {jnp.dtype(dtype).name} array; hyperparameters need at "
+            "least float32 (in bfloat16, 0.999 rounds to 1.0). With optax.inject_hyperparams "
+            "on low-precision params, pass hyperparam_dtype=jnp.float32."
         )
 
 

@@ -1,0 +1,128 @@
+"""Saving and restoring pytrees (parameters, optimizer state) as NumPy ``.npz`` files.
+
+The optimizer state is a plain pytree (:class:`~jax_rmsprop.RMSPropState` with the step
+count inside), so a run resumed from a checkpoint continues bit for bit: schedules read
+the restored count, and every array is stored with its exact bits (bfloat16 included,
+which ``.npz`` cannot hold natively, is stored as its raw 16-bit pattern).
+
+:func:`restore` needs a template of the tree it expects (e.g. ``tx.init(params)``): it
+checks every path, shape and dtype against it and raises ``ValueError`` naming each
+mismatch, instead of silently loading a state that belongs to another optimizer. The
+restored arrays are placed with the template's shardings.
+
+Example:
+  >>> import jax.numpy as jnp, tempfile, os
+  >>> import jax_rmsprop
+  >>> from jax_rmsprop import checkpoint
+  >>> tx = jax_rmsprop.rmsprop(0.1, momentum=0.9)
+  >>> params = {"w": jnp.ones(3)}
+  >>> state = tx.init(params)
+  >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
+  >>> checkpoint.save(path, {"params": params, "opt_state": state})
+  >>> back = checkpoint.restore(path, {"params": params, "opt_state": tx.init(params)})
+  >>> int(back["opt_state"].count)
+  0
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_DTYPE_PREFIX = "__dtype__/"
+_RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _entries(tree: Any) -> dict[str, Any]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    out = {}
+    for path, leaf in leaves:
+        key = jax.tree_util.keystr(path) or "<root>"
+        if key in out:  # pragma: no cover - keystr is injective for standard containers
+            raise ValueError(f"checkpoint: two leaves share the path {key!r}.")
+        out[key] = leaf
+    return out
+
+
+def save(path: str | os.PathLike, tree: Any) -> None:
+    """Writes every leaf of ``tree`` to ``path`` (a ``.npz`` file), bit for bit.
+
+    Args:
+      path: file to write; the ``.npz`` suffix is added by NumPy if missing.
+      tree: any pytree of arrays (parameters, optimizer state, both in a dict).
+    """
+    arrays = {}
+    for key, leaf in _entries(tree).items():
+        a = np.asarray(jax.device_get(leaf))
+        arrays[_DTYPE_PREFIX + key] = np.array(a.dtype.name)
+        # ml_dtypes (bfloat16, float8_*) do not survive .npz: stored as their raw bits.
+        arrays[key] = a.view(_RAW[a.dtype.itemsize]) if _is_ml(a) else a
+    np.savez(path, **arrays)
+
+
+def _is_ml(a: np.ndarray) -> bool:
+    return a.dtype.type.__module__.startswith("ml_dtypes")
+
+
+def restore(path: str | os.PathLike, like: Any) -> Any:
+    """Reads a checkpoint written by :func:`save` into the structure of ``like``.
+
+    Args:
+      path: the ``.npz`` file.
+      like: a pytree with the expected structure, shapes and dtypes, e.g.
+        ``tx.init(params)`` or ``{"params": params, "opt_state": tx.init(params)}``.
+        Its arrays' shardings are given to the restored arrays.
+
+    Returns:
+      A pytree with the structure of ``like`` and the checkpoint's values.
+
+    Raises:
+      ValueError: if the checkpoint lacks a leaf of ``like``, holds a leaf that ``like``
+        has not, or a leaf's shape or dtype differs; every mismatch is listed.
+    """
+    with np.load(path) as f:
+        stored = {k: f[k] for k in f.files}
+    dtypes = {
+        k[len(_DTYPE_PREFIX) :]: str(v) for k, v in stored.items() if k.startswith(_DTYPE_PREFIX)
+    }
+    values = {k: v for k, v in stored.items() if not k.startswith(_DTYPE_PREFIX)}
+    expected = _entries(like)
+    problems = []
+    missing = sorted(set(expected) - set(values))
+    extra = sorted(set(values) - set(expected))
+    if missing:
+        problems.append(f"missing from the checkpoint: {', '.join(missing)}")
+    if extra:
+        problems.append(f"in the checkpoint but not in `like`: {', '.join(extra)}")
+    for key in sorted(set(expected) & set(values)):
+        want = expected[key]
+        want_dtype = jnp.dtype(getattr(want, "dtype", np.asarray(want).dtype))
+        got_dtype = jnp.dtype(dtypes.get(key, values[key].dtype.name))
+        want_shape = tuple(np.shape(want))
+        if values[key].shape != want_shape:
+            problems.append(
+                f"{key}: shape {values[key].shape} in the checkpoint, {want_shape} expected"
+            )
+        if got_dtype != want_dtype:
+            problems.append(f"{key}: dtype {got_dtype} in the checkpoint, {want_dtype} expected")
+    if problems:
+        raise ValueError(
+            f"checkpoint {os.fspath(path)!r} does not match the tree it is restored into:\n  "
+            + "\n  ".join(problems)
+        )
+
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
+    out = []
+    for p, want in leaves:
+        key = jax.tree_util.keystr(p) or "<root>"
+        a = values[key]
+        dtype = jnp.dtype(dtypes.get(key, a.dtype.name))
+        if a.dtype != dtype:
+            a = a.view(dtype)
+        sharding = getattr(want, "sharding", None)
+        out.append(jax.device_put(a, sharding) if sharding is not None else jnp.asarray(a))
+    return jax.tree_util.tree_unflatten(treedef, out)
