@@ -17,6 +17,7 @@ from jax.sharding import AxisType, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import jax_rmsprop  # noqa: E402
+from jax_rmsprop import checkpoint  # noqa: E402
 
 COLLECTIVES = re.compile(r"all-gather|all-reduce|collective-permute|all-to-all|reduce-scatter")
 facts = {"devices": jax.device_count()}
@@ -63,6 +64,18 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
                 new_s.nu[k].sharding.is_equivalent_to(params[k].sharding, params[k].ndim)
                 and new_p[k].sharding.is_equivalent_to(params[k].sharding, params[k].ndim)
                 for k in params
+            )
+            # a checkpoint restored into a sharded template takes the template's shardings
+            path = os.path.join(os.environ["CKPT_DIR"], f"{mode}-{name}.npz")
+            checkpoint.save(path, new_s)
+            back = checkpoint.restore(path, state)
+            facts[f"{mode}/{name}/restore_keeps_sharding"] = all(
+                a.sharding.is_equivalent_to(b.sharding, a.ndim)
+                for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state))
+            )
+            facts[f"{mode}/{name}/restore_equal"] = all(
+                bool(np.array_equal(np.asarray(a), np.asarray(b)))
+                for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(new_s))
             )
         ostate = jax.jit(optax.rmsprop(0.01).init)(params)[0]
         facts[f"{mode}/optax_init_same_sharding"] = all(

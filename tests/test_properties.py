@@ -105,8 +105,9 @@ def _reference(cfg, x0, grads):
     """The reference's updates, and the magnitude of the terms summed into each of them.
 
     The magnitude runs the momentum trace over the absolute scaled gradients and adds the
-    weight-decay term of the parameters' own magnitude: an update that is a small difference of large terms (a
-    trace reversing, decay cancelling the gradient) is only defined to their precision.
+    weight-decay term of the parameters' own magnitude: an update that is a small
+    difference of large terms (a trace reversing, decay cancelling the gradient) is only
+    defined to their precision.
     """
     kw = {k: v for k, v in cfg.items() if k not in ("lr", "schedule")}
     lr = _lr(cfg)[1]

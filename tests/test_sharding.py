@@ -13,9 +13,13 @@ MODES = ["auto", "explicit"]
 
 
 @pytest.fixture(scope="module")
-def facts():
+def facts(tmp_path_factory):
     script = pathlib.Path(__file__).with_name("sharded_checks.py")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        CKPT_DIR=str(tmp_path_factory.mktemp("ckpt")),
+    )
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600
     )
@@ -40,6 +44,13 @@ def test_jit_init_gives_each_state_leaf_its_params_sharding(facts, mode, config)
 def test_compiled_step_has_no_collectives(facts, mode, config):
     assert facts[f"{mode}/{config}/collectives"] == []
     assert facts[f"{mode}/{config}/step_keeps_sharding"]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("mode", MODES)
+def test_checkpoint_restores_into_the_templates_shardings(facts, mode, config):
+    assert facts[f"{mode}/{config}/restore_keeps_sharding"]
+    assert facts[f"{mode}/{config}/restore_equal"]
 
 
 def test_optax_init_replicates_on_an_auto_mesh(facts):

@@ -1,5 +1,6 @@
 """jax-rmsprop: RMSProp for JAX done properly."""
 
+from . import checkpoint as checkpoint
 from . import compat as compat
 from . import flat as flat
 from . import problems as problems
@@ -22,6 +23,7 @@ __all__ = [
     "SweepResult",
     "Trajectory",
     "__version__",
+    "checkpoint",
     "compat",
     "problems",
     "rmsprop",

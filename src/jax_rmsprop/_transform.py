@@ -319,8 +319,8 @@ def rmsprop(
       >>> state = tx.init(params)
       >>> grads = jax.grad(lambda x: jnp.sum(x**2))(params)
       >>> updates, state = tx.update(grads, state, params)
-      >>> print(optax.apply_updates(params, updates))
-      [4.6837726 3.6837723]
+      >>> print(optax.apply_updates(params, updates).round(6))  # 5 - 0.1 * 10 / sqrt(10)
+      [4.683772 3.683772]
 
     References:
       Hinton, Srivastava, Swersky, *Neural Networks for Machine Learning*, lecture 6e, 2012.

@@ -1,0 +1,106 @@
+"""Checkpoint and resume: bit-identical continuation, clear errors on a mismatched tree."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jax_rmsprop
+from jax_rmsprop import checkpoint
+
+
+def _tx(**kw):
+    opts = dict(momentum=0.9, centered=True, state_dtype=jnp.float32) | kw
+    make = optax.inject_hyperparams(
+        jax_rmsprop.rmsprop, static_args="state_dtype", hyperparam_dtype=jnp.float32
+    )
+    return optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.apply_if_finite(
+            make(learning_rate=optax.cosine_decay_schedule(0.1, 12), **opts),
+            max_consecutive_errors=3,
+        ),
+    )
+
+
+PARAMS = {
+    "w": jnp.linspace(-1, 1, 12, dtype=jnp.float32).reshape(3, 4),
+    "b": jnp.linspace(0, 1, 4, dtype=jnp.bfloat16),
+    "s": jnp.asarray(0.5, jnp.float64),
+}
+
+
+def _loss(p):
+    return (
+        jnp.sum(jnp.sin(3 * p["w"]) ** 2) + jnp.sum(p["b"].astype(jnp.float32) ** 2) + p["s"] ** 4
+    )
+
+
+def _steps(tx, params, state, n):
+    @jax.jit
+    def step(params, state):
+        g = jax.grad(_loss)(params)
+        u, state = tx.update(g, state, params)
+        return optax.apply_updates(params, u), state
+
+    for _ in range(n):
+        params, state = step(params, state)
+    return params, state
+
+
+def test_resume_is_bit_identical(tmp_path):
+    tx = _tx()
+    straight = _steps(tx, PARAMS, tx.init(PARAMS), 12)
+
+    params, state = _steps(tx, PARAMS, tx.init(PARAMS), 5)
+    checkpoint.save(tmp_path / "ckpt.npz", {"params": params, "opt_state": state})
+    del params, state
+    # a fresh process would only have the initial params and the optimizer
+    back = checkpoint.restore(
+        tmp_path / "ckpt.npz", {"params": PARAMS, "opt_state": tx.init(PARAMS)}
+    )
+    resumed = _steps(tx, back["params"], back["opt_state"], 7)
+
+    assert jax.tree.structure(resumed) == jax.tree.structure(straight)
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the schedule's counter and the optimizer's own count came back
+    inner = resumed[1][1].inner_state
+    assert int(inner.count) == 12 and int(inner.inner_state.count) == 12
+
+
+def test_bfloat16_round_trips_bit_for_bit(tmp_path):
+    x = jax.random.normal(jax.random.PRNGKey(0), (64,)).astype(jnp.bfloat16)
+    checkpoint.save(tmp_path / "x.npz", {"x": x})
+    y = checkpoint.restore(tmp_path / "x.npz", {"x": jnp.zeros(64, jnp.bfloat16)})["x"]
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(x).view(np.uint16), np.asarray(y).view(np.uint16))
+
+
+def test_a_different_optimizer_is_refused_with_the_paths(tmp_path):
+    tx = _tx()
+    checkpoint.save(tmp_path / "c.npz", tx.init(PARAMS))
+    other = _tx(centered=False)  # no mu
+    with pytest.raises(ValueError, match=r"in the checkpoint but not in `like`: .*\.mu\['b'\]"):
+        checkpoint.restore(tmp_path / "c.npz", other.init(PARAMS))
+    more = _tx(centered=True, momentum=None)  # no trace
+    with pytest.raises(ValueError, match=r"\.trace\['w'\]"):
+        checkpoint.restore(tmp_path / "c.npz", more.init(PARAMS))
+
+
+def test_shape_and_dtype_mismatches_are_named(tmp_path):
+    tx = jax_rmsprop.rmsprop(0.1)
+    checkpoint.save(tmp_path / "c.npz", tx.init(PARAMS))
+    wrong_shape = dict(PARAMS, w=jnp.zeros((4, 3), jnp.float32))
+    with pytest.raises(
+        ValueError, match=r"\.nu\['w'\]: shape \(3, 4\) in the checkpoint, \(4, 3\)"
+    ):
+        checkpoint.restore(tmp_path / "c.npz", tx.init(wrong_shape))
+    wrong_dtype = dict(PARAMS, b=jnp.zeros(4, jnp.float32))
+    with pytest.raises(ValueError, match=r"\.nu\['b'\]: dtype bfloat16 in the checkpoint, float32"):
+        checkpoint.restore(tmp_path / "c.npz", tx.init(wrong_dtype))
+    missing = {k: v for k, v in PARAMS.items() if k != "s"}
+    with pytest.raises(ValueError, match=r"not in `like`: \.nu\['s'\]"):
+        checkpoint.restore(tmp_path / "c.npz", tx.init(missing))
