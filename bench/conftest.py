@@ -16,13 +16,16 @@ def device():
 
 
 def donated_loop(step, state, *extra):
-    """A callable that runs ``state = step(*state, *extra)`` and blocks; state is donated."""
-    holder = [state]
+    """A callable that runs ``state = step(*state, *extra)`` and blocks; state is donated.
+
+    The latest state is ``run.state``.
+    """
 
     def run():
-        holder[0] = step(*holder[0], *extra)
-        jax.block_until_ready(holder[0])
+        run.state = step(*run.state, *extra)
+        jax.block_until_ready(run.state)
 
+    run.state = state
     run()  # compile and warm up outside the timer
     run()
     return run
