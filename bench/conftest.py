@@ -1,4 +1,7 @@
+import time
+
 import jax
+import numpy as np
 import pytest
 
 
@@ -35,3 +38,27 @@ def per_second(benchmark, work):
     """``work`` / median seconds, or None under --benchmark-disable (no timings)."""
     stats = getattr(benchmark, "stats", None)
     return None if stats is None else work / stats.stats.median
+
+
+def round_robin(benchmark, kernels, rounds):
+    """Times ``kernels`` (name -> callable) one call each per round, alternating the order.
+
+    Separate benchmarks run minutes apart on a shared machine; round-robin rounds see the
+    same machine state, so their ratios are the figures to quote. The order reverses every
+    round, so no kernel always follows the same one. Returns the median ms per kernel and
+    records them in ``extra_info`` as ``<name>_ms``.
+    """
+    times = {k: [] for k in kernels}
+
+    def one_round():
+        order = list(kernels)[:: -1 if len(times[next(iter(kernels))]) % 2 else 1]
+        for name in order:
+            t = time.perf_counter()
+            kernels[name]()
+            times[name].append(time.perf_counter() - t)
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
+    med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+    benchmark.extra_info["rounds"] = len(next(iter(times.values())))
+    benchmark.extra_info.update({f"{k}_ms": round(v, 4) for k, v in med.items()})
+    return med

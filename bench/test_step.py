@@ -1,14 +1,13 @@
 """Groups step-throughput and roofline: one optimizer step + apply on float32 vectors."""
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import big_enabled, donated_loop, per_second
+from conftest import big_enabled, donated_loop, per_second, round_robin
 
 import jax_rmsprop
 
@@ -108,11 +107,10 @@ def test_torch_step(benchmark, n, device):
 
 @pytest.mark.benchmark(group="interleaved")
 def test_interleaved(benchmark, n_large, device):
-    """Roofline, arithmetic floor, ours and optax in round-robin, one step each.
+    """Roofline, arithmetic floor, ours and optax in round-robin (``conftest.round_robin``).
 
-    Separate benchmarks run minutes apart on a shared machine; round-robin rounds see the
-    same machine state, so their ratios are the figures to quote. The arithmetic floor moves
-    the same bytes and does only the mandatory arithmetic (one root and one division).
+    The arithmetic floor moves the same bytes as the roofline and does only the mandatory
+    arithmetic (one root and one division).
     """
     n = n_large
     params = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.float32)
@@ -146,27 +144,12 @@ def test_interleaved(benchmark, n_large, device):
         "ours": make(ours_tx := jax_rmsprop.rmsprop(1e-3)),
         "optax": make(optax_tx := optax.rmsprop(1e-3, eps_in_sqrt=False)),
     }
-    times = {k: [] for k in kernels}
-
-    def round_robin():
-        # the order reverses every round, so no kernel always follows the same one
-        order = list(kernels)[:: 1 if len(times["ours"]) % 2 else -1]
-        for name in order:
-            run = kernels[name]
-            t = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - t)
-
-    benchmark.pedantic(round_robin, rounds={10**6: 200, 10**7: 60}.get(n, 5), iterations=1)
+    med = round_robin(benchmark, kernels, rounds={10**6: 200, 10**7: 60}.get(n, 5))
 
     # the same number of steps from the same start: the kernels compute the same thing
     ours = np.asarray(kernels["ours"].state[0])
     np.testing.assert_allclose(ours, np.asarray(kernels["optax"].state[0]), rtol=1e-5)
-    med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
-    benchmark.extra_info.update(
-        elements=n, bytes=BYTES_PER_ELEMENT * n, device=device, rounds=len(times["ours"])
-    )
-    benchmark.extra_info.update({f"{k}_ms": round(v, 4) for k, v in med.items()})
+    benchmark.extra_info.update(elements=n, bytes=BYTES_PER_ELEMENT * n, device=device)
     benchmark.extra_info["ours/roofline"] = round(med["ours"] / med["roofline"], 3)
     benchmark.extra_info["ours/arithmetic"] = round(med["ours"] / med["arithmetic"], 3)
     benchmark.extra_info["ours/optax"] = round(med["ours"] / med["optax"], 3)
