@@ -144,7 +144,7 @@ def test_interleaved(benchmark, n_large, device):
         "ours": make(ours_tx := jax_rmsprop.rmsprop(1e-3)),
         "optax": make(optax_tx := optax.rmsprop(1e-3, eps_in_sqrt=False)),
     }
-    med = round_robin(benchmark, kernels, rounds={10**6: 200, 10**7: 60}.get(n, 5))
+    med = round_robin(benchmark, kernels, rounds={10**6: 200, 10**7: 60}.get(n, 10))
 
     # the same number of steps from the same start: the kernels compute the same thing
     ours = np.asarray(kernels["ours"].state[0])

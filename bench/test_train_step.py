@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import donated_loop
+from conftest import donated_loop, round_robin
 
 import jax_rmsprop
 
@@ -58,27 +58,31 @@ def make_train_step(tx, flat):
     return train_step
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.benchmark(group="train-step")
-def test_train_step(benchmark, variant, device):
-    make, flat = VARIANTS[variant]
-    tx = make()
-    params = experts_params()
-    params = jax_rmsprop.flatten(params) if flat else params
+def test_train_step(benchmark, device):
+    """The three variants in round-robin (``conftest.round_robin``), donated."""
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=(BATCH, EXPERTS, WIDTH)), jnp.float32)
     y = jnp.asarray(rng.normal(size=(BATCH, EXPERTS, WIDTH)), jnp.float32)
-    step = make_train_step(tx, flat)
-    state = tx.init(params)
-    t0 = time.perf_counter()
-    compiled = step.lower(params, state, x, y).compile()
-    compile_s = time.perf_counter() - t0
-    run = donated_loop(compiled, (params, state), x, y)
-    benchmark.pedantic(run, rounds=20, iterations=1)
+    kernels, compile_s = {}, {}
+    for variant, (make, flat) in VARIANTS.items():
+        tx = make()
+        params = experts_params()
+        params = jax_rmsprop.flatten(params) if flat else params
+        state = tx.init(params)
+        t0 = time.perf_counter()
+        compiled = make_train_step(tx, flat).lower(params, state, x, y).compile()
+        compile_s[variant] = round(time.perf_counter() - t0, 2)
+        kernels[variant] = donated_loop(compiled, (params, state), x, y)
+    med = round_robin(benchmark, kernels, rounds=40)
+    # the same steps from the same start
+    ref = kernels["optax-tree"].state[0]
+    for variant in ("ours-tree", "ours-flat"):
+        got = kernels[variant].state[0]
+        got = got.tree if isinstance(got, jax_rmsprop.Flat) else got
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got, ref)
     benchmark.extra_info.update(
-        model=f"{EXPERTS} experts",
-        leaves=2 * EXPERTS,
-        buffers=len(jax.tree.leaves(params)),
-        compile_s=round(compile_s, 2),
-        device=device,
+        model=f"{EXPERTS} experts", leaves=2 * EXPERTS, compile_s=compile_s, device=device
     )
+    benchmark.extra_info["optax-tree/ours-flat"] = round(med["optax-tree"] / med["ours-flat"], 2)
+    benchmark.extra_info["optax-tree/ours-tree"] = round(med["optax-tree"] / med["ours-tree"], 3)
