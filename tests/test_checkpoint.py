@@ -104,3 +104,16 @@ def test_shape_and_dtype_mismatches_are_named(tmp_path):
     missing = {k: v for k, v in PARAMS.items() if k != "s"}
     with pytest.raises(ValueError, match=r"not in `like`: \.nu\['s'\]"):
         checkpoint.restore(tmp_path / "c.npz", tx.init(missing))
+
+
+def test_flat_layouts_are_told_apart(tmp_path):
+    """Same buffer sizes, other layout: refused, not silently reinterpreted."""
+    tx = jax_rmsprop.rmsprop(0.1, momentum=0.9)
+    a = jax_rmsprop.flatten({"a": jnp.arange(3.0), "b": jnp.arange(2.0)})
+    b = jax_rmsprop.flatten({"a": jnp.arange(2.0), "b": jnp.arange(3.0)})
+    assert a.buffers[0].shape == b.buffers[0].shape
+    checkpoint.save(tmp_path / "f.npz", {"params": a, "opt_state": tx.init(a)})
+    back = checkpoint.restore(tmp_path / "f.npz", {"params": a, "opt_state": tx.init(a)})
+    np.testing.assert_array_equal(back["params"].tree["a"], a.tree["a"])
+    with pytest.raises(ValueError, match=r"missing from the checkpoint: .*float64@"):
+        checkpoint.restore(tmp_path / "f.npz", {"params": b, "opt_state": tx.init(b)})

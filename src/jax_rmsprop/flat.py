@@ -29,6 +29,8 @@ matter.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 from typing import Any
 
 import jax
@@ -46,7 +48,14 @@ class _Layout:
     sizes: tuple[int, ...]  # elements per buffer
 
 
-@jax.tree_util.register_pytree_node_class
+@functools.lru_cache(maxsize=256)
+def _fingerprint(layout: _Layout) -> str:
+    """A short digest of the layout, stable across processes (for checkpoint key paths)."""
+    text = repr((str(layout.treedef), layout.dtypes, layout.leaves))
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+@jax.tree_util.register_pytree_with_keys_class
 class Flat:
     """Parameters (or gradients, or state) stored as one 1-D buffer per dtype.
 
@@ -64,6 +73,15 @@ class Flat:
     def tree_flatten(self):
         """Pytree protocol: the buffers are the leaves, the layout is static."""
         return self.buffers, self.layout
+
+    def tree_flatten_with_keys(self):
+        """Pytree protocol, with a key per buffer: its dtype and the layout's digest.
+
+        A checkpoint of another layout with the same buffer sizes then does not match.
+        """
+        fp = _fingerprint(self.layout)
+        keys = [jax.tree_util.DictKey(f"{d}@{fp}") for d in self.layout.dtypes]
+        return tuple(zip(keys, self.buffers)), self.layout
 
     @classmethod
     def tree_unflatten(cls, layout, buffers):
