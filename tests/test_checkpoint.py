@@ -117,3 +117,14 @@ def test_flat_layouts_are_told_apart(tmp_path):
     np.testing.assert_array_equal(back["params"].tree["a"], a.tree["a"])
     with pytest.raises(ValueError, match=r"missing from the checkpoint: .*float64@"):
         checkpoint.restore(tmp_path / "f.npz", {"params": b, "opt_state": tx.init(b)})
+
+
+def test_an_abstract_template_is_enough(tmp_path):
+    tx = jax_rmsprop.rmsprop(0.1, centered=True)
+    params, state = _steps(jax_rmsprop.rmsprop(0.1, centered=True), PARAMS, tx.init(PARAMS), 3)
+    checkpoint.save(tmp_path / "a.npz", {"params": params, "opt_state": state})
+    like = jax.eval_shape(lambda p: {"params": p, "opt_state": tx.init(p)}, PARAMS)
+    back = checkpoint.restore(tmp_path / "a.npz", like)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves({"params": params, "opt_state": state})):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -74,8 +74,9 @@ def restore(path: str | os.PathLike, like: Any) -> Any:
     Args:
       path: the ``.npz`` file.
       like: a pytree with the expected structure, shapes and dtypes, e.g.
-        ``tx.init(params)`` or ``{"params": params, "opt_state": tx.init(params)}``.
-        Its arrays' shardings are given to the restored arrays.
+        ``tx.init(params)`` or ``{"params": params, "opt_state": tx.init(params)}``;
+        abstract values work too (``jax.eval_shape(tx.init, params)``, nothing is
+        allocated). Its arrays' shardings are given to the restored arrays.
 
     Returns:
       A pytree with the structure of ``like`` and the checkpoint's values.
@@ -100,9 +101,9 @@ def restore(path: str | os.PathLike, like: Any) -> Any:
         problems.append(f"in the checkpoint but not in `like`: {', '.join(extra)}")
     for key in sorted(set(expected) & set(values)):
         want = expected[key]
-        want_dtype = jnp.dtype(getattr(want, "dtype", np.asarray(want).dtype))
+        want_dtype = jnp.dtype(want.dtype if hasattr(want, "dtype") else np.asarray(want).dtype)
         got_dtype = jnp.dtype(dtypes.get(key, values[key].dtype.name))
-        want_shape = tuple(np.shape(want))
+        want_shape = tuple(want.shape if hasattr(want, "shape") else np.shape(want))
         if values[key].shape != want_shape:
             problems.append(
                 f"{key}: shape {values[key].shape} in the checkpoint, {want_shape} expected"
