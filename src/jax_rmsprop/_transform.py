@@ -309,7 +309,9 @@ def rmsprop(
       ValueError: for a concrete negative or NaN ``learning_rate``, ``decay`` outside
         [0, 1], negative ``eps`` or ``initial_scale``, ``momentum`` outside [0, 1),
         or ``nesterov`` without ``momentum``. Traced values (under ``jit``/``vmap``)
-        are not checked.
+        are not range-checked. Any hyperparameter array in bfloat16 or float16 (traced
+        or not) is refused: ``optax.inject_hyperparams`` casts to the params' dtype
+        unless given ``hyperparam_dtype=jnp.float32``, and 0.999 is 1.0 in bfloat16.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax
