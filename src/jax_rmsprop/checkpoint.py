@@ -37,15 +37,16 @@ _DTYPE_PREFIX = "__dtype__/"
 _RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
-def _entries(tree: Any) -> dict[str, Any]:
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+def _entries(tree: Any) -> tuple[dict[str, Any], Any]:
+    """The leaves of ``tree`` by key path (in flattening order), and its treedef."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
     out = {}
     for path, leaf in leaves:
         key = jax.tree_util.keystr(path) or "<root>"
         if key in out:  # pragma: no cover - keystr is injective for standard containers
             raise ValueError(f"checkpoint: two leaves share the path {key!r}.")
         out[key] = leaf
-    return out
+    return out, treedef
 
 
 def save(path: str | os.PathLike, tree: Any) -> None:
@@ -56,7 +57,7 @@ def save(path: str | os.PathLike, tree: Any) -> None:
       tree: any pytree of arrays (parameters, optimizer state, both in a dict).
     """
     arrays = {}
-    for key, leaf in _entries(tree).items():
+    for key, leaf in _entries(tree)[0].items():
         a = np.asarray(jax.device_get(leaf))
         arrays[_DTYPE_PREFIX + key] = np.array(a.dtype.name)
         # ml_dtypes (bfloat16, float8_*) do not survive .npz: stored as their raw bits.
@@ -87,11 +88,12 @@ def restore(path: str | os.PathLike, like: Any) -> Any:
     """
     with np.load(path) as f:
         stored = {k: f[k] for k in f.files}
-    dtypes = {
-        k[len(_DTYPE_PREFIX) :]: str(v) for k, v in stored.items() if k.startswith(_DTYPE_PREFIX)
-    }
-    values = {k: v for k, v in stored.items() if not k.startswith(_DTYPE_PREFIX)}
-    expected = _entries(like)
+    values = {}  # key path -> array in its saved dtype (raw bits viewed back)
+    for key, a in stored.items():
+        if not key.startswith(_DTYPE_PREFIX):
+            dtype = jnp.dtype(str(stored.get(_DTYPE_PREFIX + key, a.dtype.name)))
+            values[key] = a if a.dtype == dtype else a.view(dtype)
+    expected, treedef = _entries(like)
     problems = []
     missing = sorted(set(expected) - set(values))
     extra = sorted(set(values) - set(expected))
@@ -100,30 +102,22 @@ def restore(path: str | os.PathLike, like: Any) -> Any:
     if extra:
         problems.append(f"in the checkpoint but not in `like`: {', '.join(extra)}")
     for key in sorted(set(expected) & set(values)):
-        want = expected[key]
+        want, got = expected[key], values[key]
         want_dtype = jnp.dtype(want.dtype if hasattr(want, "dtype") else np.asarray(want).dtype)
-        got_dtype = jnp.dtype(dtypes.get(key, values[key].dtype.name))
         want_shape = tuple(want.shape if hasattr(want, "shape") else np.shape(want))
-        if values[key].shape != want_shape:
-            problems.append(
-                f"{key}: shape {values[key].shape} in the checkpoint, {want_shape} expected"
-            )
-        if got_dtype != want_dtype:
-            problems.append(f"{key}: dtype {got_dtype} in the checkpoint, {want_dtype} expected")
+        if got.shape != want_shape:
+            problems.append(f"{key}: shape {got.shape} in the checkpoint, {want_shape} expected")
+        if got.dtype != want_dtype:
+            problems.append(f"{key}: dtype {got.dtype} in the checkpoint, {want_dtype} expected")
     if problems:
         raise ValueError(
             f"checkpoint {os.fspath(path)!r} does not match the tree it is restored into:\n  "
             + "\n  ".join(problems)
         )
 
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
     out = []
-    for p, want in leaves:
-        key = jax.tree_util.keystr(p) or "<root>"
-        a = values[key]
-        dtype = jnp.dtype(dtypes.get(key, a.dtype.name))
-        if a.dtype != dtype:
-            a = a.view(dtype)
+    for key, want in expected.items():
         sharding = getattr(want, "sharding", None)
+        a = values[key]
         out.append(jax.device_put(a, sharding) if sharding is not None else jnp.asarray(a))
     return jax.tree_util.tree_unflatten(treedef, out)
