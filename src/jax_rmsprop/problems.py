@@ -90,7 +90,7 @@ def coupled() -> Problem:
 
 
 def cubic() -> Problem:
-    """X - x^3 from -1 (seed 003), local minimum -1/sqrt(3) (unbounded below for x > 1)."""
+    """The cubic x - x^3 from -1 (seed 003), local minimum -1/sqrt(3), unbounded below for x > 1."""
     return _make("cubic", Partial(_cubic), [-1.0], [-1.0 / np.sqrt(3.0)])
 
 
