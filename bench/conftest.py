@@ -1,8 +1,19 @@
+import functools
 import time
 
 import jax
 import numpy as np
+import optax
 import pytest
+
+import jax_rmsprop
+
+# The per-leaf and flat variants compared on many-leaf trees: name -> (factory, flatten?)
+TREE_VARIANTS = {
+    "optax-tree": (lambda: optax.rmsprop(1e-3, eps_in_sqrt=False), False),
+    "ours-tree": (lambda: jax_rmsprop.rmsprop(1e-3), False),
+    "ours-flat": (lambda: jax_rmsprop.rmsprop(1e-3), True),
+}
 
 
 def pytest_addoption(parser):
@@ -16,6 +27,27 @@ def big_enabled(config):
 @pytest.fixture
 def device():
     return str(jax.devices()[0].device_kind)
+
+
+def optimizer_step(tx, donate=True):
+    """``jit(step)`` with ``step(params, state, grads) -> (new params, new state)``."""
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1) if donate else ())
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    return step
+
+
+def assert_same_params(kernels, reference, others, **tol):
+    """The ``donated_loop`` kernels ``others`` hold the same params as ``reference``
+    (``Flat`` params compared through their tree view)."""
+    ref = kernels[reference].state[0]
+    for name in others:
+        got = kernels[name].state[0]
+        got = got.tree if isinstance(got, jax_rmsprop.Flat) else got
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, ref)
 
 
 def donated_loop(step, state, *extra):

@@ -1,13 +1,16 @@
 """Group pytrees: many-leaf trees, per-leaf (plain) vs one buffer per dtype (Flat)."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-from conftest import donated_loop, round_robin
+from conftest import (
+    TREE_VARIANTS,
+    assert_same_params,
+    donated_loop,
+    optimizer_step,
+    round_robin,
+)
 
 import jax_rmsprop
 
@@ -46,20 +49,6 @@ def transformer(layers=12, d=384, vocab=8000):
 
 
 TREES = {"4000-leaves": many_leaves, "transformer": transformer}
-VARIANTS = {
-    "optax-tree": (lambda: optax.rmsprop(1e-3, eps_in_sqrt=False), False),
-    "ours-tree": (lambda: jax_rmsprop.rmsprop(1e-3), False),
-    "ours-flat": (lambda: jax_rmsprop.rmsprop(1e-3), True),
-}
-
-
-def _step(tx):
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def step(p, s, g):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    return step
 
 
 @pytest.fixture(scope="module", params=list(TREES))
@@ -67,15 +56,15 @@ def tree(request):
     return request.param, TREES[request.param]()
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(TREE_VARIANTS))
 @pytest.mark.benchmark(group="pytrees")
 def test_optimizer_step(benchmark, tree, variant, device):
     name, params = tree
-    make, flat = VARIANTS[variant]
+    make, flat = TREE_VARIANTS[variant]
     tx = make()
     params = jax_rmsprop.flatten(params) if flat else jax.tree.map(jnp.copy, params)
     grads = jax.tree.map(lambda x: x * 1e-2, params)
-    run = donated_loop(_step(tx), (params, tx.init(params)), grads)
+    run = donated_loop(optimizer_step(tx), (params, tx.init(params)), grads)
     benchmark.pedantic(run, rounds=10, iterations=1)
     benchmark.extra_info.update(
         tree=name,
@@ -85,17 +74,17 @@ def test_optimizer_step(benchmark, tree, variant, device):
     )
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(TREE_VARIANTS))
 @pytest.mark.benchmark(group="compile-time")
 def test_compile_time(benchmark, variant, device):
     """transformer tree only: the 4000-leaf tree takes ~20 s per compile on this CPU."""
-    make, flat = VARIANTS[variant]
+    make, flat = TREE_VARIANTS[variant]
     tx = make()
     params = transformer()
     params = jax_rmsprop.flatten(params) if flat else params
     state = tx.init(params)
     benchmark.pedantic(
-        lambda: _step(tx).lower(params, state, params).compile(), rounds=2, iterations=1
+        lambda: optimizer_step(tx).lower(params, state, params).compile(), rounds=2, iterations=1
     )
     benchmark.extra_info.update(tree="transformer", device=device)
 
@@ -110,19 +99,17 @@ def test_optimizer_step_interleaved(benchmark, device):
     """
     params = many_leaves()
     kernels = {}
-    variants = dict(VARIANTS, **{"optax-tree-again": VARIANTS["optax-tree"]})
+    variants = dict(TREE_VARIANTS, **{"optax-tree-again": TREE_VARIANTS["optax-tree"]})
     for variant, (make, flat) in variants.items():
         tx = make()
         p = jax_rmsprop.flatten(params) if flat else jax.tree.map(jnp.copy, params)
         grads = jax.tree.map(lambda x: x * 1e-2, p)
-        kernels[variant] = donated_loop(_step(tx), (p, tx.init(p)), grads)
+        kernels[variant] = donated_loop(optimizer_step(tx), (p, tx.init(p)), grads)
     med = round_robin(benchmark, kernels, rounds=30)
-    # all three took the same steps from the same start
-    ref = kernels["optax-tree"].state[0]
-    for variant in ("ours-tree", "ours-flat", "optax-tree-again"):
-        got = kernels[variant].state[0]
-        got = got.tree if isinstance(got, jax_rmsprop.Flat) else got
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), got, ref)
+    # all took the same steps from the same start
+    assert_same_params(
+        kernels, "optax-tree", ("ours-tree", "ours-flat", "optax-tree-again"), rtol=1e-5
+    )
     benchmark.extra_info.update(tree="4000-leaves", device=device)
     benchmark.extra_info["optax-tree/ours-flat"] = round(med["optax-tree"] / med["ours-flat"], 2)
     benchmark.extra_info["optax-tree/ours-tree"] = round(med["optax-tree"] / med["ours-tree"], 3)

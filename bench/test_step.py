@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import big_enabled, donated_loop, per_second, round_robin
+from conftest import big_enabled, donated_loop, optimizer_step, per_second, round_robin
 
 import jax_rmsprop
 
@@ -20,11 +20,16 @@ IMPLS = {
 
 
 def pytest_generate_tests(metafunc):
-    if "n_large" in metafunc.fixturenames:
-        pytest_generate_tests_large(metafunc)
-    if "n" in metafunc.fixturenames:
-        sizes = SIZES + ([10**8] if big_enabled(metafunc.config) else [])
-        metafunc.parametrize("n", sizes, ids=[f"1e{len(str(s)) - 1}" for s in sizes])
+    big = [10**8] if big_enabled(metafunc.config) else []
+    for name, sizes in (("n", SIZES + big), ("n_large", [10**6, 10**7] + big)):
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, sizes, ids=[f"1e{len(str(s)) - 1}" for s in sizes])
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def _roofline(p, nu, g):
+    """Moves exactly the update's bytes with trivial arithmetic: the floor for any RMSProp."""
+    return p - 1e-3 * g, nu + g
 
 
 def _info(benchmark, n, device):
@@ -42,13 +47,7 @@ def test_step(benchmark, impl, n, donate, device):
     tx = IMPLS[impl]()
     params = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.float32)
     grads = params * 1e-2
-
-    @functools.partial(jax.jit, donate_argnums=(0, 1) if donate else ())
-    def step(p, s, g):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    run = donated_loop(step, (params, tx.init(params)), grads)
+    run = donated_loop(optimizer_step(tx, donate), (params, tx.init(params)), grads)
     benchmark.pedantic(run, rounds=_rounds(n), iterations=1)
     _info(benchmark, n, device)
     rate = per_second(benchmark, BYTES_PER_ELEMENT * n / 1e9)
@@ -57,25 +56,15 @@ def test_step(benchmark, impl, n, donate, device):
 
 @pytest.mark.benchmark(group="roofline")
 def test_roofline(benchmark, n, device):
-    """Moves exactly the update's bytes with trivial arithmetic: the floor for any RMSProp."""
+    """``_roofline`` alone."""
     p = jnp.ones((n,), jnp.float32)
     nu = jnp.ones((n,), jnp.float32)
     g = jnp.full((n,), 0.5, jnp.float32)
-
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def kernel(p, nu, g):
-        return p - 1e-3 * g, nu + g
-
-    run = donated_loop(kernel, (p, nu), g)
+    run = donated_loop(_roofline, (p, nu), g)
     benchmark.pedantic(run, rounds=_rounds(n), iterations=1)
     _info(benchmark, n, device)
     rate = per_second(benchmark, BYTES_PER_ELEMENT * n / 1e9)
     benchmark.extra_info["GB/s"] = rate
-
-
-def pytest_generate_tests_large(metafunc):
-    sizes = [10**6, 10**7] + ([10**8] if big_enabled(metafunc.config) else [])
-    metafunc.parametrize("n_large", sizes, ids=[f"1e{len(str(s)) - 1}" for s in sizes])
 
 
 @pytest.mark.benchmark(group="torch")
@@ -116,21 +105,14 @@ def test_interleaved(benchmark, n_large, device):
     params = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.float32)
     grads = params * 1e-2
 
-    def make(tx):
-        @functools.partial(jax.jit, donate_argnums=(0, 1))
-        def step(p, s, g):
-            u, s = tx.update(g, s, p)
-            return optax.apply_updates(p, u), s
-
+    def make(impl):
+        tx = IMPLS[impl]()
+        step = optimizer_step(tx)
         state = tx.init(params)
         m = step.lower(params, state, grads).compile().memory_analysis()
         peak = m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-        peaks[tx] = (peak + m.temp_size_in_bytes) / n
+        peaks[impl] = (peak + m.temp_size_in_bytes) / n
         return donated_loop(step, (jnp.copy(params), state), grads)
-
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def roofline(p, nu, g):
-        return p - 1e-3 * g, nu + g
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def arithmetic(p, nu, g):
@@ -139,10 +121,10 @@ def test_interleaved(benchmark, n_large, device):
 
     peaks = {}  # XLA's accounting of the compiled step: bytes per element at its peak
     kernels = {
-        "roofline": donated_loop(roofline, (jnp.copy(params), jnp.ones(n)), grads),
+        "roofline": donated_loop(_roofline, (jnp.copy(params), jnp.ones(n)), grads),
         "arithmetic": donated_loop(arithmetic, (jnp.copy(params), jnp.zeros(n)), grads),
-        "ours": make(ours_tx := jax_rmsprop.rmsprop(1e-3)),
-        "optax": make(optax_tx := optax.rmsprop(1e-3, eps_in_sqrt=False)),
+        "ours": make("ours"),
+        "optax": make("optax"),
     }
     med = round_robin(benchmark, kernels, rounds={10**6: 200, 10**7: 60}.get(n, 10))
 
@@ -154,7 +136,4 @@ def test_interleaved(benchmark, n_large, device):
     benchmark.extra_info["ours/arithmetic"] = round(med["ours"] / med["arithmetic"], 3)
     benchmark.extra_info["ours/optax"] = round(med["ours"] / med["optax"], 3)
     benchmark.extra_info["GB/s"] = BYTES_PER_ELEMENT * n / 1e9 / (med["ours"] / 1e3)
-    benchmark.extra_info["peak_bytes_per_element"] = {
-        "ours": round(peaks[ours_tx], 3),
-        "optax": round(peaks[optax_tx], 3),
-    }
+    benchmark.extra_info["peak_bytes_per_element"] = {k: round(v, 3) for k, v in peaks.items()}

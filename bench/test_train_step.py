@@ -16,16 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import donated_loop, round_robin
+from conftest import TREE_VARIANTS, assert_same_params, donated_loop, round_robin
 
 import jax_rmsprop
 
 EXPERTS, WIDTH, BATCH = 300, 16, 8  # 600 leaves; compiles in 8-17 s per variant on 2 cores
-VARIANTS = {
-    "optax-tree": (lambda: optax.rmsprop(1e-3, eps_in_sqrt=False), False),
-    "ours-tree": (lambda: jax_rmsprop.rmsprop(1e-3), False),
-    "ours-flat": (lambda: jax_rmsprop.rmsprop(1e-3), True),
-}
 
 
 def experts_params(k=EXPERTS, d=WIDTH):
@@ -65,7 +60,7 @@ def test_train_step(benchmark, device):
     x = jnp.asarray(rng.normal(size=(BATCH, EXPERTS, WIDTH)), jnp.float32)
     y = jnp.asarray(rng.normal(size=(BATCH, EXPERTS, WIDTH)), jnp.float32)
     kernels, compile_s = {}, {}
-    for variant, (make, flat) in VARIANTS.items():
+    for variant, (make, flat) in TREE_VARIANTS.items():
         tx = make()
         params = experts_params()
         params = jax_rmsprop.flatten(params) if flat else params
@@ -76,11 +71,7 @@ def test_train_step(benchmark, device):
         kernels[variant] = donated_loop(compiled, (params, state), x, y)
     med = round_robin(benchmark, kernels, rounds=40)
     # the same steps from the same start
-    ref = kernels["optax-tree"].state[0]
-    for variant in ("ours-tree", "ours-flat"):
-        got = kernels[variant].state[0]
-        got = got.tree if isinstance(got, jax_rmsprop.Flat) else got
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got, ref)
+    assert_same_params(kernels, "optax-tree", ("ours-tree", "ours-flat"), rtol=1e-4, atol=1e-6)
     benchmark.extra_info.update(
         model=f"{EXPERTS} experts", leaves=2 * EXPERTS, compile_s=compile_s, device=device
     )
