@@ -4,21 +4,32 @@ import numpy as np
 import optax
 
 
-def apply_sequence(tx, x0, grads, wrap=jax.jit):
-    """Feeds a fixed gradient sequence to ``tx``; returns the parameter path (T+1, ...)."""
+def run_steps(tx, x0, grads, wrap=jax.jit):
+    """Feeds a fixed gradient sequence to ``tx``.
+
+    Returns the params and states (each starting with the initial one) and the updates,
+    as lists, one entry per step.
+    """
 
     def step(p, s, g):
         u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
+        return optax.apply_updates(p, u), s, u
 
     step = wrap(step)
     p = jnp.asarray(x0)
     s = tx.init(p)
-    path = [p]
+    params, states, updates = [p], [s], []
     for g in grads:
-        p, s = step(p, s, jnp.asarray(g, p.dtype))
-        path.append(p)
-    return np.stack([np.asarray(q) for q in path])
+        p, s, u = step(p, s, jnp.asarray(g, p.dtype))
+        params.append(p)
+        states.append(s)
+        updates.append(u)
+    return params, states, updates
+
+
+def apply_sequence(tx, x0, grads, wrap=jax.jit):
+    """The parameter path (T+1, ...) of :func:`run_steps`."""
+    return np.stack([np.asarray(q) for q in run_steps(tx, x0, grads, wrap)[0]])
 
 
 def assert_close_path(actual, expected, rtol, err_msg=""):

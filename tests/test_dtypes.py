@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import run_steps
 from reference import rmsprop_reference
 
 import jax_rmsprop
@@ -32,16 +33,11 @@ def test_dtype_matrix(dtype, state_dtype, variant):
     p0 = jnp.asarray(rng.standard_normal(16), dtype)
     grads = jnp.asarray(rng.standard_normal((STEPS, 16)), dtype)
 
-    @jax.jit
-    def step(p, s, g):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s, u
-
-    p, s, updates = p0, tx.init(p0), []
-    for g in grads:
-        p, s, u = step(p, s, g)
-        updates.append(np.asarray(u, np.float64))
+    params, states, raw_updates = run_steps(tx, p0, grads)
+    p, s = params[-1], states[-1]
+    for u in raw_updates:
         assert u.dtype == dtype, "updates come back in the gradients' dtype"
+    updates = [np.asarray(u, np.float64) for u in raw_updates]
     assert p.dtype == dtype, "the params are not promoted"
     store = jnp.dtype(state_dtype or dtype)
     for name in ("nu", "mu", "trace"):

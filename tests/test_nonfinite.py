@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from helpers import run_steps
 
 import jax_rmsprop
 
@@ -20,19 +21,9 @@ def _inner():
 
 
 def _run(tx, grads):
-    @jax.jit
-    def step(p, s, g):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s, u
-
-    p = jnp.linspace(-1, 1, 5, dtype=jnp.float32)
-    s = tx.init(p)
-    states, updates = [s], []
-    for g in grads:
-        p, s, u = step(p, s, g)
-        states.append(s)
-        updates.append(u)
-    return p, states, updates
+    """The final params, the states (initial one first) and the updates."""
+    params, states, updates = run_steps(tx, jnp.linspace(-1, 1, 5, dtype=jnp.float32), grads)
+    return params[-1], states, updates
 
 
 def _assert_trees_equal(a, b):

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import apply_sequence
 
 import jax_rmsprop
 
@@ -49,14 +50,8 @@ def test_jit_and_eager_agree_and_runs_are_deterministic():
     tx = jax_rmsprop.rmsprop(0.01, momentum=0.9, centered=True, eps=1e-6)
     grads = jax.random.normal(jax.random.PRNGKey(1), (10, 6), jnp.float32)
 
-    def run(update):
-        p = jnp.linspace(-1, 1, 6, dtype=jnp.float32)
-        s = tx.init(p)
-        for g in grads:
-            u, s = update(g, s, p)
-            p = p + u
-        return np.asarray(p)
-
-    a, b = run(jax.jit(tx.update)), run(jax.jit(tx.update))
+    p0 = jnp.linspace(-1, 1, 6, dtype=jnp.float32)
+    run = lambda wrap: apply_sequence(tx, p0, grads, wrap)[-1]  # noqa: E731
+    a, b = run(jax.jit), run(jax.jit)
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(run(tx.update), a, rtol=1e-6)
+    np.testing.assert_allclose(run(lambda f: f), a, rtol=1e-6)
