@@ -4,15 +4,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import (
+
+import jax_rmsprop
+
+from .helpers import (
     TREE_VARIANTS,
     assert_same_params,
     donated_loop,
     optimizer_step,
     round_robin,
 )
-
-import jax_rmsprop
 
 
 def many_leaves(n=4000):

@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import big_enabled, donated_loop, optimizer_step, per_second, round_robin
 
 import jax_rmsprop
+
+from .helpers import big_enabled, donated_loop, optimizer_step, per_second, round_robin
 
 SIZES = [10**3, 10**4, 10**5, 10**6, 10**7]
 BYTES_PER_ELEMENT = 20  # read params, grads, nu; write params, nu (float32)

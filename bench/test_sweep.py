@@ -6,10 +6,11 @@ import jax
 import numpy as np
 import optax
 import pytest
-from conftest import per_second
 
 import jax_rmsprop
 from jax_rmsprop import problems
+
+from .helpers import per_second
 
 GRID = {"learning_rate": np.logspace(-4, 0, 64), "decay": np.linspace(0.5, 0.999, 64)}
 STEPS = 1000

@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import TREE_VARIANTS, assert_same_params, donated_loop, round_robin
 
 import jax_rmsprop
+
+from .helpers import TREE_VARIANTS, assert_same_params, donated_loop, round_robin
 
 EXPERTS, WIDTH, BATCH = 300, 16, 8  # 600 leaves; compiles in 8-17 s per variant on 2 cores
 

@@ -5,9 +5,10 @@ import csv
 import numpy as np
 import pytest
 from PIL import Image
-from test_seeds import SEED_000_TABLE
 
 from jax_rmsprop import __version__, cli
+
+from .test_seeds import SEED_000_TABLE
 
 
 def test_version_and_help(capsys):

@@ -10,10 +10,11 @@ import pathlib
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import apply_sequence, assert_close_path
-from reference import tf1_reference, torch_reference
 
 from jax_rmsprop import compat
+
+from .helpers import apply_sequence, assert_close_path
+from .reference import tf1_reference, torch_reference
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 TOL = {"float64": 1e-12, "float32": 2e-5}

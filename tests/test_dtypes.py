@@ -5,10 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import run_steps
-from reference import rmsprop_reference
 
 import jax_rmsprop
+
+from .helpers import run_steps
+from .reference import rmsprop_reference
 
 PARAM_DTYPES = [jnp.float64, jnp.float32, jnp.bfloat16, jnp.float16]
 VARIANTS = {

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import jax_rmsprop
-from jax_rmsprop import compat
 
 
 @pytest.mark.parametrize(
@@ -31,22 +30,6 @@ from jax_rmsprop import compat
 def test_rmsprop_rejects(kwargs, match):
     with pytest.raises(ValueError, match=match):
         jax_rmsprop.rmsprop(**kwargs)
-
-
-@pytest.mark.parametrize(
-    "ctor,kwargs,match",
-    [
-        (compat.torch_rmsprop, dict(lr=-1.0), r"`torch_rmsprop\(learning_rate=...\)`"),
-        (compat.torch_rmsprop, dict(alpha=2.0), r"`torch_rmsprop\(decay=...\)`"),
-        (compat.keras_rmsprop, dict(learning_rate=-1.0), r"`keras_rmsprop\(learning_rate=...\)`"),
-        (compat.keras_rmsprop, dict(momentum=1.0), r"`keras_rmsprop\(momentum=...\)`"),
-        (compat.tf1_rmsprop, dict(learning_rate=0.1, epsilon=-1.0), r"`tf1_rmsprop\(eps=...\)`"),
-        (jax_rmsprop.scale_by_rms, dict(decay=1.01), r"`scale_by_rms\(decay=...\)`"),
-    ],
-)
-def test_compat_and_scale_by_rms_reject(ctor, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        ctor(**kwargs)
 
 
 def test_traced_values_are_not_checked():

@@ -4,9 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from helpers import run_steps
 
 import jax_rmsprop
+
+from .helpers import run_steps
 
 RNG = np.random.default_rng(7)
 GOOD = [jnp.asarray(RNG.standard_normal(5), jnp.float32) for _ in range(4)]

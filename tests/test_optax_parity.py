@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import apply_sequence, assert_close_path
 
 import jax_rmsprop
+
+from .helpers import apply_sequence, assert_close_path
 
 GRID = [
     dict(eps_in_sqrt=e, centered=c, momentum=m, nesterov=n, bias_correction=b, initial_scale=i)

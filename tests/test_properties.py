@@ -23,9 +23,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
-from reference import rmsprop_reference
 
 import jax_rmsprop
+
+from .reference import rmsprop_reference
 
 F32_ULP = 2.0**-23
 F32_STEP_ULPS = 8

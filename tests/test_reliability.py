@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import apply_sequence
 
 import jax_rmsprop
+
+from .helpers import apply_sequence
 
 
 def test_step_count_saturates_at_int32_max():

@@ -5,10 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import apply_sequence
-from reference import rmsprop_reference
 
 import jax_rmsprop
+
+from .helpers import apply_sequence
+from .reference import rmsprop_reference
 
 GRADS = np.random.default_rng(3).normal(size=(15, 4))
 X0 = np.linspace(-1.0, 1.0, 4)

@@ -1,23 +1,42 @@
-r"""The RMSProp gradient transformation.
+r"""The RMSProp gradient transformation, built from a few readable parts.
 
-One fused transformation rather than a chain of optax building blocks: every
-variant (eps inside or outside the root, centered, momentum, Nesterov, bias
-correction, decoupled or coupled weight decay, learning rate before or after the
-momentum trace) is a static branch of one per-leaf update, which XLA fuses into a
-single loop over each parameter buffer.
+- :class:`Convention`: what differs between frameworks' RMSProp (eps inside or outside
+  the root, learning rate before or after the momentum trace, coupled or decoupled weight
+  decay, maximize, complex numbers as pairs of reals). A frozen, static value.
+- :class:`Hyperparams`: the numbers (learning rate, decay, eps, initial scale, momentum,
+  weight decay); each may be a traced array, so ``vmap`` sweeps need no wrapper.
+- Module-level steps, each readable alone: :func:`_moments` (the moving averages and the
+  variance estimate), :func:`_precondition` (the division by the root, with its eps
+  guards decided once per dtype), :func:`_learning_rate_and_momentum` and the weight
+  decay in :func:`_leaf`.
+
+It is one fused transformation rather than optax's chain of building blocks, but not
+for speed: XLA fuses optax's chain into the same loop over each buffer. The reasons are
+one state (:class:`RMSPropState`, so checkpoints, sweeps and shardings see one object),
+one place for every framework's convention, and float32-or-wider arithmetic over
+low-precision storage (the state is cast once per step, not once per chained stage).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._validation import check_precision, check_range, concrete, is_zero
+from ._validation import (
+    ANY,
+    NONNEGATIVE,
+    UNIT,
+    UNIT_HALF_OPEN,
+    check,
+    concrete,
+    is_zero,
+)
 
 ArrayLike = jax.typing.ArrayLike
 ScalarOrSchedule = ArrayLike | Callable[[jax.Array], ArrayLike]
@@ -29,8 +48,8 @@ class RMSPropState(NamedTuple):
     Attributes:
       count: number of updates applied, ``int32``, saturating at its maximum.
         Drives learning-rate schedules and bias correction.
-      nu: exponential moving average of the squared gradients, one array per
-        parameter, in ``state_dtype``.
+      nu: exponential moving average of the squared gradients :math:`|g|^2`, one array
+        per parameter, in ``state_dtype`` (real for complex parameters).
       mu: exponential moving average of the gradients (``centered=True``),
         else ``None``.
       trace: momentum buffer (``momentum`` given), else ``None``.
@@ -42,26 +61,68 @@ class RMSPropState(NamedTuple):
     trace: optax.Updates | None
 
 
-def _as(x: ArrayLike, dtype) -> jax.Array:
-    return jnp.asarray(x, dtype=dtype)
+@dataclasses.dataclass(frozen=True)
+class Convention:
+    r"""How a framework's RMSProp differs from :func:`rmsprop`'s defaults (all static).
+
+    Attributes:
+      eps_in_sqrt: :math:`g/\sqrt{v+\epsilon}` instead of :math:`g/(\sqrt v+\epsilon)`.
+      lr_after_momentum: the trace accumulates the scaled gradient and the learning rate
+        multiplies the trace (PyTorch), instead of the trace accumulating
+        :math:`-\eta s` (optax, Keras, TF1).
+      weight_decay: ``"decoupled"``: :math:`\Delta \mathrel{+}= -\eta\lambda\theta`
+        outside the trace (Keras 3, AdamW); ``"coupled"``: :math:`g \mathrel{+}=
+        \lambda\theta` before the moments (PyTorch).
+      maximize: ascend (:math:`g \to -g`).
+      complex_as_real: a complex parameter is its real and imaginary parts, each with its
+        own second moment (PyTorch's ``view_as_real``), instead of one moment of
+        :math:`|g|^2` (optax).
+    """
+
+    eps_in_sqrt: bool = False
+    lr_after_momentum: bool = False
+    weight_decay: Literal["decoupled", "coupled"] = "decoupled"
+    maximize: bool = False
+    complex_as_real: bool = False
 
 
-def _fill_like(p: jax.Array, value: ArrayLike, dtype) -> jax.Array:
-    # Derived from ``p`` elementwise (not ``jnp.full_like``) so that under ``jit`` the state
-    # inherits each parameter's sharding instead of landing on one device.
-    # (optax's ``jax.jit(tx.init)`` replicates the state on every device of an Auto mesh.)
-    zero = jnp.zeros((), dtype)
-    return jnp.where(jnp.isfinite(p), zero * p.astype(dtype), zero) + _as(value, dtype)
+class Hyperparams(NamedTuple):
+    """The numbers of an RMSProp variant; any of them may be a traced array.
+
+    ``learning_rate=None`` leaves the update unscaled (:func:`scale_by_rms`);
+    ``momentum=None`` keeps no trace; ``weight_decay=None`` applies none.
+    """
+
+    learning_rate: ScalarOrSchedule | None
+    decay: ArrayLike = 0.9
+    eps: ArrayLike = 1e-8
+    initial_scale: ArrayLike = 0.0
+    momentum: ArrayLike | None = None
+    weight_decay: ArrayLike | None = None
 
 
-def _eps_guards(eps: ArrayLike, dtype) -> bool:
+class _Scalars(NamedTuple):
+    """One step's hyperparameters, cast to one arithmetic dtype."""
+
+    decay: jax.Array
+    one_minus_decay: jax.Array
+    eps: jax.Array
+    guard: bool  # the eps guards are compiled in (see _needs_guard)
+    bias: jax.Array | None  # 1 - decay^t (bias correction), else None
+    neg_lr: jax.Array | None
+    lr: jax.Array | None
+    momentum: jax.Array | None
+    weight_decay: jax.Array | None
+
+
+def _needs_guard(eps: ArrayLike, dtype: Any) -> bool:
     """Whether the update needs the underflow floor and the 0/0 guard (static).
 
     g^2 underflows only for |g| below ~sqrt(tiny); there an ``eps`` of at least
     sqrt(tiny) * 2^mantissa dominates the denominator and the plain formula is exact to
-    an ulp (``dtype`` is the arithmetic's, float32 or float64; float32: eps >= ~1e-12;
-    float64: eps >= ~1e-138). A smaller or traced ``eps`` (sweeps, ``inject_hyperparams``) takes the
-    guarded form, which costs an extra root and division per element.
+    an ulp (float32: eps >= ~1e-12; float64: eps >= ~1e-138). A smaller or traced ``eps``
+    (sweeps, ``inject_hyperparams``) takes the guarded form, which costs an extra root and
+    division per element.
     """
     arr = concrete(eps)
     if arr is None:
@@ -70,166 +131,269 @@ def _eps_guards(eps: ArrayLike, dtype) -> bool:
     return bool(np.min(arr) < np.sqrt(float(fi.tiny)) * 2.0**fi.nmant)
 
 
-def _build(
+def _step_scalars(hp: Hyperparams, count: jax.Array, bias_correction: bool) -> _Scalars:
+    """This step's hyperparameters, uncast.
+
+    Derived values are formed in their own precision (Python float64, or the traced
+    array's dtype) and only then cast to each leaf's dtype, exactly like optax, so that
+    ``1 - decay`` is not rounded twice.
+    """
+    lr = hp.learning_rate(count) if callable(hp.learning_rate) else hp.learning_rate
+    bias = None
+    if bias_correction:
+        # In at least float32: decay**count in bf16 would round to 1 and divide by zero.
+        dt = jnp.promote_types(jnp.float32, jnp.result_type(hp.decay))
+        bias = 1 - jnp.asarray(hp.decay, dt) ** optax.safe_increment(count).astype(dt)
+    return _Scalars(
+        decay=hp.decay,
+        one_minus_decay=1 - hp.decay,
+        eps=hp.eps,
+        guard=False,
+        bias=bias,
+        neg_lr=None if lr is None else -lr,
+        lr=lr,
+        momentum=hp.momentum,
+        weight_decay=hp.weight_decay,
+    )
+
+
+def _cast(s: _Scalars, dtype: Any) -> _Scalars:
+    """``s`` in ``dtype``, with the eps guard decided for that dtype."""
+
+    def cast(x):
+        return None if x is None else jnp.asarray(x, dtype=dtype)
+
+    return _Scalars(
+        decay=cast(s.decay),
+        one_minus_decay=cast(s.one_minus_decay),
+        eps=cast(s.eps),
+        guard=_needs_guard(s.eps, dtype),
+        bias=cast(s.bias),
+        neg_lr=cast(s.neg_lr),
+        lr=cast(s.lr),
+        momentum=cast(s.momentum),
+        weight_decay=cast(s.weight_decay),
+    )
+
+
+def _moments(g, nu, mu, real: _Scalars, arith: _Scalars):
+    """The moving averages and the variance estimate :math:`v_t`.
+
+    ``nu`` follows :math:`|g|^2` in the real dtype; ``mu`` (centered) follows :math:`g`.
+    """
+    g2 = jnp.real(jnp.conj(g) * g) if jnp.iscomplexobj(g) else g * g
+    nu = real.one_minus_decay * g2 + real.decay * nu
+    nu_hat = nu if real.bias is None else nu / real.bias
+    if mu is None:
+        return nu, None, nu_hat
+    mu = arith.one_minus_decay * g + arith.decay * mu
+    mu_hat = mu if arith.bias is None else mu / arith.bias
+    mu2 = jnp.real(jnp.conj(mu_hat) * mu_hat) if jnp.iscomplexobj(mu) else mu_hat * mu_hat
+    # nu - |mu|^2 >= 0 in exact arithmetic; clamp the rounding error (optax: NaN).
+    return nu, mu, jnp.maximum(nu_hat - mu2, 0)
+
+
+def _precondition(g, v, real: _Scalars, eps_in_sqrt: bool, centered: bool):
+    r""":math:`s_t = g_t/(\sqrt{v_t}+\epsilon)` or :math:`g_t/\sqrt{v_t+\epsilon}`."""
+    s = v + real.eps if eps_in_sqrt else v
+    scale = jax.lax.rsqrt(s) if eps_in_sqrt else 1 / (jnp.sqrt(s) + real.eps)
+    if not real.guard:
+        return scale.astype(g.dtype) * g
+    if not centered:
+        # sqrt(nu_hat) >= sqrt(1 - decay) |g| in exact arithmetic. When |g|^2 underflows,
+        # nu_hat is 0 and the quotient would be g/0; the floor restores the finite answer.
+        # Only sub-normal ``s`` takes it: normal values are bit-identical to the plain formula.
+        floor = jnp.sqrt(real.one_minus_decay) * jnp.abs(g)
+        root = jnp.maximum(jnp.sqrt(s), floor)
+        safe = 1 / root if eps_in_sqrt else 1 / (root + real.eps)
+        scale = jnp.where(s < jnp.finfo(s.dtype).tiny, safe, scale)
+    # A zero gradient moves nothing, even where the denominator is 0.
+    return jnp.where(g == 0, jnp.zeros((), g.dtype), scale.astype(g.dtype) * g)
+
+
+def _learning_rate_and_momentum(s, tr, arith: _Scalars, lr_after: bool, nesterov: bool):
+    r""":math:`u_t = -\eta s_t` and the momentum trace, in the convention's order."""
+    if arith.neg_lr is None:
+        return s, tr
+    if lr_after:
+        if tr is not None:
+            tr = arith.momentum * tr + s
+            s = tr
+        return arith.neg_lr * s, tr
+    u = arith.neg_lr * s
+    if tr is None:
+        return u, tr
+    tr = u + arith.momentum * tr
+    return (u + arith.momentum * tr if nesterov else tr), tr
+
+
+@dataclasses.dataclass(frozen=True)
+class _Variant:
+    """The static structure of one transformation."""
+
+    convention: Convention
+    centered: bool
+    nesterov: bool
+    bias_correction: bool
+    state_dtype: Any
+
+
+def _leaf(v: _Variant, scalars: Callable[[Any], _Scalars], g, nu, mu, tr, p):
+    """One parameter's update and new state, in float32-or-wider arithmetic."""
+    conv = v.convention
+    if conv.complex_as_real and jnp.iscomplexobj(g):
+        parts = [
+            _leaf(v, scalars, *(None if x is None else part(x) for x in (g, nu, mu, tr, p)))
+            for part in (jnp.real, jnp.imag)
+        ]
+        return tuple(None if a is None else jax.lax.complex(a, b) for a, b in zip(*parts))
+    # A float16 gradient above 256 squares to inf, and eps=1e-8 rounds to 0 there; the
+    # casts fuse into the same loop, so low-precision storage still halves the bytes moved.
+    dt_real = jnp.promote_types(nu.dtype, jnp.float32)
+    dt = jnp.promote_types(dt_real, jnp.complex64) if jnp.iscomplexobj(g) else dt_real
+    real, arith = scalars(dt_real), scalars(dt)
+    new_g = g.astype(dt)
+    if conv.maximize:
+        new_g = -new_g
+    if arith.weight_decay is not None and conv.weight_decay == "coupled":
+        new_g = new_g + arith.weight_decay * p.astype(dt)
+    new_nu, new_mu, var = _moments(
+        new_g, nu.astype(dt_real), None if mu is None else mu.astype(dt), real, arith
+    )
+    s = _precondition(new_g, var, real, conv.eps_in_sqrt, v.centered)
+    u, new_tr = _learning_rate_and_momentum(
+        s, None if tr is None else tr.astype(dt), arith, conv.lr_after_momentum, v.nesterov
+    )
+    if arith.weight_decay is not None and conv.weight_decay == "decoupled" and arith.lr is not None:
+        u = u - arith.lr * arith.weight_decay * p.astype(dt)
+    back = lambda new, old: None if old is None else new.astype(old.dtype)  # noqa: E731
+    return u.astype(g.dtype), back(new_nu, nu), back(new_mu, mu), back(new_tr, tr)
+
+
+def _state_dtypes(p: Any, state_dtype: Any, complex_as_real: bool) -> tuple[Any, Any]:
+    """(nu dtype, mu/trace dtype) for parameter ``p``."""
+    store = jnp.dtype(state_dtype) if state_dtype is not None else jnp.dtype(p.dtype)
+    if not jnp.issubdtype(p.dtype, jnp.complexfloating):
+        return store, store
+    cplx = jnp.promote_types(store, jnp.complex64)
+    return (cplx if complex_as_real else jnp.finfo(cplx).dtype), cplx
+
+
+def _fill_like(p: jax.Array, value: ArrayLike, dtype: Any) -> jax.Array:
+    # Derived from ``p`` elementwise (not ``jnp.full_like``) so that under ``jit`` the state
+    # inherits each parameter's sharding instead of landing on one device.
+    # (optax's ``jax.jit(tx.init)`` replicates the state on every device of an Auto mesh.)
+    is_cplx = jnp.issubdtype(dtype, jnp.complexfloating)
+    src = jnp.real(p) if jnp.iscomplexobj(p) and not is_cplx else p
+    zero = jnp.zeros((), dtype)
+    fill = jnp.asarray(value, jnp.finfo(dtype).dtype)
+    if is_cplx:  # a pair of reals: both parts start at ``value``
+        fill = jax.lax.complex(fill, fill)
+    return jnp.where(jnp.isfinite(src), zero * src.astype(dtype), zero) + fill
+
+
+def _check_kinds(api: str, grads: Any, params: Any, state: RMSPropState) -> None:
+    """A complex gradient for a real parameter (or the reverse) is a mistake: refuse it.
+
+    Checked against ``params`` when given, else against ``mu``/``trace`` (which are
+    complex for complex parameters); ``nu`` is real either way.
+    """
+    ref = next((t for t in (params, state.mu, state.trace) if t is not None), None)
+    if ref is None:
+        return
+    pairs = zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(ref))
+    for (path, g), r in pairs:
+        if jnp.iscomplexobj(g) != jnp.iscomplexobj(r):
+            kind = lambda x: "complex" if jnp.iscomplexobj(x) else "real"  # noqa: E731
+            raise ValueError(
+                f"`{api}` update: the gradient at {jax.tree_util.keystr(path) or '<root>'} is "
+                f"{kind(g)} ({g.dtype}) but its parameter is {kind(r)} ({r.dtype})."
+            )
+
+
+def transform(
     api: str,
-    learning_rate: ScalarOrSchedule | None,
-    decay: ArrayLike,
-    eps: ArrayLike,
+    hp: Hyperparams,
+    convention: Convention = Convention(),
     *,
-    eps_in_sqrt: bool,
-    initial_scale: ArrayLike,
-    centered: bool,
-    momentum: ArrayLike | None,
-    nesterov: bool,
-    bias_correction: bool,
-    weight_decay: ArrayLike,
-    state_dtype: Any,
-    coupled_weight_decay: bool = False,
-    lr_after_momentum: bool = False,
-    maximize: bool = False,
-) -> optax.GradientTransformation:
-    """Builds every RMSProp variant; the public constructors only choose conventions."""
-    for name, value in [
-        ("learning_rate", learning_rate),
-        ("decay", decay),
-        ("eps", eps),
-        ("initial_scale", initial_scale),
-        ("weight_decay", weight_decay),
-        ("momentum", momentum),
-    ]:
-        check_precision(api, name, value)
-    if learning_rate is not None and not callable(learning_rate):
-        check_range(api, "learning_rate", learning_rate, low=0.0)
-    check_range(api, "decay", decay, low=0.0, high=1.0)
-    check_range(api, "eps", eps, low=0.0)
-    check_range(api, "initial_scale", initial_scale, low=0.0)
-    check_range(api, "weight_decay", weight_decay)
-    if momentum is not None:
-        check_range(api, "momentum", momentum, low=0.0, high=1.0, high_open=True)
-    if nesterov and momentum is None:
+    centered: bool = False,
+    nesterov: bool = False,
+    bias_correction: bool = False,
+    state_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    """Every RMSProp variant; the public constructors check their arguments and call it."""
+    if nesterov and hp.momentum is None:
         raise ValueError(f"`{api}(nesterov=True)` needs a `momentum` value; got momentum=None.")
-    state_dtype = None if state_dtype is None else jnp.dtype(state_dtype)
-    use_wd = not is_zero(weight_decay)
+    variant = _Variant(
+        convention,
+        centered,
+        nesterov,
+        bias_correction,
+        None if state_dtype is None else jnp.dtype(state_dtype),
+    )
 
     def init_fn(params):
-        def fill(value):
-            return jax.tree.map(
-                lambda p: _fill_like(p, value, state_dtype or jnp.result_type(p)), params
-            )
+        if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params)):
+            return jax.eval_shape(init_fn, params)
+
+        def fill(value, which):
+            def one(p):
+                dtypes = _state_dtypes(p, variant.state_dtype, convention.complex_as_real)
+                return _fill_like(p, value, dtypes[which])
+
+            return jax.tree.map(one, params)
 
         return RMSPropState(
             count=jnp.zeros([], jnp.int32),
-            nu=fill(initial_scale),
-            mu=fill(0.0) if centered else None,
-            trace=fill(0.0) if momentum is not None else None,
+            nu=fill(hp.initial_scale, 0),
+            mu=fill(0.0, 1) if centered else None,
+            trace=fill(0.0, 1) if hp.momentum is not None else None,
         )
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
         if jax.tree.structure(updates) != jax.tree.structure(state.nu):
             raise ValueError(
                 f"`{api}` update: the gradient tree does not match the optimizer state.\n"
                 f"  gradients: {jax.tree.structure(updates)}\n"
                 f"  state.nu:  {jax.tree.structure(state.nu)}"
             )
-        if use_wd and params is None:
+        if hp.weight_decay is not None and params is None:
             raise ValueError(
                 f"`{api}(weight_decay=...)` needs the parameters: "
                 "call update(grads, state, params)."
             )
+        _check_kinds(api, updates, params, state)
         count_inc = optax.safe_increment(state.count)
-        if callable(learning_rate):
-            lr = learning_rate(state.count)
-        else:
-            lr = learning_rate
-        # Derived hyperparameters are formed in their own precision (Python float64, or the
-        # traced array's dtype) and only then cast to each leaf's compute dtype, exactly like
-        # optax, so that ``1 - decay`` is not rounded twice.
-        one_minus_decay = 1 - decay
-        neg_lr = None if lr is None else -lr
-        if bias_correction:
-            # In at least float32: decay**count in bf16 would round to 1 and divide by zero.
-            bc_dtype = jnp.promote_types(jnp.float32, jnp.result_type(decay))
-            bc = 1 - _as(decay, bc_dtype) ** count_inc.astype(bc_dtype)
-
-        def leaf(g, nu, mu, tr, p):
-            out_dtype, store = g.dtype, nu.dtype
-            # Arithmetic in at least float32: a float16 gradient above 256 squares to inf and
-            # eps=1e-8 rounds to 0 there. The casts fuse into the same loop, so low-precision
-            # storage still halves the bytes moved.
-            dt = jnp.promote_types(store, jnp.float32)
-            g, nu = g.astype(dt), nu.astype(dt)
-            mu = None if mu is None else mu.astype(dt)
-            tr = None if tr is None else tr.astype(dt)
-            if maximize:
-                g = -g
-            if use_wd and coupled_weight_decay:
-                g = g + _as(weight_decay, dt) * p.astype(dt)
-            d = _as(decay, dt)
-            omd = _as(one_minus_decay, dt)
-            nu = omd * (g * g) + d * nu
-            nu_hat = nu / bc.astype(dt) if bias_correction else nu
-            if centered:
-                mu = omd * g + d * mu
-                mu_hat = mu / bc.astype(dt) if bias_correction else mu
-                # nu - mu^2 >= 0 in exact arithmetic; clamp the rounding error (optax: NaN).
-                v = jnp.maximum(nu_hat - mu_hat * mu_hat, 0)
-            else:
-                v = nu_hat
-            s = v + _as(eps, dt) if eps_in_sqrt else v
-            if eps_in_sqrt:
-                scale = jax.lax.rsqrt(s)
-            else:
-                scale = 1 / (jnp.sqrt(s) + _as(eps, dt))
-            if not _eps_guards(eps, dt):
-                u = scale * g
-            else:
-                if not centered:
-                    # sqrt(nu_hat) >= sqrt(1 - decay) |g| in exact arithmetic. When g^2
-                    # underflows, nu_hat is 0 and the quotient would be g/0; the floor restores
-                    # the finite answer. Only sub-normal ``s`` takes it: normal values are
-                    # bit-identical to the plain formula.
-                    floor = jnp.sqrt(omd) * jnp.abs(g)
-                    root = jnp.maximum(jnp.sqrt(s), floor)
-                    safe = 1 / root if eps_in_sqrt else 1 / (root + _as(eps, dt))
-                    scale = jnp.where(s < jnp.finfo(dt).tiny, safe, scale)
-                # A zero gradient moves nothing, even where the denominator is 0.
-                u = jnp.where(g == 0, jnp.zeros((), dt), scale * g)
-            if neg_lr is not None:
-                if lr_after_momentum:
-                    if tr is not None:
-                        tr = _as(momentum, dt) * tr + u
-                        u = tr
-                    u = _as(neg_lr, dt) * u
-                else:
-                    u = _as(neg_lr, dt) * u
-                    if tr is not None:
-                        m = _as(momentum, dt)
-                        tr = u + m * tr
-                        u = u + m * tr if nesterov else tr
-                if use_wd and not coupled_weight_decay:
-                    u = u - _as(lr, dt) * _as(weight_decay, dt) * p.astype(dt)
-            cast = lambda x: None if x is None else x.astype(store)  # noqa: E731
-            return u.astype(out_dtype), cast(nu), cast(mu), cast(tr)
-
         leaves_g, treedef = jax.tree.flatten(updates)
         if not leaves_g:
             return updates, state._replace(count=count_inc)
+        uncast = _step_scalars(hp, state.count, bias_correction)
+        by_dtype: dict[Any, _Scalars] = {}
+
+        def scalars(dtype):
+            if dtype not in by_dtype:
+                by_dtype[dtype] = _cast(uncast, dtype)
+            return by_dtype[dtype]
+
         n = len(leaves_g)
-        leaves_nu = treedef.flatten_up_to(state.nu)
-        leaves_mu = treedef.flatten_up_to(state.mu) if centered else [None] * n
-        leaves_tr = treedef.flatten_up_to(state.trace) if state.trace is not None else [None] * n
-        leaves_p = treedef.flatten_up_to(params) if params is not None else [None] * n
-        out = [leaf(*args) for args in zip(leaves_g, leaves_nu, leaves_mu, leaves_tr, leaves_p)]
+        cols = [
+            leaves_g,
+            treedef.flatten_up_to(state.nu),
+            treedef.flatten_up_to(state.mu) if state.mu is not None else [None] * n,
+            treedef.flatten_up_to(state.trace) if state.trace is not None else [None] * n,
+            treedef.flatten_up_to(params) if params is not None else [None] * n,
+        ]
+        out = [_leaf(variant, scalars, *args) for args in zip(*cols)]
         u, nu, mu, tr = (treedef.unflatten(col) for col in zip(*out))
-        new_state = RMSPropState(
+        return u, RMSPropState(
             count=count_inc,
             nu=nu,
-            mu=mu if centered else None,
+            mu=mu if state.mu is not None else None,
             trace=tr if state.trace is not None else None,
         )
-        return u, new_state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def rmsprop(
@@ -245,7 +409,7 @@ def rmsprop(
     bias_correction: bool = False,
     weight_decay: ArrayLike = 0.0,
     state_dtype: Any = None,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     r"""RMSProp (Hinton, 2012), exact in every convention and safe at the edges.
 
     For gradient :math:`g_t` and parameters :math:`\theta_t`, with
@@ -253,11 +417,11 @@ def rmsprop(
 
     .. math::
 
-      \nu_t &= \rho\,\nu_{t-1} + (1-\rho)\,g_t^2 \\
+      \nu_t &= \rho\,\nu_{t-1} + (1-\rho)\,|g_t|^2 \\
       \mu_t &= \rho\,\mu_{t-1} + (1-\rho)\,g_t \qquad\text{(centered)} \\
       \hat\nu_t &= \nu_t / (1-\rho^t), \;\hat\mu_t = \mu_t / (1-\rho^t)
           \qquad\text{(bias\_correction, else no division)} \\
-      v_t &= \max(\hat\nu_t - \hat\mu_t^2,\ 0)\ \text{(centered) or}\ \hat\nu_t \\
+      v_t &= \max(\hat\nu_t - |\hat\mu_t|^2,\ 0)\ \text{(centered) or}\ \hat\nu_t \\
       s_t &= \frac{g_t}{\sqrt{v_t} + \epsilon}
           \quad\text{or}\quad \frac{g_t}{\sqrt{v_t + \epsilon}}\ \text{(eps\_in\_sqrt)} \\
       u_t &= -\eta_t\, s_t \\
@@ -272,10 +436,13 @@ def rmsprop(
     to be added to the parameters (``optax.apply_updates``).
 
     With the same keywords it follows the same trajectory as ``optax.rmsprop``
-    (the learning rate enters before the momentum trace), with two differences
-    where optax returns NaN: the centered variance is clamped at 0, and a zero
-    gradient gives a zero update even with ``eps=0``. A gradient whose square
-    underflows still gives the finite update :math:`\le \eta/\sqrt{1-\rho}`.
+    (the learning rate enters before the momentum trace), complex parameters included
+    (:math:`\nu` is real and follows :math:`|g|^2`), with two differences where optax
+    returns NaN: the centered variance is clamped at 0, and a zero gradient gives a zero
+    update even with ``eps=0``. A gradient whose square underflows still gives the finite
+    update :math:`\le \eta/\sqrt{1-\rho}`. ``update`` accepts and ignores extra keyword
+    arguments (``optax.GradientTransformationExtraArgs``), and ``init`` on abstract
+    leaves (``jax.ShapeDtypeStruct``) returns the abstract state.
 
     .. warning::
       The default ``eps_in_sqrt=False`` follows Hinton's lecture, PyTorch and the
@@ -303,7 +470,7 @@ def rmsprop(
         whatever the storage. Updates come back in the gradients' dtype.
 
     Returns:
-      An ``optax.GradientTransformation`` with state :class:`RMSPropState`.
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`RMSPropState`.
 
     Raises:
       ValueError: for a concrete negative or NaN ``learning_rate``, ``decay`` outside
@@ -312,6 +479,7 @@ def rmsprop(
         are not range-checked. Any hyperparameter array in bfloat16 or float16 (traced
         or not) is refused: ``optax.inject_hyperparams`` casts to the params' dtype
         unless given ``hyperparam_dtype=jnp.float32``, and 0.999 is 1.0 in bfloat16.
+        In ``update``: a complex gradient for a real parameter, or the reverse.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax
@@ -328,18 +496,30 @@ def rmsprop(
       Hinton, Srivastava, Swersky, *Neural Networks for Machine Learning*, lecture 6e, 2012.
       Graves, *Generating Sequences With Recurrent Neural Networks*, 2013 (centered).
     """
-    return _build(
+    check(
         "rmsprop",
+        learning_rate=(learning_rate, NONNEGATIVE),
+        decay=(decay, UNIT),
+        eps=(eps, NONNEGATIVE),
+        initial_scale=(initial_scale, NONNEGATIVE),
+        momentum=(momentum, UNIT_HALF_OPEN),
+        weight_decay=(weight_decay, ANY),
+    )
+    hp = Hyperparams(
         learning_rate,
         decay,
         eps,
-        eps_in_sqrt=eps_in_sqrt,
-        initial_scale=initial_scale,
+        initial_scale,
+        momentum,
+        None if is_zero(weight_decay) else weight_decay,
+    )
+    return transform(
+        "rmsprop",
+        hp,
+        Convention(eps_in_sqrt=eps_in_sqrt),
         centered=centered,
-        momentum=momentum,
         nesterov=nesterov,
         bias_correction=bias_correction,
-        weight_decay=weight_decay,
         state_dtype=state_dtype,
     )
 
@@ -353,7 +533,7 @@ def scale_by_rms(
     centered: bool = False,
     bias_correction: bool = False,
     state_dtype: Any = None,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     r"""Rescales updates by the root of their moving mean square (no learning rate, no sign).
 
     Returns :math:`s_t` of :func:`rmsprop`: :math:`g_t / (\sqrt{v_t} + \epsilon)`
@@ -361,20 +541,20 @@ def scale_by_rms(
     ``optax.scale_by_learning_rate``. Arguments as in :func:`rmsprop`.
 
     Returns:
-      An ``optax.GradientTransformation`` with state :class:`RMSPropState`
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`RMSPropState`
       (``trace`` is ``None``).
     """
-    return _build(
+    check(
         "scale_by_rms",
-        None,
-        decay,
-        eps,
-        eps_in_sqrt=eps_in_sqrt,
-        initial_scale=initial_scale,
+        decay=(decay, UNIT),
+        eps=(eps, NONNEGATIVE),
+        initial_scale=(initial_scale, NONNEGATIVE),
+    )
+    return transform(
+        "scale_by_rms",
+        Hyperparams(None, decay, eps, initial_scale),
+        Convention(eps_in_sqrt=eps_in_sqrt),
         centered=centered,
-        momentum=None,
-        nesterov=False,
         bias_correction=bias_correction,
-        weight_decay=0.0,
         state_dtype=state_dtype,
     )

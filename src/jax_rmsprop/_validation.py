@@ -1,21 +1,51 @@
-"""Checks of concrete hyperparameter values.
+"""Checks of hyperparameter values, against the caller's own argument names.
 
-Traced values (inside ``jit``/``vmap``) cannot be inspected without a host
-round-trip, so they are passed through unchecked; concrete values are checked
-once, when the transformation is built, and a bad one raises ``ValueError``
-naming the function and the argument.
+Each public constructor checks its arguments once, by the names its caller used
+(``alpha`` for PyTorch, ``rho`` for Keras), before anything is built. Traced values
+(inside ``jit``/``vmap``) cannot be inspected without a host round-trip, so only their
+dtype is checked; concrete values are checked against a :class:`Range`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 
-def concrete(value) -> np.ndarray | None:
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """An interval of allowed values (NaN is never allowed)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, arr: np.ndarray) -> bool:
+        """Whether every element of ``arr`` lies in the interval."""
+        bad_low = arr <= self.low if self.low_open else arr < self.low
+        bad_high = arr >= self.high if self.high_open else arr > self.high
+        return not (np.any(np.isnan(arr)) or np.any(bad_low) or np.any(bad_high))
+
+    def __str__(self) -> str:
+        lo = "(" if self.low_open else "["
+        hi = ")" if self.high_open else "]"
+        return f"{lo}{self.low}, {self.high}{hi}"
+
+
+ANY = Range()
+NONNEGATIVE = Range(low=0.0)
+POSITIVE = Range(low=0.0, low_open=True)
+UNIT = Range(low=0.0, high=1.0)
+UNIT_HALF_OPEN = Range(low=0.0, high=1.0, high_open=True)
+
+
+def concrete(value: Any) -> np.ndarray | None:
     """Returns ``value`` as a NumPy array, or None if it is traced or a callable."""
     if callable(value) or isinstance(value, jax.core.Tracer):
         return None
@@ -25,39 +55,32 @@ def concrete(value) -> np.ndarray | None:
         return None
 
 
-def check_range(
-    api: str,
-    name: str,
-    value,
-    *,
-    low: float = -math.inf,
-    high: float = math.inf,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    """Raises ValueError unless every element of concrete ``value`` is in the range."""
-    arr = concrete(value)
-    if arr is None:
-        return
-    bad_low = arr <= low if low_open else arr < low
-    bad_high = arr >= high if high_open else arr > high
-    if np.any(np.isnan(arr)) or np.any(bad_low) or np.any(bad_high):
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(
-            f"`{api}({name}=...)` must be in {lo}{low}, {high}{hi} and not NaN; got {value!r}."
-        )
+def check(api: str, **args: tuple[Any, Range | None]) -> None:
+    """Checks each ``name=(value, range)``; raises ``ValueError`` naming ``api(name=...)``.
+
+    A ``None`` value (an absent option) and a callable (a schedule) are skipped; a
+    ``None`` range checks the dtype only.
+    """
+    for name, (value, allowed) in args.items():
+        if value is None or callable(value):
+            continue
+        _check_precision(api, name, value)
+        arr = concrete(value)
+        if allowed is not None and arr is not None and not allowed.contains(arr):
+            raise ValueError(
+                f"`{api}({name}=...)` must be in {allowed} and not NaN; got {value!r}."
+            )
 
 
-def check_precision(api: str, name: str, value) -> None:
-    """Raises ValueError for a hyperparameter array in a float type narrower than float32.
+def _check_precision(api: str, name: str, value: Any) -> None:
+    """Refuses a hyperparameter array in a float type narrower than float32.
 
     ``optax.inject_hyperparams`` casts hyperparameters to the params' dtype unless told
     otherwise; in bfloat16, ``decay=0.999`` becomes exactly 1.0 and the second moment
     never moves. Checked on the dtype alone, so traced values are checked too.
     """
     dtype = getattr(value, "dtype", None)
-    if dtype is None or callable(value) or not jnp.issubdtype(dtype, jnp.inexact):
+    if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
         return
     if jnp.finfo(dtype).bits < 32:
         raise ValueError(
@@ -67,7 +90,7 @@ def check_precision(api: str, name: str, value) -> None:
         )
 
 
-def is_zero(value) -> bool:
+def is_zero(value: Any) -> bool:
     """True when ``value`` is concretely zero everywhere (so it can be skipped statically)."""
     arr = concrete(value)
-    return arr is not None and not callable(value) and bool(np.all(arr == 0))
+    return arr is not None and bool(np.all(arr == 0))

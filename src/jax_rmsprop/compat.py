@@ -11,7 +11,15 @@ lr vs momentum after the trace  before the trace        before          before
 initial nu     0                0                       1               0 (opt.)
 weight decay   coupled (+λθ     decoupled (θ -= ηλθ)    none            decoupled
                to the grad)
+complex params view_as_real:     optax's rule: one       optax's rule    one moment
+               a moment per     moment of |g|^2         (TF1: g^2)      of |g|^2
+               real part        (Keras: g^2)
 =============  ===============  ======================  ==============  ==============
+
+Each constructor checks its arguments by its framework's names and ranges (PyTorch
+2.13's ``torch.optim.RMSprop`` checks; Keras 3 and TF1 check nothing at construction,
+so the ranges are their documented ones: ``rho``, ``momentum`` in [0, 1], ``epsilon`` >
+0 for Keras) and raises ``ValueError`` naming the caller's argument.
 """
 
 from __future__ import annotations
@@ -19,13 +27,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
-from ._transform import ArrayLike, ScalarOrSchedule, _build
-from ._validation import check_range, is_zero
+from ._transform import ArrayLike, Convention, Hyperparams, ScalarOrSchedule, transform
+from ._validation import ANY, NONNEGATIVE, POSITIVE, UNIT, check, is_zero
 
 
-def _momentum_or_none(momentum: ArrayLike) -> ArrayLike | None:
-    # The frameworks keep no momentum buffer for momentum == 0; a traced value keeps one.
-    return None if is_zero(momentum) else momentum
+def _nonzero_or_none(value: ArrayLike | None) -> ArrayLike | None:
+    # The frameworks keep no momentum buffer for momentum == 0 (and skip weight decay
+    # for 0); a traced value keeps both.
+    return None if value is None or is_zero(value) else value
 
 
 def torch_rmsprop(
@@ -36,7 +45,7 @@ def torch_rmsprop(
     momentum: ArrayLike = 0.0,
     centered: bool = False,
     maximize: bool = False,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.RMSprop``.
 
     .. math::
@@ -49,24 +58,35 @@ def torch_rmsprop(
 
     The learning rate multiplies the momentum buffer (not its input) and weight decay
     is added to the gradient. Unlike PyTorch, the centered variance is clamped at 0.
+    A complex parameter is treated as PyTorch does (``torch.view_as_real``): its real
+    and imaginary parts are two real parameters, each with its own moments.
+
+    Raises:
+      ValueError: as PyTorch does, for a negative (or NaN) ``lr``, ``alpha``, ``eps``,
+        ``weight_decay`` or ``momentum``.
     """
-    return _build(
+    check(
         "torch_rmsprop",
+        lr=(lr, NONNEGATIVE),
+        alpha=(alpha, NONNEGATIVE),
+        eps=(eps, NONNEGATIVE),
+        weight_decay=(weight_decay, NONNEGATIVE),
+        momentum=(momentum, NONNEGATIVE),
+    )
+    hp = Hyperparams(
         lr,
         alpha,
         eps,
-        eps_in_sqrt=False,
-        initial_scale=0.0,
-        centered=centered,
-        momentum=_momentum_or_none(momentum),
-        nesterov=False,
-        bias_correction=False,
-        weight_decay=weight_decay,
-        state_dtype=None,
-        coupled_weight_decay=True,
-        lr_after_momentum=True,
-        maximize=maximize,
+        momentum=_nonzero_or_none(momentum),
+        weight_decay=_nonzero_or_none(weight_decay),
     )
+    conv = Convention(
+        lr_after_momentum=True,
+        weight_decay="coupled",
+        maximize=maximize,
+        complex_as_real=True,
+    )
+    return transform("torch_rmsprop", hp, conv, centered=centered)
 
 
 def keras_rmsprop(
@@ -76,7 +96,7 @@ def keras_rmsprop(
     epsilon: ArrayLike = 1e-7,
     centered: bool = False,
     weight_decay: ArrayLike | None = None,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     r"""``keras.optimizers.RMSprop`` (Keras 3).
 
     .. math::
@@ -89,29 +109,37 @@ def keras_rmsprop(
     learning rate. A callable ``learning_rate`` is evaluated at the iteration count.
     Keras keeps the learning rate in a float32 variable, so it is rounded to float32
     here too: with float64 parameters that rounding is visible (~1e-8 relative).
+    Complex parameters follow optax's rule (one moment of :math:`|g|^2`); Keras itself
+    squares the complex gradient.
+
+    Raises:
+      ValueError: for ``rho`` or ``momentum`` outside [0, 1], ``epsilon`` <= 0 (Keras's
+        documented ranges; Keras 3.15 checks nothing and returns NaN later), or a
+        negative ``learning_rate``.
     """
+    check(
+        "keras_rmsprop",
+        learning_rate=(learning_rate, NONNEGATIVE),
+        rho=(rho, UNIT),
+        momentum=(momentum, UNIT),
+        epsilon=(epsilon, POSITIVE),
+        weight_decay=(weight_decay, ANY),
+    )
     if callable(learning_rate):
         schedule = learning_rate
 
         def learning_rate(count):
             return jnp.asarray(schedule(count), jnp.float32)
     else:
-        check_range("keras_rmsprop", "learning_rate", learning_rate, low=0.0)
         learning_rate = jnp.asarray(learning_rate, jnp.float32)
-    return _build(
-        "keras_rmsprop",
+    hp = Hyperparams(
         learning_rate,
         rho,
         epsilon,
-        eps_in_sqrt=True,
-        initial_scale=0.0,
-        centered=centered,
-        momentum=_momentum_or_none(momentum),
-        nesterov=False,
-        bias_correction=False,
-        weight_decay=0.0 if weight_decay is None else weight_decay,
-        state_dtype=None,
+        momentum=_nonzero_or_none(momentum),
+        weight_decay=_nonzero_or_none(weight_decay),
     )
+    return transform("keras_rmsprop", hp, Convention(eps_in_sqrt=True), centered=centered)
 
 
 def tf1_rmsprop(
@@ -120,7 +148,7 @@ def tf1_rmsprop(
     momentum: ArrayLike = 0.0,
     epsilon: ArrayLike = 1e-10,
     centered: bool = False,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     r"""``tf.compat.v1.train.RMSPropOptimizer``.
 
     .. math::
@@ -128,18 +156,21 @@ def tf1_rmsprop(
       ms \leftarrow \rho\, ms + (1-\rho) g^2\ (ms_0 = 1), \quad
       mom \leftarrow \beta\, mom + \frac{\eta g}{\sqrt{ms - mg^2 + \epsilon}}, \quad
       \theta \leftarrow \theta - mom
+
+    Complex parameters follow optax's rule (one moment of :math:`|g|^2`).
+
+    Raises:
+      ValueError: for a negative ``learning_rate`` or ``epsilon``, or ``decay`` or
+        ``momentum`` outside [0, 1] (TF1 checks nothing at construction).
     """
-    return _build(
+    check(
         "tf1_rmsprop",
-        learning_rate,
-        decay,
-        epsilon,
-        eps_in_sqrt=True,
-        initial_scale=1.0,
-        centered=centered,
-        momentum=_momentum_or_none(momentum),
-        nesterov=False,
-        bias_correction=False,
-        weight_decay=0.0,
-        state_dtype=None,
+        learning_rate=(learning_rate, NONNEGATIVE),
+        decay=(decay, UNIT),
+        momentum=(momentum, UNIT),
+        epsilon=(epsilon, NONNEGATIVE),
     )
+    hp = Hyperparams(
+        learning_rate, decay, epsilon, initial_scale=1.0, momentum=_nonzero_or_none(momentum)
+    )
+    return transform("tf1_rmsprop", hp, Convention(eps_in_sqrt=True), centered=centered)

@@ -1,0 +1,88 @@
+"""Benchmark helpers: round-robin timing, donated step loops, the tree variants compared."""
+
+import functools
+import time
+
+import jax
+import numpy as np
+import optax
+
+import jax_rmsprop
+
+# The per-leaf and flat variants compared on many-leaf trees: name -> (factory, flatten?)
+TREE_VARIANTS = {
+    "optax-tree": (lambda: optax.rmsprop(1e-3, eps_in_sqrt=False), False),
+    "ours-tree": (lambda: jax_rmsprop.rmsprop(1e-3), False),
+    "ours-flat": (lambda: jax_rmsprop.rmsprop(1e-3), True),
+}
+
+
+def big_enabled(config):
+    return config.getoption("--big") or jax.default_backend() != "cpu"
+
+
+def optimizer_step(tx, donate=True):
+    """``jit(step)`` with ``step(params, state, grads) -> (new params, new state)``."""
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1) if donate else ())
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    return step
+
+
+def assert_same_params(kernels, reference, others, **tol):
+    """The ``donated_loop`` kernels ``others`` hold the same params as ``reference``
+    (``Flat`` params compared through their tree view)."""
+    ref = kernels[reference].state[0]
+    for name in others:
+        got = kernels[name].state[0]
+        got = got.tree if isinstance(got, jax_rmsprop.Flat) else got
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, ref)
+
+
+def donated_loop(step, state, *extra):
+    """A callable that runs ``state = step(*state, *extra)`` and blocks; state is donated.
+
+    The latest state is ``run.state``.
+    """
+
+    def run():
+        run.state = step(*run.state, *extra)
+        jax.block_until_ready(run.state)
+
+    run.state = state
+    run()  # compile and warm up outside the timer
+    run()
+    return run
+
+
+def per_second(benchmark, work):
+    """``work`` / median seconds, or None under --benchmark-disable (no timings)."""
+    stats = getattr(benchmark, "stats", None)
+    return None if stats is None else work / stats.stats.median
+
+
+def round_robin(benchmark, kernels, rounds):
+    """Times ``kernels`` (name -> callable) one call each per round, alternating the order.
+
+    Separate benchmarks run minutes apart on a shared machine; round-robin rounds see the
+    same machine state, so their ratios are the figures to quote. The order reverses every
+    round, so no kernel always follows the same one. Returns the median ms per kernel and
+    records them in ``extra_info`` as ``<name>_ms``.
+    """
+    times = {k: [] for k in kernels}
+
+    def one_round():
+        order = list(kernels)[:: -1 if len(times[next(iter(kernels))]) % 2 else 1]
+        for name in order:
+            t = time.perf_counter()
+            kernels[name]()
+            times[name].append(time.perf_counter() - t)
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
+    med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+    benchmark.extra_info["rounds"] = len(next(iter(times.values())))
+    benchmark.extra_info.update({f"{k}_ms": round(v, 4) for k, v in med.items()})
+    return med
