@@ -3,7 +3,7 @@ import optax
 import pytest
 
 import jax_rmsprop
-from jax_rmsprop import _sweep, problems
+from jax_rmsprop import _sweep, problems, report
 
 GRID = {"learning_rate": np.array([1e-3, 1e-2, 1e-1, 30.0]), "decay": np.array([0.5, 0.9, 0.99])}
 
@@ -46,14 +46,14 @@ def test_sweep_with_tolerance_and_divergence():
 
 def test_table_and_csv():
     res = jax_rmsprop.sweep(problems.sphere(), GRID, 50)
-    table = res.to_table(3).splitlines()
+    table = report.table(res, 3).splitlines()
     assert table[0].split() == ["learning_rate", "decay", "final_loss", "steps_to_tol", "diverged"]
     assert len(table) == 5
     best = res.best(1)[0]
     assert best["final_loss"] == pytest.approx(
         np.min(np.where(res.diverged, np.inf, res.final_loss))
     )
-    csv = res.to_csv().splitlines()
+    csv = report.to_csv(res).splitlines()
     assert len(csv) == 13 and csv[0].startswith("learning_rate,decay,final_loss")
 
 
@@ -78,11 +78,15 @@ def test_repeated_sweeps_do_not_recompile():
     assert (_sweep._start_all._cache_size(), _sweep._advance_all._cache_size()) == before
 
 
-def test_progress_chunks_give_the_same_numbers(capsys):
+def test_progress_chunks_give_the_same_numbers():
     p = problems.coupled()
     whole = jax_rmsprop.sweep(p, GRID, 60)
-    chunked = jax_rmsprop.sweep(p, GRID, 60, chunk_steps=7, progress=True)
+    calls = []
+    chunked = jax_rmsprop.sweep(
+        p, GRID, 60, chunk_steps=7, progress=lambda done, total: calls.append((done, total))
+    )
     np.testing.assert_array_equal(whole.final_loss, chunked.final_loss)
+    assert calls == [(min(k, 60), 60) for k in range(7, 67, 7)]
 
 
 def test_sweep_errors():

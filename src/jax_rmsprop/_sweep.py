@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import io
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,7 +14,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
-from ._run import _Carry, _start, _step
+from . import _loop as loop
 from ._transform import rmsprop
 from .problems import Problem
 
@@ -57,39 +55,6 @@ class SweepResult:
             rows.append(row)
         return rows
 
-    def to_table(self, k: int = 10) -> str:
-        """The best ``k`` rows as an aligned text table."""
-        rows = self.best(k)
-        if not rows:
-            return "(empty sweep)"
-        cols = list(rows[0])
-        cells = [[_fmt(r[c]) for c in cols] for r in rows]
-        widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(cols)]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
-        lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
-        return "\n".join(lines)
-
-    def to_csv(self) -> str:
-        """Every cell as CSV text, one row per configuration."""
-        out = io.StringIO()
-        names = list(self.configs)
-        out.write(",".join([*names, "final_loss", "steps_to_tol", "diverged"]) + "\n")
-        flat = [self.configs[n].ravel() for n in names]
-        for i in range(self.final_loss.size):
-            vals = [repr(float(a[i])) for a in flat]
-            vals += [
-                repr(float(self.final_loss.ravel()[i])),
-                str(int(self.steps_to_tol.ravel()[i])),
-                str(bool(self.diverged.ravel()[i])).lower(),
-            ]
-            out.write(",".join(vals) + "\n")
-        return out.getvalue()
-
-
-def _fmt(v) -> str:
-    return str(v) if isinstance(v, bool | int) else f"{v:.4g}"
-
 
 def _constrain(tree, mesh: Mesh | None):
     """Shards the leading (config) axis of every leaf over all of the mesh's axes."""
@@ -108,31 +73,20 @@ def _make_tx(optimizer, names, options, values) -> optax.GradientTransformation:
 @functools.partial(jax.jit, static_argnames=("optimizer", "names", "options", "mesh"))
 def _start_all(loss, x0, values, optimizer, names, options, mesh):
     def one(*vals):
-        return _start(loss, _make_tx(optimizer, names, options, vals), x0)
+        return loop.start(loss, _make_tx(optimizer, names, options, vals), x0)
 
     return _constrain(jax.vmap(one)(*_constrain(values, mesh)), mesh)
 
 
 @functools.partial(
     jax.jit,
-    static_argnames=("optimizer", "names", "options", "n_steps", "has_tol", "mesh"),
+    static_argnames=("optimizer", "names", "options", "n_steps", "mesh"),
     donate_argnames=("carry",),
 )
-def _advance_all(
-    loss, carry, values, tol, min_loss, optimizer, names, options, n_steps, has_tol, mesh
-):
-    def one(c: _Carry, *vals):
+def _advance_all(loss, carry, values, tol, min_loss, optimizer, names, options, n_steps, mesh):
+    def one(c: loop.Carry, *vals):
         tx = _make_tx(optimizer, names, options, vals)
-
-        def body(c, _):
-            new = _step(loss, tx, c)
-            if has_tol:
-                # Converged configs stand still (the step is computed and discarded: vmap).
-                done = c.f - min_loss <= tol
-                new = jax.tree.map(lambda a, b: jnp.where(done, a, b), c, new)
-            return new, None
-
-        return jax.lax.scan(body, c, length=n_steps)[0]
+        return loop.advance(loss, tx, c, n_steps, tol=tol, min_loss=min_loss, exit_early=False)[0]
 
     return _constrain(jax.vmap(one)(carry, *values), mesh)
 
@@ -147,7 +101,7 @@ def sweep(
     options: Mapping[str, Any] | None = None,
     mesh: Mesh | None = None,
     chunk_steps: int | None = None,
-    progress: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SweepResult:
     """Runs ``optimizer`` on ``problem`` for every point of the Cartesian product of ``grid``.
 
@@ -165,9 +119,10 @@ def sweep(
       options: fixed keyword arguments for ``optimizer`` (static: ``eps``, ``centered``...).
       mesh: shard the configuration axis over all devices of this ``jax.sharding.Mesh``.
       chunk_steps: steps per compiled chunk (default: all at once, or 20 chunks with
-        ``progress``); between chunks the progress bar moves and, with ``tol``, the sweep
+        ``progress``); between chunks ``progress`` is called and, with ``tol``, the sweep
         stops early once every configuration has converged.
-      progress: show a progress bar (tqdm if installed, else a line on stderr).
+      progress: called as ``progress(steps_done, steps)`` after each chunk (the CLI
+        draws its progress bar with it).
 
     Returns:
       A :class:`SweepResult`.
@@ -184,7 +139,7 @@ def sweep(
         if a.ndim != 1 or a.size == 0:
             raise ValueError(f"`sweep(grid={{{name!r}: ...}})` must be a non-empty 1-D array.")
     shape = tuple(a.size for a in axes)
-    dtype = problem.x0.dtype
+    dtype = jax.tree.leaves(problem.x0)[0].dtype
     cells = [m.ravel() for m in np.meshgrid(*axes, indexing="ij")]
     n = cells[0].size
     pad = 0 if mesh is None else (-n) % mesh.size
@@ -201,18 +156,15 @@ def sweep(
 
     carry = _start_all(loss, problem.x0, values, **static)
     f0 = np.asarray(carry.f)
-    bar = _Progress(steps, enabled=progress)
     done_steps = 0
     while done_steps < steps:
         k = min(chunk, steps - done_steps)
-        carry = _advance_all(
-            loss, carry, values, tol or 0.0, min_loss, n_steps=k, has_tol=tol is not None, **static
-        )
+        carry = _advance_all(loss, carry, values, tol, min_loss, n_steps=k, **static)
         done_steps += k
-        bar.update(k)
-        if tol is not None and bool(jnp.all(carry.f - min_loss <= tol)):
+        if progress is not None:
+            progress(done_steps, steps)
+        if tol is not None and bool(jnp.all(loop.reached(carry, tol, min_loss))):
             break
-    bar.close()
 
     final = np.asarray(carry.f)[:n]
     taken = np.asarray(carry.i)[:n]
@@ -227,31 +179,3 @@ def sweep(
         steps_to_tol=steps_to_tol.reshape(shape),
         diverged=diverged.reshape(shape),
     )
-
-
-class _Progress:
-    """tqdm when it is installed, else a carriage-return line on stderr."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.done, self.bar = total, 0, None
-        self.enabled = enabled
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, unit="step", desc="sweep")
-            except ImportError:
-                pass
-
-    def update(self, k: int) -> None:
-        self.done += k
-        if self.bar is not None:
-            self.bar.update(k)
-        elif self.enabled:
-            print(f"\rsweep: {self.done}/{self.total} steps", end="", file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            print(file=sys.stderr)

@@ -46,7 +46,7 @@ def parse_range(text: str) -> np.ndarray:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .problems import _BY_NAME
+    from . import problems
 
     parser = _Parser(prog="jax-rmsprop", description="RMSProp for JAX: demo and sweeps.")
     parser.add_argument("--version", action="version", version=f"jax-rmsprop {__version__}")
@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sw = sub.add_parser("sweep", help="sweep RMSProp hyperparameters on a documented problem")
-    sw.add_argument("problem", help=f"one of: {', '.join(sorted(_BY_NAME))}")
+    sw.add_argument("problem", help=f"one of: {', '.join(problems.names())}")
     for name in SWEEPABLE:
         sw.add_argument(
             f"--{name.replace('_', '-')}", type=str, default=None, metavar="START:STOP:NUM[:log]"
@@ -71,8 +71,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Progress:
+    """tqdm when it is installed, else a carriage-return line on stderr."""
+
+    def __init__(self, total: int):
+        try:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="step", desc="sweep")
+        except ImportError:
+            self.bar = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.done)
+        else:
+            print(f"\rsweep: {done}/{total} steps", end="", file=sys.stderr)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            print(file=sys.stderr)
+
+
 def _sweep(args) -> int:
-    from . import problems
+    from . import problems, report
     from ._sweep import sweep
 
     try:
@@ -97,20 +123,23 @@ def _sweep(args) -> int:
         fixed.setdefault("learning_rate", 0.01)
     if fixed.get("momentum") == 0:
         del fixed["momentum"]
-    result = sweep(
-        problem, grid, args.steps, tol=args.tol, options=fixed, progress=not args.no_progress
-    )
+    progress = None if args.no_progress else _Progress(args.steps)
+    try:
+        result = sweep(problem, grid, args.steps, tol=args.tol, options=fixed, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     n = result.final_loss.size
     print(
         f"{problem.name}: {n} configurations x {args.steps} steps; "
         f"{int(result.diverged.sum())} diverged"
         + (f", {int((result.steps_to_tol >= 0).sum())} reached tol {args.tol}" if args.tol else "")
     )
-    print(result.to_table(args.top))
+    print(report.table(result, args.top))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / f"sweep_{problem.name}.csv"
-    csv.write_text(result.to_csv())
+    report.write_csv(result, csv)
     print(f"\nWrote:\n  csv: {csv}")
     if len(grid) == 2:
         from . import plots
@@ -128,14 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jax-rmsprop``; returns the exit code."""
     try:
         args = _parser().parse_args(argv)
-        import jax
-
-        # The seed table is float64 (NumPy's default); JAX must be told before tracing.
-        jax.config.update("jax_enable_x64", True)
         if args.command == "demo":
-            from . import demo
+            from . import _demo
 
-            demo.main(args.out)
+            _demo.main(args.out)
             return 0
         return _sweep(args)
     except UsageError as err:

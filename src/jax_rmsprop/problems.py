@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-__all__ = ["Problem", "coupled", "cubic", "elongated", "quadratic", "rosenbrock", "sphere", "get"]
+__all__ = [
+    "Problem",
+    "coupled",
+    "cubic",
+    "elongated",
+    "get",
+    "mlp",
+    "names",
+    "quadratic",
+    "rosenbrock",
+    "sphere",
+]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -26,14 +38,14 @@ class Problem:
     Attributes:
       name: short name (``jax-rmsprop sweep NAME``).
       loss: ``loss(x) -> scalar``.
-      x0: the starting point.
+      x0: the starting point (an array, or a pytree of arrays for :func:`mlp`).
       minimizer: the (local) minimizer the optimizer should reach, where known.
       min_loss: ``loss(minimizer)``, where known; tolerances are on ``loss - min_loss``.
     """
 
     name: str
     loss: Callable[[jax.Array], jax.Array]
-    x0: jax.Array
+    x0: Any
     minimizer: jax.Array | None = None
     min_loss: float | None = None
 
@@ -122,6 +134,34 @@ def quadratic(dim: int = 100, condition: float = 100.0, seed: int = 0) -> Proble
     return _make(f"quadratic{dim}", loss, rng.normal(size=dim), np.zeros(dim))
 
 
+def _mlp_loss(x, y, params):
+    h = x
+    for layer in params[:-1]:
+        h = jnp.tanh(h @ layer["w"] + layer["b"][None, :])
+    pred = (h @ params[-1]["w"])[:, 0] + params[-1]["b"][0]
+    return jnp.mean((pred - y) ** 2)
+
+
+def mlp(seed: int = 0) -> Problem:
+    """Seed 002's Keras regression in JAX: an 8-32-32-1 tanh MLP, mean squared error.
+
+    512 synthetic samples ``y = sin(x.w / 2) + 0.1 noise``, full batch; ``x0`` is the
+    list of layers ``[{"w", "b"}, ...]`` with scaled normal weights. Minimum unknown.
+    """
+    rng = np.random.default_rng(seed)
+    dtype = jnp.result_type(float)
+    x = rng.normal(size=(512, 8))
+    y = np.sin(x @ rng.normal(size=8) / 2) + 0.1 * rng.normal(size=512)
+    sizes = [8, 32, 32, 1]
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(sizes) - 1)
+    params = [
+        {"w": jax.random.normal(k, (m, n), dtype) / np.sqrt(m), "b": jnp.zeros(n, dtype)}
+        for k, m, n in zip(keys, sizes[:-1], sizes[1:])
+    ]
+    loss = Partial(_mlp_loss, jnp.asarray(x, dtype), jnp.asarray(y, dtype))
+    return Problem("mlp", loss, params)
+
+
 _BY_NAME = {
     "sphere": sphere,
     "elongated": elongated,
@@ -129,7 +169,13 @@ _BY_NAME = {
     "cubic": cubic,
     "rosenbrock": rosenbrock,
     "quadratic": quadratic,
+    "mlp": mlp,
 }
+
+
+def names() -> list[str]:
+    """The names :func:`get` knows (``jax-rmsprop sweep NAME``)."""
+    return sorted(_BY_NAME)
 
 
 def get(name: str) -> Problem:
@@ -137,5 +183,5 @@ def get(name: str) -> Problem:
     try:
         return _BY_NAME[name]()
     except KeyError:
-        known = ", ".join(sorted(_BY_NAME))
+        known = ", ".join(names())
         raise ValueError(f"unknown problem {name!r}; known problems: {known}.") from None

@@ -139,8 +139,3 @@ def flatten(tree: Any) -> Flat:
     buffers = tuple(jnp.concatenate(g) if len(g) > 1 else g[0] for g in groups)
     layout = _Layout(treedef, tuple(dtypes), tuple(where), tuple(sizes))
     return Flat(buffers, layout)
-
-
-def unflatten(flat: Flat) -> Any:
-    """The pytree held by ``flat`` (same as ``flat.tree``)."""
-    return flat.tree

@@ -1,7 +1,7 @@
 """``jax-rmsprop demo``: the four seed articles' examples, reproduced, with their pictures.
 
-Needs float64 (``jax_enable_x64``) for the seed table to print to its last digit; the CLI
-turns it on before anything is traced.
+Needs float64 (``jax_enable_x64``) for the seed table to print to its last digit:
+:func:`main` turns it on for the demo alone and restores the previous setting.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -26,38 +25,15 @@ def seed_table(epochs: int = 100, every: int = 20) -> list[str]:
     return [f"Epoch {e}, current state: {path[e + 1]}" for e in range(0, epochs + 1, every)]
 
 
-def _mlp_problem(seed: int = 0):
-    """Seed 002's Keras regression, in JAX: an 8-32-32-1 tanh MLP on synthetic data."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(512, 8))
-    w = rng.normal(size=8)
-    y = np.sin(x @ w / 2) + 0.1 * rng.normal(size=512)
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    sizes = [8, 32, 32, 1]
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(sizes) - 1)
-    params = [
-        {
-            "w": jax.random.normal(k, (m, n), x.dtype) / np.sqrt(m),
-            "b": jnp.zeros(n, x.dtype),
-        }
-        for k, m, n in zip(keys, sizes[:-1], sizes[1:])
-    ]
-
-    def loss(params):
-        h = x
-        for layer in params[:-1]:
-            h = jnp.tanh(h @ layer["w"] + layer["b"][None, :])
-        pred = (h @ params[-1]["w"])[:, 0] + params[-1]["b"][0]
-        return jnp.mean((pred - y) ** 2)
-
-    return loss, params
-
-
 def main(out: str | Path, echo: Callable[[str], None] = print) -> dict[str, Path]:
-    """Runs every demo, writes the pictures under ``out``, returns {name: path}."""
+    """Runs every demo in float64, writes the pictures under ``out``, returns {name: path}."""
+    with jax.enable_x64(True):
+        return _all(Path(out), echo)
+
+
+def _all(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     from . import plots
 
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
 
@@ -111,14 +87,14 @@ def main(out: str | Path, echo: Callable[[str], None] = print) -> dict[str, Path
     )
 
     echo("\n== Seed 002: MLP regression (8-32-32-1, 512 samples, full batch, 500 steps, lr=0.01)")
-    loss, params = _mlp_problem()
+    mlp = problems.mlp()
     curves = {}
     for name, tx in (
         ("RMSProp", compat.keras_rmsprop(learning_rate=0.01)),
         ("Adam", optax.adam(0.01)),
         ("Adagrad", optax.adagrad(0.01)),
     ):
-        curves[name] = run(loss, tx, 500, x0=params, path=False).losses
+        curves[name] = run(mlp, tx, 500, path=False).losses
         echo(f"{name:>8}: final MSE {float(curves[name][-1]):.4f}")
     files["mlp"] = plots.loss_curves(
         curves,

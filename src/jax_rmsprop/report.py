@@ -1,0 +1,57 @@
+"""Sweep results as text: an aligned table of the best configurations, and CSV.
+
+Output lives here, at the edge, not in the sweep itself; the CLI uses both.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+
+import numpy as np
+
+from ._sweep import SweepResult
+
+_OUTCOMES = ("final_loss", "steps_to_tol", "diverged")
+
+
+def _fmt(v: float | int | bool) -> str:
+    return str(v) if isinstance(v, bool | int) else f"{v:.4g}"
+
+
+def table(result: SweepResult, k: int = 10) -> str:
+    """The best ``k`` rows of ``result`` (:meth:`SweepResult.best`) as an aligned table."""
+    rows = result.best(k)
+    if not rows:
+        return "(empty sweep)"
+    cols = list(rows[0])
+    cells = [[_fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(cols)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def to_csv(result: SweepResult) -> str:
+    """Every configuration of ``result`` as CSV text, one row each, full precision."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    names = list(result.configs)
+    writer.writerow([*names, *_OUTCOMES])
+    columns = [result.configs[n].ravel() for n in names]
+    columns += [np.ravel(getattr(result, o)) for o in _OUTCOMES]
+    for row in zip(*columns):
+        *values, final, steps, diverged = row
+        writer.writerow(
+            [repr(float(v)) for v in values]
+            + [repr(float(final)), int(steps), str(bool(diverged)).lower()]
+        )
+    return out.getvalue()
+
+
+def write_csv(result: SweepResult, path: str | os.PathLike) -> None:
+    """Writes :func:`to_csv` of ``result`` to ``path``."""
+    with open(path, "w", newline="") as f:
+        f.write(to_csv(result))
