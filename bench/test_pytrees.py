@@ -1,5 +1,7 @@
 """Group pytrees: many-leaf trees, per-leaf (plain) vs one buffer per dtype (Flat)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,3 +119,20 @@ def test_optimizer_step_interleaved(benchmark, device):
     benchmark.extra_info["optax-tree/optax-tree-again"] = round(
         med["optax-tree"] / med["optax-tree-again"], 3
     )
+
+
+@pytest.mark.benchmark(group="compile-time-interleaved")
+def test_compile_time_interleaved(benchmark, device):
+    """Trace + compile of the transformer tree's optimizer step, ours and optax alternating."""
+    params = transformer()
+    kernels = {}
+    for variant in ("optax-tree", "ours-tree"):
+        tx = TREE_VARIANTS[variant][0]()
+        state = tx.init(params)
+        # a new jit each call: nothing is cached between rounds
+        kernels[variant] = functools.partial(
+            lambda tx, state: optimizer_step(tx).lower(params, state, params).compile(), tx, state
+        )
+    med = round_robin(benchmark, kernels, rounds=6)
+    benchmark.extra_info.update(tree="transformer", device=device)
+    benchmark.extra_info["ours-tree/optax-tree"] = round(med["ours-tree"] / med["optax-tree"], 3)

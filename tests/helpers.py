@@ -1,3 +1,5 @@
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,3 +38,15 @@ def assert_close_path(actual, expected, rtol, err_msg=""):
     """Elementwise, relative to the path's scale (parameters cross zero)."""
     scale = np.max(np.abs(expected))
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=err_msg)
+
+
+@contextlib.contextmanager
+def optax_rules():
+    """Runs optax, the reference, under JAX's standard dtype promotion.
+
+    The test suite runs with ``jax_numpy_dtype_promotion="strict"`` to keep our own code
+    explicit about dtypes; optax's internals (``abs_sq(g) ** 1``, ``1 - decay ** count``
+    with an int32 count, its schedules) mix dtypes and fail there.
+    """
+    with jax.numpy_dtype_promotion("standard"):
+        yield

@@ -9,6 +9,8 @@ import pytest
 import jax_rmsprop
 from jax_rmsprop import checkpoint
 
+from .helpers import optax_rules
+
 
 def _tx(**kw):
     opts = dict(momentum=0.9, centered=True, state_dtype=jnp.float32) | kw
@@ -24,6 +26,14 @@ def _tx(**kw):
     )
 
 
+@pytest.fixture(autouse=True)
+def _optax_rules():
+    """These tests wrap our transform in optax's chain, apply_if_finite and
+    inject_hyperparams with an optax schedule, whose internals mix dtypes."""
+    with optax_rules():
+        yield
+
+
 PARAMS = {
     "w": jnp.linspace(-1, 1, 12, dtype=jnp.float32).reshape(3, 4),
     "b": jnp.linspace(0, 1, 4, dtype=jnp.bfloat16),
@@ -32,8 +42,12 @@ PARAMS = {
 
 
 def _loss(p):
+    # Each term cast to float64 explicitly (strict dtype promotion in the tests).
+    f64 = lambda x: x.astype(jnp.float64)  # noqa: E731
     return (
-        jnp.sum(jnp.sin(3 * p["w"]) ** 2) + jnp.sum(p["b"].astype(jnp.float32) ** 2) + p["s"] ** 4
+        f64(jnp.sum(jnp.sin(3 * p["w"]) ** 2))
+        + f64(jnp.sum(p["b"].astype(jnp.float32) ** 2))
+        + p["s"] ** 4
     )
 
 
@@ -128,3 +142,52 @@ def test_an_abstract_template_is_enough(tmp_path):
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves({"params": params, "opt_state": state})):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("name", ["ckpt", "ckpt.npz", "run.v2"])
+def test_save_and_restore_agree_on_the_path(tmp_path, name):
+    tx = jax_rmsprop.rmsprop(0.1)
+    state = tx.init(PARAMS)
+    written = checkpoint.save(tmp_path / name, state)
+    assert written.name.endswith(".npz") and written.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [written.name]  # no temporary left
+    back = checkpoint.restore(tmp_path / name, tx.init(PARAMS))
+    jax.tree.map(np.testing.assert_array_equal, back, state)
+
+
+def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    tx = jax_rmsprop.rmsprop(0.1, momentum=0.9)
+    good, _ = _steps(tx, PARAMS, tx.init(PARAMS), 2)
+    checkpoint.save(tmp_path / "c", good)
+    before = (tmp_path / "c.npz").read_bytes()
+    newer, _ = _steps(tx, PARAMS, tx.init(PARAMS), 4)
+
+    def dies_half_way(f, **arrays):  # writes some bytes, then the process is interrupted
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tmp_path / "c", newer)
+    monkeypatch.undo()
+    assert (tmp_path / "c.npz").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]
+    back = checkpoint.restore(tmp_path / "c", good)
+    jax.tree.map(np.testing.assert_array_equal, back, good)
+
+
+def test_rmsprop_state_round_trips_through_orbax(tmp_path):
+    ocp = pytest.importorskip("orbax.checkpoint", reason="orbax-checkpoint not installed")
+    tx = jax_rmsprop.rmsprop(0.1, centered=True, momentum=0.9)
+    params, state = _steps(tx, PARAMS, tx.init(PARAMS), 3)
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(tmp_path / "orbax", {"params": params, "opt_state": state})
+        ckptr.wait_until_finished()
+        back = ckptr.restore(tmp_path / "orbax", {"params": params, "opt_state": state})
+    assert isinstance(back["opt_state"], jax_rmsprop.RMSPropState)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+        back,
+        {"params": params, "opt_state": state},
+    )
+    assert back["opt_state"].count.dtype == jnp.int32

@@ -8,6 +8,7 @@ from PIL import Image
 
 from jax_rmsprop import __version__, cli
 
+from .helpers import optax_rules
 from .test_seeds import SEED_000_TABLE
 
 
@@ -21,7 +22,8 @@ def test_version_and_help(capsys):
 
 
 def test_demo_prints_the_seed_table_and_writes_the_pictures(tmp_path, capsys):
-    assert cli.main(["demo", "--out", str(tmp_path)]) == 0
+    with optax_rules():  # the demo compares with optax's sgd, adam and adagrad
+        assert cli.main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert SEED_000_TABLE in out
     assert "(minimum (2, -1))" in out
@@ -69,7 +71,8 @@ def test_sweep_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sphere: 48 configurations x 200 steps" in out
     assert out.splitlines()[1].split()[:3] == ["learning_rate", "decay", "final_loss"]
-    rows = list(csv.DictReader(open(tmp_path / "sweep_sphere.csv")))
+    with open(tmp_path / "sweep_sphere.csv") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 48
     lrs = sorted({float(r["learning_rate"]) for r in rows})
     np.testing.assert_allclose(lrs, np.logspace(-3, 0, 8), rtol=1e-15)

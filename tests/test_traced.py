@@ -8,7 +8,7 @@ import pytest
 
 import jax_rmsprop
 
-from .helpers import apply_sequence
+from .helpers import apply_sequence, optax_rules
 from .reference import rmsprop_reference
 
 GRADS = np.random.default_rng(3).normal(size=(15, 4))
@@ -99,6 +99,7 @@ def test_inject_hyperparams_schedule_and_mutation():
     assert ref.shape == (2, 4)
 
 
+@optax_rules()  # optax's cosine schedule mixes dtypes
 def test_second_jitted_step_does_not_recompile():
     tx = jax_rmsprop.rmsprop(optax.cosine_decay_schedule(0.1, 100), momentum=0.9, centered=True)
     params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}

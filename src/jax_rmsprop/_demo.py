@@ -32,14 +32,21 @@ def main(out: str | Path, echo: Callable[[str], None] = print) -> dict[str, Path
 
 
 def _all(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
-    from . import plots
-
     out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-
     echo("== Seed 000: RMSProp on x^2 + y^2 from (5, 4), lr=0.1, rho=0.9, eps=1e-6")
     for line in seed_table():
         echo(line)
+    files: dict[str, Path] = {}
+    for part in (_seed_001, _seed_003_cubic, _seed_003_coupled, _seed_002_mlp):
+        files.update(part(out, echo))
+    echo("\nWrote:")
+    for name, path in files.items():
+        echo(f"  {name:>9}: {path}")
+    return files
+
+
+def _seed_001(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
+    from . import plots
 
     echo(
         "\n== Seed 001: x^2 + 10y^2 from (1.5, 1.5): gradient descent vs RMSProp"
@@ -52,14 +59,20 @@ def _all(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
         end = np.asarray(t.params)[-1]
         echo(f"{name:>16}: end {end}, loss {float(t.losses[-1]):.3e}")
     paths = {"Gradient Descent": gd.params, "RMSProp": rms.params}
-    files["paths"] = plots.contour_paths(
-        p, paths, out / "elongated_paths.png", title="Optimization Paths: GD vs RMSProp"
-    )
-    files["losses"] = plots.loss_curves(
-        {"Gradient Descent": gd.losses, "RMSProp": rms.losses},
-        out / "elongated_losses.png",
-        title="Loss vs Epochs: GD vs RMSProp",
-    )
+    return {
+        "paths": plots.contour_paths(
+            p, paths, out / "elongated_paths.png", title="Optimization Paths: GD vs RMSProp"
+        ),
+        "losses": plots.loss_curves(
+            {"Gradient Descent": gd.losses, "RMSProp": rms.losses},
+            out / "elongated_losses.png",
+            title="Loss vs Epochs: GD vs RMSProp",
+        ),
+    }
+
+
+def _seed_003_cubic(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
+    from . import plots
 
     echo("\n== Seed 003: x - x^3 from -1, lr=0.01, rho=0.9, eps=1e-8, 1000 steps")
     p = problems.cubic()
@@ -70,21 +83,29 @@ def _all(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
         f"x = {xs[-1]:.6f} (local minimum -1/sqrt(3) = {-1 / np.sqrt(3):.6f}), "
         f"within 0.01 after {reached} steps"
     )
-    files["animation"] = plots.animate_1d(
-        p, xs, out / "cubic_rmsprop.gif", title="RMSprop, learning_rate = 0.01"
-    )
+    gif = plots.animate_1d(p, xs, out / "cubic_rmsprop.gif", title="RMSprop, learning_rate = 0.01")
+    return {"animation": gif}
+
+
+def _seed_003_coupled(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
+    from . import plots
 
     echo("\n== Seed 003: 2x^2 + 2xy + 2y^2 - 6x from (1, 0), lr=0.01, 1000 steps")
     p = problems.coupled()
     cp = run(p, rmsprop(0.01, decay=0.9, eps=1e-8), 1000)
     echo(f"end {np.asarray(cp.params)[-1]} (minimum (2, -1)), loss {float(cp.losses[-1]):.6f}")
-    files["coupled"] = plots.contour_paths(
+    png = plots.contour_paths(
         p,
         {"RMSProp": cp.params},
         out / "coupled_path.png",
         title="RMSProp on 2x² + 2xy + 2y² − 6x",
         extent=(0.5, 2.5, -1.5, 0.5),
     )
+    return {"coupled": png}
+
+
+def _seed_002_mlp(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
+    from . import plots
 
     echo("\n== Seed 002: MLP regression (8-32-32-1, 512 samples, full batch, 500 steps, lr=0.01)")
     mlp = problems.mlp()
@@ -96,14 +117,10 @@ def _all(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     ):
         curves[name] = run(mlp, tx, 500, path=False).losses
         echo(f"{name:>8}: final MSE {float(curves[name][-1]):.4f}")
-    files["mlp"] = plots.loss_curves(
+    png = plots.loss_curves(
         curves,
         out / "mlp_losses.png",
         title="MLP regression: RMSProp vs Adam vs Adagrad",
         xlabel="Step",
     )
-
-    echo("\nWrote:")
-    for name, path in files.items():
-        echo(f"  {name:>9}: {path}")
-    return files
+    return {"mlp": png}

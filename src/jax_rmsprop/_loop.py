@@ -49,7 +49,9 @@ def step(loss: Callable, tx: optax.GradientTransformation, c: Carry) -> Carry:
     return Carry(c.i + 1, x, opt_state, f, g)
 
 
-def reached(c: Carry, tol: jax.Array | None, min_loss: jax.Array | float) -> jax.Array:
+def reached(
+    c: Carry, tol: jax.typing.ArrayLike | None, min_loss: jax.typing.ArrayLike
+) -> jax.Array:
     """The stopping rule: ``loss - min_loss <= tol`` (never, without ``tol``)."""
     if tol is None:
         return jnp.zeros([], bool)
@@ -62,8 +64,8 @@ def advance(
     c: Carry,
     n_steps: int,
     *,
-    tol: jax.Array | None = None,
-    min_loss: jax.Array | float = 0.0,
+    tol: jax.typing.ArrayLike | None = None,
+    min_loss: jax.typing.ArrayLike = 0.0,
     record: Callable[[Carry], Any] | None = None,
     exit_early: bool = True,
 ) -> tuple[Carry, Any]:
@@ -117,7 +119,7 @@ def advance(
 
     c, taken, hist = jax.lax.while_loop(active, body, (c, jnp.zeros([], jnp.int32), hist))
     if record is not None:
-        later = jnp.arange(n_steps) >= taken
+        later = jnp.arange(n_steps, dtype=taken.dtype) >= taken
         hist = jax.tree.map(
             lambda buf, a: jnp.where(later.reshape((-1,) + (1,) * a.ndim), a[None], buf),
             hist,

@@ -20,6 +20,7 @@ low-precision storage (the state is cast once per step, not once per chained sta
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
@@ -55,7 +56,8 @@ class RMSPropState(NamedTuple):
       trace: momentum buffer (``momentum`` given), else ``None``.
     """
 
-    count: jax.Array
+    # (``count`` shadows ``tuple.count``, as in optax's states.)
+    count: jax.Array  # type: ignore[assignment]
     nu: optax.Updates
     mu: optax.Updates | None
     trace: optax.Updates | None
@@ -102,17 +104,34 @@ class Hyperparams(NamedTuple):
 
 
 class _Scalars(NamedTuple):
-    """One step's hyperparameters, cast to one arithmetic dtype."""
+    """One step's hyperparameters, in one arithmetic dtype (or uncast)."""
 
-    decay: jax.Array
-    one_minus_decay: jax.Array
-    eps: jax.Array
+    decay: Any
+    one_minus_decay: Any
+    eps: Any
     guard: bool  # the eps guards are compiled in (see _needs_guard)
-    bias: jax.Array | None  # 1 - decay^t (bias correction), else None
-    neg_lr: jax.Array | None
-    lr: jax.Array | None
-    momentum: jax.Array | None
-    weight_decay: jax.Array | None
+    bias: Any  # 1 - decay^t (bias correction), else None
+    neg_lr: Any  # None: no learning rate (scale_by_rms)
+    lr: Any
+    momentum: Any  # None: no trace
+    weight_decay: Any  # None: no weight decay
+
+
+def _wide(dtype: Any) -> Any:
+    """``dtype``, or float32 (complex64) if it is narrower: the arithmetic's dtype.
+
+    Written out rather than ``jnp.promote_types``, which refuses float32 with float64
+    under ``jax_numpy_dtype_promotion="strict"``.
+    """
+    dtype = jnp.dtype(dtype)
+    if jnp.finfo(dtype).bits >= 32:
+        return dtype
+    return jnp.dtype(jnp.complex64 if jnp.issubdtype(dtype, jnp.complexfloating) else jnp.float32)
+
+
+def _complex_of(dtype: Any) -> Any:
+    """The complex dtype with ``dtype``'s precision (at least complex64)."""
+    return jnp.dtype(jnp.complex128 if jnp.finfo(dtype).bits == 64 else jnp.complex64)
 
 
 def _needs_guard(eps: ArrayLike, dtype: Any) -> bool:
@@ -138,11 +157,11 @@ def _step_scalars(hp: Hyperparams, count: jax.Array, bias_correction: bool) -> _
     array's dtype) and only then cast to each leaf's dtype, exactly like optax, so that
     ``1 - decay`` is not rounded twice.
     """
-    lr = hp.learning_rate(count) if callable(hp.learning_rate) else hp.learning_rate
+    lr: Any = hp.learning_rate(count) if callable(hp.learning_rate) else hp.learning_rate
     bias = None
     if bias_correction:
         # In at least float32: decay**count in bf16 would round to 1 and divide by zero.
-        dt = jnp.promote_types(jnp.float32, jnp.result_type(hp.decay))
+        dt = _wide(jnp.result_type(hp.decay))
         bias = 1 - jnp.asarray(hp.decay, dt) ** optax.safe_increment(count).astype(dt)
     return _Scalars(
         decay=hp.decay,
@@ -249,8 +268,8 @@ def _leaf(v: _Variant, scalars: Callable[[Any], _Scalars], g, nu, mu, tr, p):
         return tuple(None if a is None else jax.lax.complex(a, b) for a, b in zip(*parts))
     # A float16 gradient above 256 squares to inf, and eps=1e-8 rounds to 0 there; the
     # casts fuse into the same loop, so low-precision storage still halves the bytes moved.
-    dt_real = jnp.promote_types(nu.dtype, jnp.float32)
-    dt = jnp.promote_types(dt_real, jnp.complex64) if jnp.iscomplexobj(g) else dt_real
+    dt_real = _wide(nu.dtype)
+    dt = _complex_of(dt_real) if jnp.iscomplexobj(g) else dt_real
     real, arith = scalars(dt_real), scalars(dt)
     new_g = g.astype(dt)
     if conv.maximize:
@@ -275,7 +294,7 @@ def _state_dtypes(p: Any, state_dtype: Any, complex_as_real: bool) -> tuple[Any,
     store = jnp.dtype(state_dtype) if state_dtype is not None else jnp.dtype(p.dtype)
     if not jnp.issubdtype(p.dtype, jnp.complexfloating):
         return store, store
-    cplx = jnp.promote_types(store, jnp.complex64)
+    cplx = _complex_of(store)
     return (cplx if complex_as_real else jnp.finfo(cplx).dtype), cplx
 
 
@@ -311,6 +330,77 @@ def _check_kinds(api: str, grads: Any, params: Any, state: RMSPropState) -> None
             )
 
 
+def _init(variant: _Variant, hp: Hyperparams, params: Any) -> RMSPropState:
+    """The state for ``params``: abstract for abstract leaves (``jax.ShapeDtypeStruct``)."""
+    if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params)):
+        return jax.eval_shape(functools.partial(_init, variant, hp), params)
+
+    def fill(value, which):
+        def one(p):
+            dtypes = _state_dtypes(p, variant.state_dtype, variant.convention.complex_as_real)
+            return _fill_like(p, value, dtypes[which])
+
+        return jax.tree.map(one, params)
+
+    return RMSPropState(
+        count=jnp.zeros([], jnp.int32),
+        nu=fill(hp.initial_scale, 0),
+        mu=fill(0.0, 1) if variant.centered else None,
+        trace=fill(0.0, 1) if hp.momentum is not None else None,
+    )
+
+
+def _check_update(api: str, hp: Hyperparams, grads: Any, state: RMSPropState, params: Any):
+    """Refuses a gradient tree that does not match the state, or missing params."""
+    # (Any: jaxlib's PyTreeDef is opaque to mypy)
+    want: Any = jax.tree.structure(state.nu)
+    got: Any = jax.tree.structure(grads)
+    if got != want:
+        raise ValueError(
+            f"`{api}` update: the gradient tree does not match the optimizer state.\n"
+            f"  gradients: {got}\n"
+            f"  state.nu:  {want}"
+        )
+    if hp.weight_decay is not None and params is None:
+        raise ValueError(
+            f"`{api}(weight_decay=...)` needs the parameters: call update(grads, state, params)."
+        )
+    _check_kinds(api, grads, params, state)
+
+
+def _update(
+    api: str, variant: _Variant, hp: Hyperparams, grads, state: RMSPropState, params=None, **extra
+):
+    """One step for every leaf; hyperparameters cast once per dtype, not once per leaf."""
+    del extra  # optax.GradientTransformationExtraArgs: accepted, not used
+    _check_update(api, hp, grads, state, params)
+    count_inc = optax.safe_increment(state.count)
+    leaves_g, treedef_ = jax.tree.flatten(grads)
+    treedef: Any = treedef_
+    if not leaves_g:
+        return grads, state._replace(count=count_inc)
+    uncast = _step_scalars(hp, state.count, variant.bias_correction)
+    by_dtype: dict[Any, _Scalars] = {}
+
+    def scalars(dtype):
+        if dtype not in by_dtype:
+            by_dtype[dtype] = _cast(uncast, dtype)
+        return by_dtype[dtype]
+
+    def column(tree):
+        return [None] * len(leaves_g) if tree is None else treedef.flatten_up_to(tree)
+
+    cols = [leaves_g, *(column(t) for t in (state.nu, state.mu, state.trace, params))]
+    out = [_leaf(variant, scalars, *args) for args in zip(*cols)]
+    u, nu, mu, tr = (treedef.unflatten(col) for col in zip(*out))
+    return u, RMSPropState(
+        count=count_inc,
+        nu=nu,
+        mu=mu if state.mu is not None else None,
+        trace=tr if state.trace is not None else None,
+    )
+
+
 def transform(
     api: str,
     hp: Hyperparams,
@@ -321,7 +411,10 @@ def transform(
     bias_correction: bool = False,
     state_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """Every RMSProp variant; the public constructors check their arguments and call it."""
+    """Every RMSProp variant; the public constructors check their arguments and call it.
+
+    ``api`` is the public constructor's name, for error messages.
+    """
     if nesterov and hp.momentum is None:
         raise ValueError(f"`{api}(nesterov=True)` needs a `momentum` value; got momentum=None.")
     variant = _Variant(
@@ -331,69 +424,9 @@ def transform(
         bias_correction,
         None if state_dtype is None else jnp.dtype(state_dtype),
     )
-
-    def init_fn(params):
-        if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params)):
-            return jax.eval_shape(init_fn, params)
-
-        def fill(value, which):
-            def one(p):
-                dtypes = _state_dtypes(p, variant.state_dtype, convention.complex_as_real)
-                return _fill_like(p, value, dtypes[which])
-
-            return jax.tree.map(one, params)
-
-        return RMSPropState(
-            count=jnp.zeros([], jnp.int32),
-            nu=fill(hp.initial_scale, 0),
-            mu=fill(0.0, 1) if centered else None,
-            trace=fill(0.0, 1) if hp.momentum is not None else None,
-        )
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del extra_args
-        if jax.tree.structure(updates) != jax.tree.structure(state.nu):
-            raise ValueError(
-                f"`{api}` update: the gradient tree does not match the optimizer state.\n"
-                f"  gradients: {jax.tree.structure(updates)}\n"
-                f"  state.nu:  {jax.tree.structure(state.nu)}"
-            )
-        if hp.weight_decay is not None and params is None:
-            raise ValueError(
-                f"`{api}(weight_decay=...)` needs the parameters: "
-                "call update(grads, state, params)."
-            )
-        _check_kinds(api, updates, params, state)
-        count_inc = optax.safe_increment(state.count)
-        leaves_g, treedef = jax.tree.flatten(updates)
-        if not leaves_g:
-            return updates, state._replace(count=count_inc)
-        uncast = _step_scalars(hp, state.count, bias_correction)
-        by_dtype: dict[Any, _Scalars] = {}
-
-        def scalars(dtype):
-            if dtype not in by_dtype:
-                by_dtype[dtype] = _cast(uncast, dtype)
-            return by_dtype[dtype]
-
-        n = len(leaves_g)
-        cols = [
-            leaves_g,
-            treedef.flatten_up_to(state.nu),
-            treedef.flatten_up_to(state.mu) if state.mu is not None else [None] * n,
-            treedef.flatten_up_to(state.trace) if state.trace is not None else [None] * n,
-            treedef.flatten_up_to(params) if params is not None else [None] * n,
-        ]
-        out = [_leaf(variant, scalars, *args) for args in zip(*cols)]
-        u, nu, mu, tr = (treedef.unflatten(col) for col in zip(*out))
-        return u, RMSPropState(
-            count=count_inc,
-            nu=nu,
-            mu=mu if state.mu is not None else None,
-            trace=tr if state.trace is not None else None,
-        )
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(
+        functools.partial(_init, variant, hp), functools.partial(_update, api, variant, hp)
+    )
 
 
 def rmsprop(

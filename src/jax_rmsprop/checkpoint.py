@@ -10,6 +10,14 @@ checks every path, shape and dtype against it and raises ``ValueError`` naming e
 mismatch, instead of silently loading a state that belongs to another optimizer. The
 restored arrays are placed with the template's shardings.
 
+``save`` and ``restore`` read a path the same way: ``.npz`` is added when it is missing.
+A save writes a temporary file beside the target and renames it into place
+(``os.replace``), so a save interrupted half-way leaves the previous checkpoint whole.
+
+For parameters sharded across hosts, or asynchronous saves, use orbax
+(``orbax.checkpoint.StandardCheckpointer``): :class:`~jax_rmsprop.RMSPropState` is a plain
+pytree and round-trips through it bit for bit (``tests/test_checkpoint.py``).
+
 Example:
   >>> import jax.numpy as jnp, tempfile, os
   >>> import jax_rmsprop
@@ -17,8 +25,9 @@ Example:
   >>> tx = jax_rmsprop.rmsprop(0.1, momentum=0.9)
   >>> params = {"w": jnp.ones(3)}
   >>> state = tx.init(params)
-  >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
-  >>> checkpoint.save(path, {"params": params, "opt_state": state})
+  >>> path = os.path.join(tempfile.mkdtemp(), "ckpt")
+  >>> checkpoint.save(path, {"params": params, "opt_state": state}).name
+  'ckpt.npz'
   >>> back = checkpoint.restore(path, {"params": params, "opt_state": tx.init(params)})
   >>> int(back["opt_state"].count)
   0
@@ -27,6 +36,8 @@ Example:
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -49,12 +60,21 @@ def _entries(tree: Any) -> tuple[dict[str, Any], Any]:
     return out, treedef
 
 
-def save(path: str | os.PathLike, tree: Any) -> None:
-    """Writes every leaf of ``tree`` to ``path`` (a ``.npz`` file), bit for bit.
+def _npz(path: str | os.PathLike) -> Path:
+    """The one path rule of :func:`save` and :func:`restore`: ``.npz`` added if missing."""
+    p = Path(path)
+    return p if p.name.endswith(".npz") else p.with_name(p.name + ".npz")
+
+
+def save(path: str | os.PathLike, tree: Any) -> Path:
+    """Writes every leaf of ``tree`` to ``path`` (a ``.npz`` file), bit for bit, atomically.
 
     Args:
-      path: file to write; the ``.npz`` suffix is added by NumPy if missing.
+      path: file to write; ``.npz`` is added if missing.
       tree: any pytree of arrays (parameters, optimizer state, both in a dict).
+
+    Returns:
+      The path written.
     """
     arrays = {}
     for key, leaf in _entries(tree)[0].items():
@@ -62,7 +82,19 @@ def save(path: str | os.PathLike, tree: Any) -> None:
         arrays[_DTYPE_PREFIX + key] = np.array(a.dtype.name)
         # ml_dtypes (bfloat16, float8_*) do not survive .npz: stored as their raw bits.
         arrays[key] = a.view(_RAW[a.dtype.itemsize]) if _is_ml(a) else a
-    np.savez(path, **arrays)
+    target = _npz(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # (numpy's stubs type **kwds as its keyword-only ``allow_pickle: bool``)
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return target
 
 
 def _is_ml(a: np.ndarray) -> bool:
@@ -73,7 +105,7 @@ def restore(path: str | os.PathLike, like: Any) -> Any:
     """Reads a checkpoint written by :func:`save` into the structure of ``like``.
 
     Args:
-      path: the ``.npz`` file.
+      path: the ``.npz`` file (``.npz`` is added if missing, as :func:`save` does).
       like: a pytree with the expected structure, shapes and dtypes, e.g.
         ``tx.init(params)`` or ``{"params": params, "opt_state": tx.init(params)}``;
         abstract values work too (``jax.eval_shape(tx.init, params)``, nothing is
@@ -86,7 +118,7 @@ def restore(path: str | os.PathLike, like: Any) -> Any:
       ValueError: if the checkpoint lacks a leaf of ``like``, holds a leaf that ``like``
         has not, or a leaf's shape or dtype differs; every mismatch is listed.
     """
-    with np.load(path) as f:
+    with np.load(_npz(path)) as f:
         stored = {k: f[k] for k in f.files}
     values = {}  # key path -> array in its saved dtype (raw bits viewed back)
     for key, a in stored.items():

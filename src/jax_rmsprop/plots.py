@@ -5,10 +5,11 @@ Needs the ``plot`` extra (matplotlib, pillow). The library core never imports th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from ._sweep import SweepResult
 from .problems import Problem
@@ -61,7 +62,7 @@ def contour_paths(
 
 
 def loss_curves(
-    losses: Mapping[str, Sequence[float]],
+    losses: Mapping[str, npt.ArrayLike],
     out: str | Path,
     *,
     title: str,
