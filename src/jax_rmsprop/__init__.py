@@ -4,6 +4,8 @@ from . import checkpoint as checkpoint
 from . import compat as compat
 from . import problems as problems
 from . import report as report
+from ._fit import History as History
+from ._fit import fit as fit
 from ._flat import Flat as Flat
 from ._flat import flatten as flatten
 from ._run import Trajectory as Trajectory
@@ -17,12 +19,14 @@ from ._version import __version__ as __version__
 
 __all__ = [
     "Flat",
+    "History",
     "RMSPropState",
     "SweepResult",
     "Trajectory",
     "__version__",
     "checkpoint",
     "compat",
+    "fit",
     "flatten",
     "problems",
     "report",

@@ -1,4 +1,4 @@
-"""The one optimization loop behind :func:`~jax_rmsprop.run` and :func:`~jax_rmsprop.sweep`.
+"""The optimization loop behind ``run``, ``sweep`` and ``fit`` (its minibatch steps).
 
 The carry, the step and the stopping rule are written here once (optimistix's
 ``iterative_solve`` is the model). :func:`advance` is a ``lax.while_loop`` that stops
@@ -41,10 +41,15 @@ def start(loss: Callable, tx: optax.GradientTransformation, x0: Any) -> Carry:
     return Carry(jnp.zeros([], jnp.int32), x0, tx.init(x0), f, g)
 
 
+def apply(tx: optax.GradientTransformation, x: Any, opt_state: Any, g: Any) -> tuple[Any, Any]:
+    """The update itself, shared by every loop: ``x <- x + tx.update(g, state, x)``."""
+    updates, opt_state = tx.update(g, opt_state, x)
+    return optax.apply_updates(x, updates), opt_state
+
+
 def step(loss: Callable, tx: optax.GradientTransformation, c: Carry) -> Carry:
-    """One optimizer step: ``x <- x + tx.update(grad(x), state, x)``."""
-    updates, opt_state = tx.update(c.g, c.opt_state, c.x)
-    x = optax.apply_updates(c.x, updates)
+    """One optimizer step on a fixed objective, keeping the new point's loss and gradient."""
+    x, opt_state = apply(tx, c.x, c.opt_state, c.g)
     f, g = jax.value_and_grad(loss)(x)
     return Carry(c.i + 1, x, opt_state, f, g)
 

@@ -1,0 +1,227 @@
+"""Training on data: :func:`fit`, with Keras's ``Model.fit`` semantics, an epoch per program.
+
+Each epoch is one compiled program: a ``lax.scan`` over the full minibatches (the data
+stay on the device; a batch is a gather by index from the epoch's permutation) and one
+more step on the last, partial batch. The epochs are a Python loop, so the loss of each
+one can be reported as it ends.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.tree_util import Partial
+
+from . import _loop as loop
+
+
+class History(NamedTuple):
+    """The result of :func:`fit`.
+
+    Attributes:
+      params: the trained parameters.
+      opt_state: the optimizer state after the last step (to continue training).
+      loss: shape ``(epochs,)``: each epoch's training loss, the mean of its minibatch
+        losses (each taken before its step) weighted by batch size, as Keras reports it.
+      val_loss: shape ``(epochs,)``: the loss on ``validation`` after each epoch, or
+        ``None`` without ``validation``.
+    """
+
+    params: Any
+    opt_state: Any
+    loss: np.ndarray
+    val_loss: np.ndarray | None
+
+
+def _batches(perm: jax.Array, batch_size: int, drop_last: bool):
+    """The full batches' indices ``(k, batch_size)`` and the partial batch's (or None)."""
+    full = perm.shape[0] // batch_size
+    rest = perm[full * batch_size :]
+    head = perm[: full * batch_size].reshape(full, batch_size)
+    return head, (None if drop_last or rest.shape[0] == 0 else rest)
+
+
+def _take(data: Any, idx: jax.Array) -> Any:
+    return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("tx", "batch_size", "drop_last"),
+    donate_argnames=("params", "opt_state"),
+)
+def _epoch(loss, tx, params, opt_state, data, key, epoch, batch_size, drop_last):
+    n = jax.tree.leaves(data)[0].shape[0]
+    if key is None:
+        perm = jnp.arange(n)
+    else:
+        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+
+    def train(carry, idx):
+        params, opt_state = carry
+        f, g = jax.value_and_grad(loss)(params, _take(data, idx))
+        return loop.apply(tx, params, opt_state, g), f
+
+    head, rest = _batches(perm, batch_size, drop_last)
+    (params, opt_state), fs = jax.lax.scan(train, (params, opt_state), head)
+    total, count = jnp.sum(fs) * batch_size, head.size
+    if rest is not None:
+        (params, opt_state), f = train((params, opt_state), rest)
+        total, count = total + f * rest.shape[0], count + rest.shape[0]
+    return params, opt_state, total / count
+
+
+@functools.partial(jax.jit, static_argnames=("tx",))
+def _start(tx, params, opt_state):
+    """Fresh copies of the parameters (the epochs donate theirs) and the optimizer state."""
+    copy = functools.partial(jax.tree.map, jnp.copy)
+    return copy(params), tx.init(params) if opt_state is None else copy(opt_state)
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size",))
+def _evaluate(loss, params, data, batch_size):
+    n = jax.tree.leaves(data)[0].shape[0]
+    head, rest = _batches(jnp.arange(n), batch_size, drop_last=False)
+    fs = jax.lax.map(lambda idx: loss(params, _take(data, idx)), head)
+    total = jnp.sum(fs) * batch_size
+    if rest is not None:
+        total = total + loss(params, _take(data, rest)) * rest.shape[0]
+    return total / n
+
+
+def _length(name: str, data: Any) -> int:
+    """The common leading axis of ``data``'s leaves; ``ValueError`` naming ``name`` if none."""
+    leaves = jax.tree_util.tree_leaves_with_path(data)
+    if not leaves:
+        raise ValueError(f"`fit({name}=...)` needs at least one array.")
+    sizes = {jax.tree_util.keystr(p) or "<root>": np.shape(a)[:1] for p, a in leaves}
+    if len(set(sizes.values())) != 1 or () in sizes.values():
+        raise ValueError(
+            f"`fit({name}=...)`: every array needs the same leading (example) axis; got "
+            + ", ".join(f"{k}: {v[0] if v else 'a scalar'}" for k, v in sizes.items())
+        )
+    return int(next(iter(sizes.values()))[0])
+
+
+def _check(loss, params, data, validation, epochs, batch_size) -> int:
+    """Every check of :func:`fit`'s arguments, before anything compiles; returns len(data)."""
+    n = _length("data", data)
+    if validation is not None:
+        _length("validation", validation)
+        want: Any = jax.tree.structure(data)  # (Any: PyTreeDef is opaque to mypy)
+        if jax.tree.structure(validation) != want:
+            raise ValueError("`fit(validation=...)` must have the structure of `data`.")
+    if not isinstance(epochs, int | np.integer) or epochs < 1:
+        raise ValueError(f"`fit(epochs=...)` must be a positive int; got {epochs!r}.")
+    if not isinstance(batch_size, int | np.integer) or not 1 <= batch_size <= n:
+        raise ValueError(
+            f"`fit(batch_size=...)` must be an int in [1, {n}] (the number of examples); "
+            f"got {batch_size!r}."
+        )
+    shape = _loss_shape(loss, _signature(params), _signature(data, rows=int(batch_size)))
+    if shape != ():
+        raise ValueError(f"`fit(loss=...)` must return a scalar for one batch; got {shape}.")
+    return n
+
+
+def _signature(tree: Any, rows: int | None = None) -> tuple:
+    """A hashable description of ``tree``: structure, and each leaf's shape and dtype.
+
+    With ``rows``, the leading axis is replaced by it (the signature of one batch).
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+
+    def describe(a):
+        shape = tuple(np.shape(a))
+        dtype = np.dtype(a.dtype) if hasattr(a, "dtype") else np.result_type(a)
+        return (shape if rows is None else (rows, *shape[1:])), dtype
+
+    return treedef, tuple(describe(a) for a in leaves)
+
+
+@functools.lru_cache(maxsize=64)
+def _loss_shape(loss: Callable, params_sig: tuple, batch_sig: tuple) -> Any:
+    """The shape ``loss`` returns for these abstract arguments (traced once per signature)."""
+
+    def abstract(sig):
+        treedef, leaves = sig
+        return jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
+
+    out = jax.eval_shape(loss, abstract(params_sig), abstract(batch_sig))
+    return getattr(out, "shape", type(out).__name__)
+
+
+def fit(
+    loss: Callable[[Any, Any], jax.Array],
+    params: Any,
+    tx: optax.GradientTransformation,
+    data: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    key: jax.Array | None = None,
+    validation: Any = None,
+    drop_last: bool = False,
+    opt_state: Any = None,
+    callback: Callable[[int, float, float | None], None] | None = None,
+) -> History:
+    """Trains ``params`` on ``data`` with minibatches, as ``keras.Model.fit`` does.
+
+    Each epoch visits every example once, in order (Keras's ``shuffle=False``) or, with
+    ``key``, in a fresh permutation drawn from ``jax.random.fold_in(key, epoch)``
+    (deterministic per key). Each step is ``params <- params + tx.update(grad, state,
+    params)`` on one minibatch; the last, smaller batch is trained on unless
+    ``drop_last``. An epoch is one compiled program; a second call with the same
+    ``loss`` function, ``tx`` and shapes reuses it.
+
+    Args:
+      loss: ``loss(params, batch) -> scalar``, the mean over the batch's examples.
+      params: any pytree of arrays (a dict, :class:`~jax_rmsprop.Flat`, Flax NNX
+        ``nnx.state(model, nnx.Param)``, Equinox arrays).
+      tx: any optax transformation.
+      data: a pytree of arrays sharing their leading (example) axis, e.g. ``(x, y)``.
+      epochs: passes over the data.
+      batch_size: examples per step.
+      key: a ``jax.random`` key to shuffle with; ``None`` keeps the order.
+      validation: data of the same structure, evaluated after each epoch (in batches of
+        ``batch_size``, weighted like the training loss).
+      drop_last: skip the last, partial batch of each epoch.
+      opt_state: the optimizer state to start from (default ``tx.init(params)``).
+      callback: called as ``callback(epoch, loss, val_loss)`` after each epoch (it
+        waits for the epoch to finish).
+
+    Returns:
+      A :class:`History`.
+
+    Raises:
+      ValueError: before anything compiles, for arrays of ``data`` (or ``validation``)
+        whose leading axes differ, ``batch_size`` < 1 or larger than the data, ``epochs``
+        < 1, or a ``loss`` that does not return a scalar.
+    """
+    _check(loss, params, data, validation, epochs, batch_size)
+    loss_fn = loss if isinstance(loss, Partial) else Partial(loss)
+    data = jax.tree.map(jnp.asarray, data)
+    validation = None if validation is None else jax.tree.map(jnp.asarray, validation)
+    params, opt_state = _start(tx, params, opt_state)
+    losses, val_losses = [], []
+    for epoch in range(epochs):
+        params, opt_state, f = _epoch(
+            loss_fn, tx, params, opt_state, data, key, epoch, batch_size, bool(drop_last)
+        )
+        losses.append(f)
+        if validation is not None:
+            val_losses.append(_evaluate(loss_fn, params, validation, batch_size))
+        if callback is not None:
+            callback(epoch, float(f), float(val_losses[-1]) if val_losses else None)
+    return History(
+        params,
+        opt_state,
+        np.asarray(jnp.stack(losses)),
+        np.asarray(jnp.stack(val_losses)) if val_losses else None,
+    )
