@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
@@ -54,6 +55,13 @@ class SweepResult:
             row["diverged"] = bool(self.diverged.ravel()[i])
             rows.append(row)
         return rows
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    """The whole of ``x`` on this process, also when it spans other processes' devices."""
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def _constrain(tree, mesh: Mesh | None):
@@ -155,7 +163,7 @@ def sweep(
     chunk = chunk_steps or (max(1, -(-steps // 20)) if progress else steps)
 
     carry = _start_all(loss, problem.x0, values, **static)
-    f0 = np.asarray(carry.f)
+    f0 = _to_host(carry.f)
     done_steps = 0
     while done_steps < steps:
         k = min(chunk, steps - done_steps)
@@ -163,11 +171,11 @@ def sweep(
         done_steps += k
         if progress is not None:
             progress(done_steps, steps)
-        if tol is not None and bool(jnp.all(loop.reached(carry, tol, min_loss))):
+        if tol is not None and bool(_to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
             break
 
-    final = np.asarray(carry.f)[:n]
-    taken = np.asarray(carry.i)[:n]
+    final = _to_host(carry.f)[:n]
+    taken = _to_host(carry.i)[:n]
     if tol is not None:
         steps_to_tol = np.where(final - min_loss <= tol, taken, -1)
     else:

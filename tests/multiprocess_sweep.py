@@ -1,0 +1,48 @@
+"""One process of a multi-process sweep (run by tests/test_multiprocess.py, twice).
+
+Usage: python multiprocess_sweep.py PORT PROCESS_ID NUM_PROCESSES
+Each process has 2 simulated host devices; the mesh spans all processes' devices. Prints
+``RESULT {json}`` with the whole sweep result, as every process must see it.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+port, pid, nproc = (int(a) for a in sys.argv[1:4])
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=nproc, process_id=pid)
+
+import jax_rmsprop  # noqa: E402
+from jax_rmsprop import problems  # noqa: E402
+
+GRID = {"learning_rate": np.logspace(-3, 0, 5), "decay": np.array([0.5, 0.9, 0.99])}
+mesh = jax.sharding.Mesh(np.array(jax.devices()), ("configs",))
+res = jax_rmsprop.sweep(problems.elongated(), GRID, 300, tol=1e-6, mesh=mesh, chunk_steps=100)
+# the reference: the same sweep on this process's first device alone
+ref = jax_rmsprop.sweep(problems.elongated(), GRID, 300, tol=1e-6, chunk_steps=100)
+print(
+    "RESULT "
+    + json.dumps(
+        {
+            "process": jax.process_index(),
+            "devices": len(jax.devices()),
+            "local_devices": len(jax.local_devices()),
+            "final_loss": res.final_loss.tolist(),
+            "steps_to_tol": res.steps_to_tol.tolist(),
+            "diverged": res.diverged.tolist(),
+            "reference": {
+                "final_loss": ref.final_loss.tolist(),
+                "steps_to_tol": ref.steps_to_tol.tolist(),
+                "diverged": ref.diverged.tolist(),
+            },
+        }
+    ),
+    flush=True,
+)
+jax.distributed.shutdown()
