@@ -12,6 +12,8 @@ from ._run import Trajectory as Trajectory
 from ._run import run as run
 from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
+from ._train_sweep import Task as Task
+from ._train_sweep import TrainingSweepResult as TrainingSweepResult
 from ._transform import RMSPropState as RMSPropState
 from ._transform import rmsprop as rmsprop
 from ._transform import scale_by_rms as scale_by_rms
@@ -22,7 +24,9 @@ __all__ = [
     "History",
     "RMSPropState",
     "SweepResult",
+    "Task",
     "Trajectory",
+    "TrainingSweepResult",
     "__version__",
     "checkpoint",
     "compat",

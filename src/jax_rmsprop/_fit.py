@@ -51,12 +51,8 @@ def _take(data: Any, idx: jax.Array) -> Any:
     return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("tx", "batch_size", "drop_last"),
-    donate_argnames=("params", "opt_state"),
-)
-def _epoch(loss, tx, params, opt_state, data, key, epoch, batch_size, drop_last):
+def train_epoch(loss, tx, params, opt_state, data, key, epoch, batch_size, drop_last=False):
+    """One epoch (traced): ``(params, opt_state, mean loss)``; shared by fit and sweeps."""
     n = jax.tree.leaves(data)[0].shape[0]
     if key is None:
         perm = jnp.arange(n)
@@ -77,6 +73,13 @@ def _epoch(loss, tx, params, opt_state, data, key, epoch, batch_size, drop_last)
     return params, opt_state, total / count
 
 
+_epoch = jax.jit(
+    train_epoch,
+    static_argnames=("tx", "batch_size", "drop_last"),
+    donate_argnames=("params", "opt_state"),
+)
+
+
 @functools.partial(jax.jit, static_argnames=("tx",))
 def _start(tx, params, opt_state):
     """Fresh copies of the parameters (the epochs donate theirs) and the optimizer state."""
@@ -84,8 +87,8 @@ def _start(tx, params, opt_state):
     return copy(params), tx.init(params) if opt_state is None else copy(opt_state)
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size",))
-def _evaluate(loss, params, data, batch_size):
+def evaluate(loss, params, data, batch_size):
+    """The loss on ``data`` (traced), in batches weighted by size; shared by fit and sweeps."""
     n = jax.tree.leaves(data)[0].shape[0]
     head, rest = _batches(jnp.arange(n), batch_size, drop_last=False)
     fs = jax.lax.map(lambda idx: loss(params, _take(data, idx)), head)
@@ -93,6 +96,9 @@ def _evaluate(loss, params, data, batch_size):
     if rest is not None:
         total = total + loss(params, _take(data, rest)) * rest.shape[0]
     return total / n
+
+
+_evaluate = jax.jit(evaluate, static_argnames=("batch_size",))
 
 
 def _length(name: str, data: Any) -> int:

@@ -16,6 +16,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
 from . import _loop as loop
+from ._train_sweep import Task, TrainingSweepResult, sweep_task
 from ._transform import rmsprop
 from .problems import Problem
 
@@ -55,6 +56,15 @@ class SweepResult:
             row["diverged"] = bool(self.diverged.ravel()[i])
             rows.append(row)
         return rows
+
+
+def _check_grid(grid: Mapping[str, Any]) -> None:
+    if not grid:
+        raise ValueError("`sweep(grid=...)` needs at least one hyperparameter.")
+    for name, values in grid.items():
+        a = np.asarray(values)
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError(f"`sweep(grid={{{name!r}: ...}})` must be a non-empty 1-D array.")
 
 
 def _to_host(x: jax.Array) -> np.ndarray:
@@ -100,7 +110,7 @@ def _advance_all(loss, carry, values, tol, min_loss, optimizer, names, options, 
 
 
 def sweep(
-    problem: Problem,
+    problem: Problem | Task,
     grid: Mapping[str, Any],
     steps: int,
     *,
@@ -110,17 +120,27 @@ def sweep(
     mesh: Mesh | None = None,
     chunk_steps: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> SweepResult:
+    seeds: int = 1,
+    seed: int = 0,
+    chunk_size: int | None = None,
+) -> SweepResult | TrainingSweepResult:
     """Runs ``optimizer`` on ``problem`` for every point of the Cartesian product of ``grid``.
 
     The whole grid is one ``vmap``-ed, jitted program: the optimizer is rebuilt from traced
     hyperparameters inside it (``rmsprop`` needs no ``inject_hyperparams``). Repeated calls
     with the same shapes and static arguments reuse the compiled program.
 
+    With a :class:`Task` (training on data), every configuration is trained for ``steps``
+    *epochs* from each of ``seeds`` seeds, as :func:`~jax_rmsprop.fit` does (seed ``s``
+    initialises with ``task.init(k0)`` and shuffles with ``k1``, where ``k0, k1`` are
+    ``fold_in(fold_in(key(seed), s), 0 / 1)``), ``chunk_size`` (configuration, seed) runs
+    per compiled program; the result is a :class:`TrainingSweepResult` ranked by the
+    validation loss averaged over seeds. ``tol`` and ``mesh`` apply to problems only.
+
     Args:
-      problem: the :class:`~jax_rmsprop.problems.Problem` to minimize.
+      problem: the :class:`~jax_rmsprop.problems.Problem` to minimize, or a :class:`Task`.
       grid: hyperparameter name (a keyword of ``optimizer``) -> 1-D array of values.
-      steps: steps per configuration.
+      steps: steps per configuration (epochs for a :class:`Task`).
       tol: a configuration stops (and counts ``steps_to_tol``) once
         ``loss - problem.min_loss <= tol``.
       optimizer: factory called as ``optimizer(**config, **options)``.
@@ -130,22 +150,35 @@ def sweep(
         ``progress``); between chunks ``progress`` is called and, with ``tol``, the sweep
         stops early once every configuration has converged.
       progress: called as ``progress(steps_done, steps)`` after each chunk (the CLI
-        draws its progress bar with it).
+        draws its progress bar with it); for a Task, ``progress(runs_done, runs)``.
+      seeds: (Task) trainings per configuration, from different initialisations and
+        shuffles.
+      seed: (Task) the root of the seeds' keys.
+      chunk_size: (Task) (configuration, seed) runs per compiled program (default: all).
 
     Returns:
-      A :class:`SweepResult`.
+      A :class:`SweepResult`, or a :class:`TrainingSweepResult` for a Task.
     """
+    if isinstance(problem, Task):
+        _check_grid(grid)
+        return sweep_task(
+            problem,
+            grid,
+            steps,
+            seeds=seeds,
+            seed=seed,
+            optimizer=optimizer,
+            options=options,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
     if not isinstance(problem, Problem):
-        raise ValueError(f"`sweep(problem=...)` must be a Problem; got {problem!r}.")
+        raise ValueError(f"`sweep(problem=...)` must be a Problem or a Task; got {problem!r}.")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`sweep(steps=...)` must be a positive int; got {steps!r}.")
-    if not grid:
-        raise ValueError("`sweep(grid=...)` needs at least one hyperparameter.")
+    _check_grid(grid)
     names = tuple(grid)
     axes = [np.asarray(grid[n]) for n in names]
-    for name, a in zip(names, axes):
-        if a.ndim != 1 or a.size == 0:
-            raise ValueError(f"`sweep(grid={{{name!r}: ...}})` must be a non-empty 1-D array.")
     shape = tuple(a.size for a in axes)
     dtype = jax.tree.leaves(problem.x0)[0].dtype
     cells = [m.ravel() for m in np.meshgrid(*axes, indexing="ij")]

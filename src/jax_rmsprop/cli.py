@@ -99,7 +99,7 @@ class _Progress:
 
 def _sweep(args) -> int:
     from . import problems, report
-    from ._sweep import sweep
+    from ._sweep import SweepResult, sweep
 
     try:
         problem = problems.get(args.problem)
@@ -126,6 +126,7 @@ def _sweep(args) -> int:
     progress = None if args.no_progress else _Progress(args.steps)
     try:
         result = sweep(problem, grid, args.steps, tol=args.tol, options=fixed, progress=progress)
+        assert isinstance(result, SweepResult)  # a Problem's sweep
     finally:
         if progress is not None:
             progress.close()

@@ -1,0 +1,165 @@
+"""Sweeps of whole trainings: every configuration x seed trained with ``fit``'s epochs.
+
+One compiled program per chunk of configurations: ``vmap`` over the hyperparameters and
+the seeds of a ``lax.scan`` over the epochs of :func:`~jax_rmsprop._fit.train_epoch`, so a
+cell equals ``fit`` run alone with that configuration and seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.tree_util import Partial
+
+from ._fit import _check, evaluate, train_epoch
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """A training problem to sweep: what :func:`~jax_rmsprop.fit` takes but the optimizer.
+
+    Attributes:
+      loss: ``loss(params, batch) -> scalar``.
+      init: ``init(key) -> params``, the initialisation of one seed.
+      data: the training data, arrays sharing their leading axis.
+      batch_size: examples per step.
+      validation: data to evaluate after each epoch, or ``None``.
+      name: a short name for tables and files.
+    """
+
+    loss: Callable[[Any, Any], jax.Array]
+    init: Callable[[jax.Array], Any]
+    data: Any
+    batch_size: int
+    validation: Any = None
+    name: str = "task"
+
+
+def seed_keys(seed: int, s: int) -> tuple[jax.Array, jax.Array]:
+    """Seed ``s``'s (initialisation key, shuffling key): ``fold_in(key(seed), s)``, then 0/1."""
+    k = jax.random.fold_in(jax.random.key(seed), s)
+    return jax.random.fold_in(k, 0), jax.random.fold_in(k, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSweepResult:
+    """The outcome of a training sweep; arrays are shaped ``(*grid, seeds, epochs)``.
+
+    Attributes:
+      configs: hyperparameter name -> array of its value in each cell (grid-shaped).
+      loss: each epoch's training loss (batch-size-weighted mean, as in ``fit``).
+      val_loss: each epoch's validation loss, or ``None`` without validation data.
+    """
+
+    configs: dict[str, np.ndarray]
+    loss: np.ndarray
+    val_loss: np.ndarray | None
+
+    def score(self) -> np.ndarray:
+        """The ranking score of each cell (grid-shaped), lower is better.
+
+        The final validation loss (else training loss) averaged over seeds; ``inf`` where
+        a seed ended non-finite.
+        """
+        final = (self.val_loss if self.val_loss is not None else self.loss)[..., -1]
+        return np.where(np.isfinite(final).all(-1), final.mean(-1), np.inf)
+
+    def best(self, k: int = 5) -> list[dict[str, float]]:
+        """The ``k`` best cells by :meth:`score`, with the spread over seeds."""
+        final = (self.val_loss if self.val_loss is not None else self.loss)[..., -1]
+        score = self.score().ravel()
+        spread = final.reshape(score.size, -1).std(-1)
+        rows = []
+        for i in np.argsort(score, kind="stable")[:k]:
+            row = {name: float(v.ravel()[i]) for name, v in self.configs.items()}
+            row |= {"score": float(score[i]), "seed_std": float(spread[i])}
+            rows.append(row)
+        return rows
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer", "names", "options", "epochs", "bs"))
+def _train_chunk(loss, init, data, validation, values, keys, optimizer, names, options, epochs, bs):
+    def one(vals, init_key, shuffle_key):
+        tx = optimizer(**dict(zip(names, vals)), **dict(options))
+        params = init(init_key)
+
+        def epoch(carry, e):
+            params, opt_state = carry
+            params, opt_state, f = train_epoch(
+                loss, tx, params, opt_state, data, shuffle_key, e, bs
+            )
+            v = f if validation is None else evaluate(loss, params, validation, bs)
+            return (params, opt_state), (f, v)
+
+        _, (fs, vs) = jax.lax.scan(epoch, (params, tx.init(params)), jnp.arange(epochs))
+        return fs, vs
+
+    return jax.vmap(one)(values, *keys)
+
+
+def sweep_task(
+    task: Task,
+    grid: Mapping[str, Any],
+    epochs: int,
+    *,
+    seeds: int = 1,
+    seed: int = 0,
+    optimizer: Callable[..., optax.GradientTransformation],
+    options: Mapping[str, Any] | None = None,
+    chunk_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainingSweepResult:
+    """Trains ``task`` for every configuration of ``grid`` and every seed (see ``sweep``)."""
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`sweep(steps=...)` (epochs for a Task) must be >= 1; got {epochs!r}.")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"`sweep(seeds=...)` must be a positive int; got {seeds!r}.")
+    names = tuple(grid)
+    axes = [np.asarray(grid[n]) for n in names]
+    shape = tuple(a.size for a in axes)
+    params0 = task.init(seed_keys(seed, 0)[0])
+    _check(task.loss, params0, task.data, task.validation, epochs, task.batch_size)
+    dtype = jax.tree.leaves(params0)[0].dtype
+    cells = [m.ravel() for m in np.meshgrid(*axes, indexing="ij")]
+    # every (configuration, seed) pair, the seed varying fastest
+    runs = [np.repeat(c, seeds) for c in cells]
+    init_keys, shuffle_keys = (
+        jnp.stack(ks) for ks in zip(*(seed_keys(seed, s) for s in range(seeds)))
+    )
+    n_runs = runs[0].size
+    chunk = chunk_size or n_runs
+    static = dict(
+        optimizer=optimizer,
+        names=names,
+        options=tuple(sorted((options or {}).items())),
+        epochs=epochs,
+        bs=int(task.batch_size),
+    )
+    loss = task.loss if isinstance(task.loss, Partial) else Partial(task.loss)
+    init = task.init if isinstance(task.init, Partial) else Partial(task.init)
+    data = jax.tree.map(jnp.asarray, task.data)
+    val = None if task.validation is None else jax.tree.map(jnp.asarray, task.validation)
+    out_f, out_v = [], []
+    for start in range(0, n_runs, chunk):
+        idx = np.minimum(np.arange(start, start + chunk), n_runs - 1)  # pad with the last run
+        values = tuple(jnp.asarray(r[idx], dtype) for r in runs)
+        keys = (init_keys[idx % seeds], shuffle_keys[idx % seeds])
+        fs, vs = _train_chunk(loss, init, data, val, values, keys, **static)
+        take = min(chunk, n_runs - start)
+        out_f.append(np.asarray(fs)[:take])
+        out_v.append(np.asarray(vs)[:take])
+        if progress is not None:
+            progress(start + take, n_runs)
+    grid_shape = (*shape, seeds, epochs)
+    return TrainingSweepResult(
+        configs={name: c.reshape(shape) for name, c in zip(names, cells)},
+        loss=np.concatenate(out_f).reshape(grid_shape),
+        val_loss=None if val is None else np.concatenate(out_v).reshape(grid_shape),
+    )
