@@ -109,6 +109,20 @@ def _advance_all(loss, carry, values, tol, min_loss, optimizer, names, options, 
     return _constrain(jax.vmap(one)(carry, *values), mesh)
 
 
+def _advance_in_chunks(loss, carry, values, steps, chunk, tol, min_loss, progress, static):
+    """Every configuration ``steps`` steps, ``chunk`` per call; stops once all met ``tol``."""
+    done_steps = 0
+    while done_steps < steps:
+        k = min(chunk, steps - done_steps)
+        carry = _advance_all(loss, carry, values, tol, min_loss, n_steps=k, **static)
+        done_steps += k
+        if progress is not None:
+            progress(done_steps, steps)
+        if tol is not None and bool(_to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
+            break
+    return carry
+
+
 def sweep(
     problem: Problem | Task,
     grid: Mapping[str, Any],
@@ -197,16 +211,7 @@ def sweep(
 
     carry = _start_all(loss, problem.x0, values, **static)
     f0 = _to_host(carry.f)
-    done_steps = 0
-    while done_steps < steps:
-        k = min(chunk, steps - done_steps)
-        carry = _advance_all(loss, carry, values, tol, min_loss, n_steps=k, **static)
-        done_steps += k
-        if progress is not None:
-            progress(done_steps, steps)
-        if tol is not None and bool(_to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
-            break
-
+    carry = _advance_in_chunks(loss, carry, values, steps, chunk, tol, min_loss, progress, static)
     final = _to_host(carry.f)[:n]
     taken = _to_host(carry.i)[:n]
     if tol is not None:
