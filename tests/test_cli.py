@@ -96,3 +96,45 @@ def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("jax-rmsprop: error:") and message in err
+
+
+def test_sweep_command_on_the_digits_task(tmp_path, capsys):
+    code = cli.main(
+        [
+            "sweep",
+            "digits",
+            "--learning-rate",
+            "1e-3:1e-1:3:log",
+            "--decay",
+            "0.5:0.9:2",
+            "--steps",
+            "1",
+            "--seeds",
+            "2",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "digits: 6 configurations x 2 seeds x 1 epochs" in out
+    assert out.splitlines()[1].split() == ["learning_rate", "decay", "score", "seed_std"]
+    with open(tmp_path / "sweep_digits.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 and {r["seed"] for r in rows} == {"0", "1"}
+    # the table's best row is the lowest mean over seeds of the CSV's final validation losses
+    means = {}
+    for r in rows:
+        means.setdefault((r["learning_rate"], r["decay"]), []).append(float(r["final_val_loss"]))
+    best = min(means, key=lambda k: np.mean(means[k]))
+    first = out.splitlines()[3].split()
+    assert float(first[0]) == pytest.approx(float(best[0]), rel=1e-3)
+    assert float(first[2]) == pytest.approx(np.mean(means[best]), rel=1e-3)
+    with Image.open(tmp_path / "sweep_digits.png") as im:
+        assert im.format == "PNG"
+
+
+def test_sweep_command_refuses_bad_seeds(capsys):
+    assert cli.main(["sweep", "digits", "--decay", "0.5:0.9:2", "--seeds", "0"]) == 2
+    assert "--seeds must be >= 1" in capsys.readouterr().err

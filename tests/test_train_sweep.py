@@ -105,3 +105,25 @@ def test_training_sweep_errors():
         jax_rmsprop.sweep(_task(), GRID, 0)
     with pytest.raises(ValueError, match=r"must be a non-empty 1-D array"):
         jax_rmsprop.sweep(_task(), {"decay": np.ones((2, 2))}, 2)
+
+
+def test_the_digits_task_trains_like_fit():
+    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
+    task = jax_rmsprop.problems.get("digits")
+    assert isinstance(task, jax_rmsprop.Task) and "digits" in jax_rmsprop.problems.names()
+    x, y = task.data
+    assert x.shape == (1437, 64) and y.shape == (1437,) and task.validation[0].shape == (360, 64)
+    res = jax_rmsprop.sweep(task, {"learning_rate": np.array([1e-3, 1e-2])}, 1, seeds=1)
+    init_key, shuffle_key = _train_sweep.seed_keys(0, 0)
+    hist = jax_rmsprop.fit(
+        task.loss,
+        task.init(init_key),
+        jax_rmsprop.rmsprop(1e-2),
+        task.data,
+        epochs=1,
+        batch_size=task.batch_size,
+        key=shuffle_key,
+        validation=task.validation,
+    )
+    np.testing.assert_allclose(res.val_loss[1, 0], hist.val_loss, rtol=1e-5)
+    assert res.val_loss[1, 0, -1] < res.val_loss[0, 0, -1] < np.log(10)  # it learns

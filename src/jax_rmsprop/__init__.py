@@ -12,12 +12,12 @@ from ._run import Trajectory as Trajectory
 from ._run import run as run
 from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
-from ._train_sweep import Task as Task
 from ._train_sweep import TrainingSweepResult as TrainingSweepResult
 from ._transform import RMSPropState as RMSPropState
 from ._transform import rmsprop as rmsprop
 from ._transform import scale_by_rms as scale_by_rms
 from ._version import __version__ as __version__
+from .problems import Task as Task
 
 __all__ = [
     "Flat",

@@ -16,9 +16,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
 from . import _loop as loop
-from ._train_sweep import Task, TrainingSweepResult, sweep_task
+from ._train_sweep import TrainingSweepResult, sweep_task
 from ._transform import rmsprop
-from .problems import Problem
+from .problems import Problem, Task
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,27 +19,7 @@ import optax
 from jax.tree_util import Partial
 
 from ._fit import _check, evaluate, train_epoch
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Task:
-    """A training problem to sweep: what :func:`~jax_rmsprop.fit` takes but the optimizer.
-
-    Attributes:
-      loss: ``loss(params, batch) -> scalar``.
-      init: ``init(key) -> params``, the initialisation of one seed.
-      data: the training data, arrays sharing their leading axis.
-      batch_size: examples per step.
-      validation: data to evaluate after each epoch, or ``None``.
-      name: a short name for tables and files.
-    """
-
-    loss: Callable[[Any, Any], jax.Array]
-    init: Callable[[jax.Array], Any]
-    data: Any
-    batch_size: int
-    validation: Any = None
-    name: str = "task"
+from .problems import Task
 
 
 def seed_keys(seed: int, s: int) -> tuple[jax.Array, jax.Array]:

@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         sw.add_argument(
             f"--{name.replace('_', '-')}", type=str, default=None, metavar="START:STOP:NUM[:log]"
         )
-    sw.add_argument("--steps", type=int, default=1000)
+    sw.add_argument("--steps", type=int, default=1000, help="steps (epochs for a task)")
+    sw.add_argument("--seeds", type=int, default=1, help="trainings per configuration (tasks)")
     sw.add_argument("--tol", type=float, default=None, help="stop a config at loss - min <= tol")
     sw.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
     sw.add_argument("--out", default="sweep-out", help="folder for the heatmap PNG and CSV")
@@ -97,16 +98,8 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _sweep(args) -> int:
-    from . import problems, report
-    from ._sweep import SweepResult, sweep
-
-    try:
-        problem = problems.get(args.problem)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    if args.steps < 1:
-        raise UsageError(f"--steps must be >= 1; got {args.steps}")
+def _grid(args) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """The swept ranges and the fixed options from the command line."""
     grid, fixed = {}, {}  # ranges are swept, single values are static options
     for name in SWEEPABLE:
         text = getattr(args, name)
@@ -123,32 +116,74 @@ def _sweep(args) -> int:
         fixed.setdefault("learning_rate", 0.01)
     if fixed.get("momentum") == 0:
         del fixed["momentum"]
-    progress = None if args.no_progress else _Progress(args.steps)
+    return grid, fixed
+
+
+def _sweep(args) -> int:
+    from . import problems, report
+    from ._sweep import SweepResult, sweep
+
     try:
-        result = sweep(problem, grid, args.steps, tol=args.tol, options=fixed, progress=progress)
-        assert isinstance(result, SweepResult)  # a Problem's sweep
+        problem = problems.get(args.problem)
+    except (ValueError, ImportError) as err:
+        raise UsageError(str(err)) from None
+    if args.steps < 1:
+        raise UsageError(f"--steps must be >= 1; got {args.steps}")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1; got {args.seeds}")
+    grid, fixed = _grid(args)
+    is_task = isinstance(problem, problems.Task)
+    total = int(np.prod([v.size for v in grid.values()])) * args.seeds if is_task else args.steps
+    progress = None if args.no_progress else _Progress(total)
+    try:
+        result = sweep(
+            problem,
+            grid,
+            args.steps,
+            tol=args.tol,
+            options=fixed,
+            progress=progress,
+            seeds=args.seeds,
+        )
     finally:
         if progress is not None:
             progress.close()
-    n = result.final_loss.size
-    print(
-        f"{problem.name}: {n} configurations x {args.steps} steps; "
-        f"{int(result.diverged.sum())} diverged"
-        + (f", {int((result.steps_to_tol >= 0).sum())} reached tol {args.tol}" if args.tol else "")
-    )
+    if isinstance(result, SweepResult):
+        print(
+            f"{problem.name}: {result.final_loss.size} configurations x {args.steps} steps; "
+            f"{int(result.diverged.sum())} diverged"
+            + (
+                f", {int((result.steps_to_tol >= 0).sum())} reached tol {args.tol}"
+                if args.tol
+                else ""
+            )
+        )
+        what, shown = f"final loss after {args.steps} steps", result
+    else:
+        score = result.score()
+        print(
+            f"{problem.name}: {score.size} configurations x {args.seeds} seeds x {args.steps} "
+            "epochs; ranked by the final validation loss, mean over seeds"
+        )
+        what = f"mean validation loss after {args.steps} epochs, {args.seeds} seeds"
+        shown = SweepResult(result.configs, score, np.full(score.shape, -1), ~np.isfinite(score))
     print(report.table(result, args.top))
+    return _write(args, problem.name, grid, result, shown, what)
+
+
+def _write(args, name, grid, result, shown, what) -> int:
+    from . import report
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    csv = out / f"sweep_{problem.name}.csv"
+    csv = out / f"sweep_{name}.csv"
     report.write_csv(result, csv)
     print(f"\nWrote:\n  csv: {csv}")
     if len(grid) == 2:
         from . import plots
 
         png = plots.sweep_heatmap(
-            result,
-            out / f"sweep_{problem.name}.png",
-            title=f"RMSProp on {problem.name}: final loss after {args.steps} steps",
+            shown, out / f"sweep_{name}.png", title=f"RMSProp on {name}: {what}"
         )
         print(f"  heatmap: {png}")
     return 0

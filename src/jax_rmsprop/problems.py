@@ -9,6 +9,7 @@ compiled run or sweep.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,8 @@ from jax.tree_util import Partial
 
 __all__ = [
     "Problem",
+    "Task",
+    "digits",
     "coupled",
     "cubic",
     "elongated",
@@ -48,6 +51,27 @@ class Problem:
     x0: Any
     minimizer: jax.Array | None = None
     min_loss: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """A training problem to sweep: what :func:`~jax_rmsprop.fit` takes but the optimizer.
+
+    Attributes:
+      loss: ``loss(params, batch) -> scalar``.
+      init: ``init(key) -> params``, the initialisation of one seed.
+      data: the training data, arrays sharing their leading axis.
+      batch_size: examples per step.
+      validation: data to evaluate after each epoch, or ``None``.
+      name: a short name for tables and files.
+    """
+
+    loss: Callable[[Any, Any], jax.Array]
+    init: Callable[[jax.Array], Any]
+    data: Any
+    batch_size: int
+    validation: Any = None
+    name: str = "task"
 
 
 def _make(name, loss, x0, minimizer=None):
@@ -173,15 +197,59 @@ _BY_NAME = {
 }
 
 
-def names() -> list[str]:
-    """The names :func:`get` knows (``jax-rmsprop sweep NAME``)."""
-    return sorted(_BY_NAME)
+def _classifier_loss(params, batch):
+    x, y = batch
+    h = jax.nn.relu(x @ params["w1"] + params["b1"][None, :])
+    logits = h @ params["w2"] + params["b2"][None, :]
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
 
-def get(name: str) -> Problem:
-    """The problem called ``name`` with its documented defaults (``sphere``, ``cubic``, ...)."""
+def _classifier_init(hidden, key):
+    k1, k2 = jax.random.split(key)
+    return {
+        "w1": jax.random.normal(k1, (64, hidden), jnp.float32) * float(np.sqrt(2.0 / 64)),
+        "b1": jnp.zeros(hidden, jnp.float32),
+        "w2": jax.random.normal(k2, (hidden, 10), jnp.float32) * float(np.sqrt(1.0 / hidden)),
+        "b2": jnp.zeros(10, jnp.float32),
+    }
+
+
+def digits(hidden: int = 32, batch_size: int = 32, n_train: int = 1437) -> Task:
+    """Seed 002 on real data: scikit-learn's 8x8 digits, a Dense-ReLU-Dense classifier.
+
+    Sparse categorical cross-entropy from logits, float32; pixels scaled to [0, 1]; the
+    first ``n_train`` of the 1797 images train, the rest validate. Needs scikit-learn
+    (its data ship with it: nothing is downloaded).
+    """
     try:
-        return _BY_NAME[name]()
-    except KeyError:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise ImportError("problems.digits needs scikit-learn: pip install scikit-learn") from err
+    d = load_digits()
+    x, y = (d.data / 16.0).astype(np.float32), d.target.astype(np.int32)
+    return Task(
+        Partial(_classifier_loss),
+        functools.partial(_classifier_init, hidden),  # hidden: static (a shape)
+        (x[:n_train], y[:n_train]),
+        batch_size,
+        (x[n_train:], y[n_train:]),
+        "digits",
+    )
+
+
+_TASKS = {"digits": digits}
+
+
+def names() -> list[str]:
+    """The names :func:`get` knows (``jax-rmsprop sweep NAME``): problems and tasks."""
+    return sorted([*_BY_NAME, *_TASKS])
+
+
+def get(name: str) -> Problem | Task:
+    """The problem or task called ``name``, with its documented defaults."""
+    make: Callable[[], Problem | Task] | None = _BY_NAME.get(name) or _TASKS.get(name)
+    if make is None:
         known = ", ".join(names())
-        raise ValueError(f"unknown problem {name!r}; known problems: {known}.") from None
+        raise ValueError(f"unknown problem {name!r}; known problems: {known}.")
+    return make()

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from ._sweep import SweepResult
+from ._train_sweep import TrainingSweepResult
 
 _OUTCOMES = ("final_loss", "steps_to_tol", "diverged")
 
@@ -20,8 +21,8 @@ def _fmt(v: float | int | bool) -> str:
     return str(v) if isinstance(v, bool | int) else f"{v:.4g}"
 
 
-def table(result: SweepResult, k: int = 10) -> str:
-    """The best ``k`` rows of ``result`` (:meth:`SweepResult.best`) as an aligned table."""
+def table(result: SweepResult | TrainingSweepResult, k: int = 10) -> str:
+    """The best ``k`` rows of ``result`` (its ``best(k)``) as an aligned table."""
     rows = result.best(k)
     if not rows:
         return "(empty sweep)"
@@ -34,8 +35,14 @@ def table(result: SweepResult, k: int = 10) -> str:
     return "\n".join(lines)
 
 
-def to_csv(result: SweepResult) -> str:
-    """Every configuration of ``result`` as CSV text, one row each, full precision."""
+def to_csv(result: SweepResult | TrainingSweepResult) -> str:
+    """Every configuration of ``result`` as CSV text, one row each, full precision.
+
+    A training sweep has one row per (configuration, seed), with its final training and
+    validation losses.
+    """
+    if isinstance(result, TrainingSweepResult):
+        return _training_csv(result)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     names = list(result.configs)
@@ -51,7 +58,22 @@ def to_csv(result: SweepResult) -> str:
     return out.getvalue()
 
 
-def write_csv(result: SweepResult, path: str | os.PathLike) -> None:
+def _training_csv(result: TrainingSweepResult) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    names = list(result.configs)
+    writer.writerow([*names, "seed", "final_loss", "final_val_loss"])
+    seeds = result.loss.shape[-2]
+    val = result.val_loss if result.val_loss is not None else np.full_like(result.loss, np.nan)
+    for i in range(result.configs[names[0]].size):
+        values = [repr(float(result.configs[n].ravel()[i])) for n in names]
+        for s in range(seeds):
+            cell = np.unravel_index(i, result.configs[names[0]].shape) + (s, -1)
+            writer.writerow([*values, s, repr(float(result.loss[cell])), repr(float(val[cell]))])
+    return out.getvalue()
+
+
+def write_csv(result: SweepResult | TrainingSweepResult, path: str | os.PathLike) -> None:
     """Writes :func:`to_csv` of ``result`` to ``path``."""
     with open(path, "w", newline="") as f:
         f.write(to_csv(result))
