@@ -27,11 +27,14 @@ def test_demo_prints_the_seed_table_and_writes_the_pictures(tmp_path, capsys):
     out = capsys.readouterr().out
     assert SEED_000_TABLE in out
     assert "(minimum (2, -1))" in out
+    assert "sweep of 24 configurations x 3 seeds x 10 epochs: best lr" in out
     for name in (
         "elongated_paths.png",
         "elongated_losses.png",
         "coupled_path.png",
         "mlp_losses.png",
+        "digits_losses.png",
+        "digits_sweep.png",
     ):
         with Image.open(tmp_path / name) as im:
             assert im.format == "PNG" and im.size[0] >= 600

@@ -69,11 +69,20 @@ def loss_curves(
     xlabel: str = "Epoch",
     log: bool = True,
 ) -> Path:
-    """Loss against step for several optimizers (seeds 001 and 002)."""
+    """Loss against step for several optimizers (seeds 001 and 002).
+
+    A curve labelled ``"X validation"`` is drawn dashed in the colour of ``"X train"``.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 6))
+    colors: dict[str, str] = {}
     for label, curve in losses.items():
-        ax.plot(np.asarray(curve), label=label)
+        base = label.removesuffix(" validation")
+        if base != label and f"{base} train" in colors:
+            ax.plot(np.asarray(curve), "--", color=colors[f"{base} train"], label=label)
+        else:
+            (line,) = ax.plot(np.asarray(curve), label=label)
+            colors[label] = line.get_color()
     if log:
         ax.set_yscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel="Loss")
@@ -124,8 +133,19 @@ def animate_1d(
     return out
 
 
-def sweep_heatmap(result: SweepResult, out: str | Path, *, title: str) -> Path:
-    """Final loss over a 2-D grid (log axes where log-spaced); x marks divergence."""
+def sweep_heatmap(
+    result: SweepResult,
+    out: str | Path,
+    *,
+    title: str,
+    spread: np.ndarray | None = None,
+    label: str = "final loss (log)",
+) -> Path:
+    """Final loss over a 2-D grid (log axes where log-spaced); x marks divergence.
+
+    ``spread`` (grid-shaped, e.g. the standard deviation over seeds) is written in each
+    cell as ``±value``.
+    """
     from matplotlib.colors import LogNorm
 
     plt = _plt()
@@ -141,7 +161,10 @@ def sweep_heatmap(result: SweepResult, out: str | Path, *, title: str) -> Path:
     mesh = ax.pcolormesh(
         b, a, np.where(loss > 0, loss, np.nan), norm=norm, cmap="viridis", shading="nearest"
     )
-    fig.colorbar(mesh, ax=ax, label="final loss (log)")
+    fig.colorbar(mesh, ax=ax, label=label)
+    if spread is not None:
+        for (i, j), s in np.ndenumerate(spread):
+            ax.text(b[j], a[i], f"±{s:.2g}", ha="center", va="center", fontsize=7, color="white")
     bad = np.argwhere(result.diverged)
     if bad.size:
         ax.scatter(b[bad[:, 1]], a[bad[:, 0]], marker="x", color="red", s=12, label="diverged")
