@@ -127,3 +127,69 @@ def test_the_digits_task_trains_like_fit():
     )
     np.testing.assert_allclose(res.val_loss[1, 0], hist.val_loss, rtol=1e-5)
     assert res.val_loss[1, 0, -1] < res.val_loss[0, 0, -1] < np.log(10)  # it learns
+
+
+def _fit_cell(task, tx, s, seed, epochs):
+    init_key, shuffle_key = _train_sweep.seed_keys(seed, s)
+    return jax_rmsprop.fit(
+        task.loss,
+        task.init(init_key),
+        tx,
+        task.data,
+        epochs=epochs,
+        batch_size=task.batch_size,
+        key=shuffle_key,
+        validation=task.validation,
+    )
+
+
+def test_random_search_draws_from_the_ranges_log_uniform_for_the_learning_rate():
+    task = _task()
+    ranges = {"learning_rate": (1e-4, 1e-1), "decay": (0.5, 0.99)}
+    res = jax_rmsprop.sweep(task, ranges, 2, samples=40, seed=3)
+    lr, decay = res.configs["learning_rate"], res.configs["decay"]
+    assert lr.shape == decay.shape == (40,) and res.loss.shape == (40, 1, 2)
+    assert ((1e-4 <= lr) & (lr <= 1e-1)).all() and ((0.5 <= decay) & (decay <= 0.99)).all()
+    # log-uniform: about as many draws per decade (the uniform median would be ~0.05)
+    assert 1e-3 < np.median(lr) < 1e-2
+    again = jax_rmsprop.sweep(task, ranges, 2, samples=40, seed=3)
+    np.testing.assert_array_equal(again.configs["learning_rate"], lr)
+    i = 7
+    hist = _fit_cell(task, jax_rmsprop.rmsprop(float(lr[i]), decay=float(decay[i])), 0, 3, 2)
+    np.testing.assert_allclose(res.val_loss[i, 0], hist.val_loss, rtol=1e-10)
+
+
+@pytest.mark.parametrize("patience", [1, 2])
+def test_early_stopping_follows_keras_rule_on_the_validation_loss(patience):
+    task = _task()
+    grid = {"learning_rate": np.array([0.3, 1.0])}  # large steps: the validation loss stalls
+    epochs = 8
+    res = jax_rmsprop.sweep(task, grid, epochs, seeds=2, patience=patience)
+    stopped_early = 0
+    for i, lr in enumerate(grid["learning_rate"]):
+        for s in range(2):
+            full = _fit_cell(task, jax_rmsprop.rmsprop(float(lr)), s, 0, epochs)
+            best, wait, ran = np.inf, 0, 0
+            for v in full.val_loss:  # Keras EarlyStopping(monitor="val_loss", patience)
+                ran += 1
+                best, wait = (v, 0) if v < best else (best, wait + 1)
+                if wait >= patience:
+                    break
+            assert res.epochs_run[i, s] == ran
+            stopped_early += ran < epochs
+            np.testing.assert_allclose(res.val_loss[i, s, :ran], full.val_loss[:ran], rtol=1e-10)
+            np.testing.assert_allclose(res.loss[i, s, :ran], full.loss[:ran], rtol=1e-10)
+            # later epochs repeat the last losses (the run stands still)
+            np.testing.assert_array_equal(res.val_loss[i, s, ran:], res.val_loss[i, s, ran - 1])
+    assert stopped_early > 0  # the case is one where early stopping acts
+
+
+def test_random_search_and_patience_errors():
+    with pytest.raises(ValueError, match=r"with `samples` must be a range \(low, high\)"):
+        jax_rmsprop.sweep(_task(), {"learning_rate": (0.0, 1.0)}, 2, samples=4)
+    with pytest.raises(ValueError, match=r"must be a range"):
+        jax_rmsprop.sweep(_task(), {"decay": np.array([0.5, 0.6, 0.7])}, 2, samples=4)
+    with pytest.raises(ValueError, match=r"`sweep\(samples=...\)`"):
+        jax_rmsprop.sweep(_task(), {"decay": (0.5, 0.9)}, 2, samples=0)
+    with pytest.raises(ValueError, match=r"`sweep\(patience=...\)`"):
+        jax_rmsprop.sweep(_task(), GRID, 2, patience=0)

@@ -137,6 +137,8 @@ def sweep(
     seeds: int = 1,
     seed: int = 0,
     chunk_size: int | None = None,
+    samples: int | None = None,
+    patience: int | None = None,
 ) -> SweepResult | TrainingSweepResult:
     """Runs ``optimizer`` on ``problem`` for every point of the Cartesian product of ``grid``.
 
@@ -169,6 +171,11 @@ def sweep(
         shuffles.
       seed: (Task) the root of the seeds' keys.
       chunk_size: (Task) (configuration, seed) runs per compiled program (default: all).
+      samples: (Task) random search: draw this many configurations, each ``grid`` value
+        being a range ``(low, high)``, uniform, log-uniform for ``learning_rate``/``lr``
+        (seeded by ``seed``); the result then has one axis of ``samples`` configurations.
+      patience: (Task) early stopping: a run stops once its validation loss (training
+        loss without validation data) has not improved for ``patience`` epochs.
 
     Returns:
       A :class:`SweepResult`, or a :class:`TrainingSweepResult` for a Task.
@@ -185,6 +192,8 @@ def sweep(
             options=options,
             chunk_size=chunk_size,
             progress=progress,
+            samples=samples,
+            patience=patience,
         )
     if not isinstance(problem, Problem):
         raise ValueError(f"`sweep(problem=...)` must be a Problem or a Task; got {problem!r}.")
