@@ -1,5 +1,7 @@
 """Sweeps of whole trainings (a Task): each cell equals fit run alone with its seed's keys."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -193,3 +195,37 @@ def test_random_search_and_patience_errors():
         jax_rmsprop.sweep(_task(), {"decay": (0.5, 0.9)}, 2, samples=0)
     with pytest.raises(ValueError, match=r"`sweep\(patience=...\)`"):
         jax_rmsprop.sweep(_task(), GRID, 2, patience=0)
+
+
+def test_k_fold_cross_validation_trains_each_fold_like_fit_on_its_split():
+    task = _task()  # 64 examples: 4 folds of 16
+    res = jax_rmsprop.sweep(task, {"learning_rate": np.array([1e-2, 1e-1])}, 2, seeds=2, folds=4)
+    assert res.loss.shape == res.val_loss.shape == (2, 8, 2)  # seed axis: seeds x folds
+    x, y = task.data
+    for s in range(2):
+        for f in range(4):
+            held = np.arange(16 * f, 16 * (f + 1))
+            train = np.setdiff1d(np.arange(64), held)
+            init_key, shuffle_key = _train_sweep.seed_keys(0, s)
+            hist = jax_rmsprop.fit(
+                task.loss,
+                task.init(init_key),
+                jax_rmsprop.rmsprop(0.1),
+                (x[train], y[train]),
+                epochs=2,
+                batch_size=10,
+                key=shuffle_key,
+                validation=(x[held], y[held]),
+            )
+            np.testing.assert_allclose(res.val_loss[1, 4 * s + f], hist.val_loss, rtol=1e-10)
+            np.testing.assert_allclose(res.loss[1, 4 * s + f], hist.loss, rtol=1e-10)
+    best = res.best(1)[0]
+    assert best["score"] == pytest.approx(res.val_loss[..., -1].mean(-1).min())
+
+
+def test_k_fold_errors():
+    with pytest.raises(ValueError, match=r"`sweep\(folds=...\)` must be an int in \[2, 64\]"):
+        jax_rmsprop.sweep(_task(), GRID, 2, folds=1)
+    big_batch = dataclasses.replace(_task(), batch_size=40)
+    with pytest.raises(ValueError, match=r"leaves 32 training examples per fold, fewer than"):
+        jax_rmsprop.sweep(big_batch, GRID, 2, folds=2)  # 2 folds of 32

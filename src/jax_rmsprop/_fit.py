@@ -51,13 +51,27 @@ def _take(data: Any, idx: jax.Array) -> Any:
     return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
 
 
-def train_epoch(loss, tx, params, opt_state, data, key, epoch, batch_size, drop_last=False):
-    """One epoch (traced): ``(params, opt_state, mean loss)``; shared by fit and sweeps."""
-    n = jax.tree.leaves(data)[0].shape[0]
-    if key is None:
-        perm = jnp.arange(n)
-    else:
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+def _order(data: Any, rows: jax.Array | None, key=None, epoch=None) -> jax.Array:
+    """The examples' indices in visiting order.
+
+    All of ``data``, or only ``rows`` of it (a fold); permuted by ``fold_in(key, epoch)``
+    when a key is given.
+    """
+    n = jax.tree.leaves(data)[0].shape[0] if rows is None else rows.shape[0]
+    perm = (
+        jnp.arange(n) if key is None else jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    )
+    return perm if rows is None else rows[perm]
+
+
+def train_epoch(
+    loss, tx, params, opt_state, data, key, epoch, batch_size, drop_last=False, rows=None
+):
+    """One epoch (traced): ``(params, opt_state, mean loss)``; shared by fit and sweeps.
+
+    ``rows`` restricts the epoch to those examples of ``data`` (cross-validation folds).
+    """
+    perm = _order(data, rows, key, epoch)
 
     def train(carry, idx):
         params, opt_state = carry
@@ -87,10 +101,11 @@ def _start(tx, params, opt_state):
     return copy(params), tx.init(params) if opt_state is None else copy(opt_state)
 
 
-def evaluate(loss, params, data, batch_size):
-    """The loss on ``data`` (traced), in batches weighted by size; shared by fit and sweeps."""
-    n = jax.tree.leaves(data)[0].shape[0]
-    head, rest = _batches(jnp.arange(n), batch_size, drop_last=False)
+def evaluate(loss, params, data, batch_size, rows=None):
+    """The loss on ``data`` (or its ``rows``), traced, in batches weighted by size."""
+    order = _order(data, rows)
+    n = order.shape[0]
+    head, rest = _batches(order, batch_size, drop_last=False)
     fs = jax.lax.map(lambda idx: loss(params, _take(data, idx)), head)
     total = jnp.sum(fs) * batch_size
     if rest is not None:

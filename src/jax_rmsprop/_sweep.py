@@ -139,6 +139,7 @@ def sweep(
     chunk_size: int | None = None,
     samples: int | None = None,
     patience: int | None = None,
+    folds: int | None = None,
 ) -> SweepResult | TrainingSweepResult:
     """Runs ``optimizer`` on ``problem`` for every point of the Cartesian product of ``grid``.
 
@@ -176,6 +177,10 @@ def sweep(
         (seeded by ``seed``); the result then has one axis of ``samples`` configurations.
       patience: (Task) early stopping: a run stops once its validation loss (training
         loss without validation data) has not improved for ``patience`` epochs.
+      folds: (Task) k-fold cross-validation on ``task.data`` (``task.validation`` is not
+        used): fold f validates on the f-th of ``folds`` equal slices and trains on the
+        others; the result's seed axis then holds seeds x folds (fold fastest), so
+        ``best`` ranks by the mean over both.
 
     Returns:
       A :class:`SweepResult`, or a :class:`TrainingSweepResult` for a Task.
@@ -194,6 +199,7 @@ def sweep(
             progress=progress,
             samples=samples,
             patience=patience,
+            folds=folds,
         )
     if not isinstance(problem, Problem):
         raise ValueError(f"`sweep(problem=...)` must be a Problem or a Task; got {problem!r}.")

@@ -89,18 +89,34 @@ def _early_stop(patience, prev, new):
     jax.jit, static_argnames=("optimizer", "names", "options", "epochs", "bs", "patience")
 )
 def _train_chunk(
-    loss, init, data, validation, values, keys, optimizer, names, options, epochs, bs, patience
+    loss,
+    init,
+    data,
+    validation,
+    values,
+    keys,
+    rows,
+    optimizer,
+    names,
+    options,
+    epochs,
+    bs,
+    patience,
 ):
-    def one(vals, init_key, shuffle_key):
+    def one(vals, init_key, shuffle_key, rows):
         tx = optimizer(**dict(zip(names, vals)), **dict(options))
         params = init(init_key)
+        train_rows, val_rows = (None, None) if rows is None else rows
 
         def epoch(carry, e):
             params, opt_state = carry[:2]
             params, opt_state, f = train_epoch(
-                loss, tx, params, opt_state, data, shuffle_key, e, bs
+                loss, tx, params, opt_state, data, shuffle_key, e, bs, rows=train_rows
             )
-            v = f if validation is None else evaluate(loss, params, validation, bs)
+            if val_rows is not None:  # cross-validation: the held-out fold of ``data``
+                v = evaluate(loss, params, data, bs, rows=val_rows)
+            else:
+                v = f if validation is None else evaluate(loss, params, validation, bs)
             new = (params, opt_state, (f, v), *carry[3:5], carry[5] + 1, carry[6])
             carry = new if patience is None else _early_stop(patience, carry, new)
             return carry, carry[2]
@@ -111,7 +127,28 @@ def _train_chunk(
         last, (fs, vs) = jax.lax.scan(epoch, start, jnp.arange(epochs))
         return fs, vs, last[5]
 
-    return jax.vmap(one)(values, *keys)
+    return jax.vmap(one)(values, *keys, rows)
+
+
+def _folds(folds: int | None, n: int, batch_size: int):
+    """(training rows, validation rows) of each of ``folds`` folds, as ``(folds, .)`` arrays.
+
+    Fold f holds out examples ``[f m, (f + 1) m)`` with ``m = n // folds`` and trains on the
+    other ``(folds - 1) m`` of the first ``folds m`` (the last ``n mod folds`` are unused).
+    """
+    if folds is None:
+        return None
+    if not isinstance(folds, int) or not 2 <= folds <= n:
+        raise ValueError(f"`sweep(folds=...)` must be an int in [2, {n}]; got {folds!r}.")
+    m = n // folds
+    if batch_size > (folds - 1) * m:
+        raise ValueError(
+            f"`sweep(folds={folds})` leaves {(folds - 1) * m} training examples per fold, "
+            f"fewer than the task's batch_size {batch_size}."
+        )
+    idx = np.arange(folds * m).reshape(folds, m)
+    train = np.stack([np.delete(idx, f, axis=0).ravel() for f in range(folds)])
+    return jnp.asarray(train, jnp.int32), jnp.asarray(idx, jnp.int32)
 
 
 def _configurations(grid, samples, seed):
@@ -155,6 +192,7 @@ def sweep_task(
     progress: Callable[[int, int], None] | None = None,
     samples: int | None = None,
     patience: int | None = None,
+    folds: int | None = None,
 ) -> TrainingSweepResult:
     """Trains ``task`` for every configuration of ``grid`` and every seed (see ``sweep``)."""
     if not isinstance(epochs, int) or epochs < 1:
@@ -166,9 +204,11 @@ def sweep_task(
     names, cells, shape = _configurations(grid, samples, seed)
     params0 = task.init(seed_keys(seed, 0)[0])
     _check(task.loss, params0, task.data, task.validation, epochs, task.batch_size)
+    fold_rows = _folds(folds, jax.tree.leaves(task.data)[0].shape[0], task.batch_size)
+    k = 1 if folds is None else folds
     dtype = jax.tree.leaves(params0)[0].dtype
-    # every (configuration, seed) pair, the seed varying fastest
-    runs = [np.repeat(c, seeds) for c in cells]
+    # every (configuration, seed, fold) run, the fold varying fastest, then the seed
+    runs = [np.repeat(c, seeds * k) for c in cells]
     init_keys, shuffle_keys = (
         jnp.stack(ks) for ks in zip(*(seed_keys(seed, s) for s in range(seeds)))
     )
@@ -190,18 +230,21 @@ def sweep_task(
     for start in range(0, n_runs, chunk):
         idx = np.minimum(np.arange(start, start + chunk), n_runs - 1)  # pad with the last run
         values = tuple(jnp.asarray(r[idx], dtype) for r in runs)
-        keys = (init_keys[idx % seeds], shuffle_keys[idx % seeds])
-        fs, vs, ran = _train_chunk(loss, init, data, val, values, keys, **static)
+        keys = (init_keys[idx // k % seeds], shuffle_keys[idx // k % seeds])
+        rows = None if fold_rows is None else tuple(r[idx % k] for r in fold_rows)
+        fs, vs, ran = _train_chunk(loss, init, data, val, values, keys, rows, **static)
         take = min(chunk, n_runs - start)
         out_f.append(np.asarray(fs)[:take])
         out_v.append(np.asarray(vs)[:take])
         out_n.append(np.asarray(ran)[:take])
         if progress is not None:
             progress(start + take, n_runs)
-    grid_shape = (*shape, seeds, epochs)
+    grid_shape = (*shape, seeds * k, epochs)
     return TrainingSweepResult(
         configs={name: c.reshape(shape) for name, c in zip(names, cells)},
         loss=np.concatenate(out_f).reshape(grid_shape),
-        val_loss=None if val is None else np.concatenate(out_v).reshape(grid_shape),
+        val_loss=None
+        if val is None and folds is None
+        else np.concatenate(out_v).reshape(grid_shape),
         epochs_run=np.concatenate(out_n).reshape(grid_shape[:-1]),
     )
