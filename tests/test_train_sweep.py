@@ -229,3 +229,39 @@ def test_k_fold_errors():
     big_batch = dataclasses.replace(_task(), batch_size=40)
     with pytest.raises(ValueError, match=r"leaves 32 training examples per fold, fewer than"):
         jax_rmsprop.sweep(big_batch, GRID, 2, folds=2)  # 2 folds of 32
+
+
+def test_rungs_of_successive_halving():
+    assert _train_sweep._rungs(27, 27, 3) == [1, 3, 9, 27]
+    assert _train_sweep._rungs(24, 10, 3) == [1, 3, 10]
+    assert _train_sweep._rungs(2, 10, 3) == [10]  # too few configurations to halve
+    assert _train_sweep._rungs(100, 4, 2) == [1, 2, 4]  # limited by the epochs
+
+
+def test_successive_halving_continues_the_best_and_equals_the_full_grid_where_it_trains():
+    task = _task()
+    grid = {"learning_rate": np.logspace(-3, 0, 9)}
+    full = jax_rmsprop.sweep(task, grid, 9, seeds=2)
+    sh = jax_rmsprop.sweep(task, grid, 9, seeds=2, halving=3)  # rungs at 1, 3, 9 epochs
+    alive = np.arange(9)
+    for end, keep in ((1, 3), (3, 1)):
+        # the survivors are the best by mean validation loss over seeds at the rung's end
+        score = full.val_loss[alive, :, end - 1].mean(-1)
+        survivors = np.sort(alive[np.argsort(score, kind="stable")[:keep]])
+        pruned = np.setdiff1d(alive, survivors)
+        assert (sh.epochs_run[pruned] == end).all()
+        assert np.isnan(sh.val_loss[pruned, :, end:]).all()
+        alive = survivors
+    assert (sh.epochs_run[alive] == 9).all()
+    trained = ~np.isnan(sh.val_loss)
+    # wherever halving trained, it equals the full grid (the continuation is exact)
+    np.testing.assert_allclose(sh.val_loss[trained], full.val_loss[trained], rtol=1e-10)
+    np.testing.assert_allclose(sh.loss[trained], full.loss[trained], rtol=1e-10)
+    assert sh.best(1)[0]["learning_rate"] == grid["learning_rate"][alive[0]]
+    # budget: 9 x 1 + 3 x 2 + 1 x 6 = 21 configuration-epochs of the full grid's 81
+    assert sh.epochs_run.sum() == 2 * 21
+
+
+def test_halving_errors():
+    with pytest.raises(ValueError, match=r"`sweep\(halving=...\)` must be >= 2"):
+        jax_rmsprop.sweep(_task(), GRID, 2, halving=1)

@@ -140,6 +140,7 @@ def sweep(
     samples: int | None = None,
     patience: int | None = None,
     folds: int | None = None,
+    halving: int | None = None,
 ) -> SweepResult | TrainingSweepResult:
     """Runs ``optimizer`` on ``problem`` for every point of the Cartesian product of ``grid``.
 
@@ -181,6 +182,10 @@ def sweep(
         used): fold f validates on the f-th of ``folds`` equal slices and trains on the
         others; the result's seed axis then holds seeds x folds (fold fastest), so
         ``best`` ranks by the mean over both.
+      halving: (Task) successive halving with this factor: all configurations train to
+        the first rung (``steps // halving**h`` epochs), the best ``1/halving`` of them
+        (mean validation loss over seeds and folds) continue to the next rung, and so on
+        to ``steps``; epochs a configuration did not train are NaN (``epochs_run``).
 
     Returns:
       A :class:`SweepResult`, or a :class:`TrainingSweepResult` for a Task.
@@ -200,6 +205,7 @@ def sweep(
             samples=samples,
             patience=patience,
             folds=folds,
+            halving=halving,
         )
     if not isinstance(problem, Problem):
         raise ValueError(f"`sweep(problem=...)` must be a Problem or a Task; got {problem!r}.")

@@ -96,6 +96,8 @@ def _train_chunk(
     values,
     keys,
     rows,
+    carry,
+    first,
     optimizer,
     names,
     options,
@@ -103,10 +105,20 @@ def _train_chunk(
     bs,
     patience,
 ):
-    def one(vals, init_key, shuffle_key, rows):
+    """``epochs`` epochs from epoch ``first`` of every run in the chunk.
+
+    Starts from ``carry`` (``None``: initialise); returns the new carries and each
+    epoch's losses.
+    """
+
+    def one(vals, init_key, shuffle_key, rows, carry):
         tx = optimizer(**dict(zip(names, vals)), **dict(options))
-        params = init(init_key)
         train_rows, val_rows = (None, None) if rows is None else rows
+        if carry is None:
+            params = init(init_key)
+            inf = jnp.asarray(jnp.inf, jax.tree.leaves(params)[0].dtype)
+            zero = jnp.zeros((), jnp.int32)
+            carry = (params, tx.init(params), (inf, inf), inf, zero, zero, jnp.zeros((), bool))
 
         def epoch(carry, e):
             params, opt_state = carry[:2]
@@ -121,13 +133,9 @@ def _train_chunk(
             carry = new if patience is None else _early_stop(patience, carry, new)
             return carry, carry[2]
 
-        inf = jnp.asarray(jnp.inf, jax.tree.leaves(params)[0].dtype)
-        zero = jnp.zeros((), jnp.int32)
-        start = (params, tx.init(params), (inf, inf), inf, zero, zero, jnp.zeros((), bool))
-        last, (fs, vs) = jax.lax.scan(epoch, start, jnp.arange(epochs))
-        return fs, vs, last[5]
+        return jax.lax.scan(epoch, carry, first + jnp.arange(epochs))
 
-    return jax.vmap(one)(values, *keys, rows)
+    return jax.vmap(one)(values, *keys, rows, carry)
 
 
 def _folds(folds: int | None, n: int, batch_size: int):
@@ -179,6 +187,62 @@ def _configurations(grid, samples, seed):
     return names, cells, (samples,)
 
 
+@dataclasses.dataclass
+class _Plan:
+    """Every (configuration, seed, fold) run of a training sweep, ready to train."""
+
+    runs: list[np.ndarray]  # one array of values per hyperparameter, a run per entry
+    init_keys: jax.Array  # per seed
+    shuffle_keys: jax.Array
+    seeds: int
+    k: int  # folds (1 without cross-validation)
+    fold_rows: tuple[jax.Array, jax.Array] | None
+    dtype: Any
+    args: tuple  # (loss, init, data, validation)
+    static: dict[str, Any]
+    chunk: int
+
+    def train(self, idx: np.ndarray, carry: Any, first: int, epochs: int, progress=None):
+        """Trains runs ``idx`` for ``epochs`` from ``first``, in chunks.
+
+        The carries stay on the device; the losses come back as ``(len(idx), epochs)``.
+        """
+        carries, fs, vs = [], [], []
+        for start in range(0, idx.size, self.chunk):
+            part = np.minimum(np.arange(start, start + self.chunk), idx.size - 1)  # pad
+            run = idx[part]
+            values = tuple(jnp.asarray(r[run], self.dtype) for r in self.runs)
+            seed = run // self.k % self.seeds
+            keys = (self.init_keys[seed], self.shuffle_keys[seed])
+            rows = None
+            if self.fold_rows is not None:
+                rows = tuple(r[run % self.k] for r in self.fold_rows)
+            c = None if carry is None else jax.tree.map(lambda a: a[part], carry)  # noqa: B023
+            out, (f, v) = _train_chunk(
+                *self.args, values, keys, rows, c, first, **self.static, epochs=epochs
+            )
+            take = min(self.chunk, idx.size - start)
+            carries.append(jax.tree.map(lambda a, n=take: a[:n], out))
+            fs.append(np.asarray(f)[:take])
+            vs.append(np.asarray(v)[:take])
+            if progress is not None:
+                progress(start + take, idx.size)
+        carry = jax.tree.map(lambda *a: jnp.concatenate(a), *carries)
+        return carry, np.concatenate(fs), np.concatenate(vs)
+
+
+def _rungs(n_configs: int, epochs: int, eta: int) -> list[int]:
+    """Cumulative epochs at each rung of successive halving.
+
+    As many halvings ``h`` as ``eta`` divides the configurations (and the epochs); rung i
+    ends at ``epochs // eta**(h - i)``, the last at ``epochs``.
+    """
+    h = 0
+    while eta ** (h + 1) <= n_configs and epochs // eta ** (h + 1) >= 1:
+        h += 1
+    return sorted({epochs // eta ** (h - i) for i in range(h + 1)})
+
+
 def sweep_task(
     task: Task,
     grid: Mapping[str, Any],
@@ -193,58 +257,74 @@ def sweep_task(
     samples: int | None = None,
     patience: int | None = None,
     folds: int | None = None,
+    halving: int | None = None,
 ) -> TrainingSweepResult:
     """Trains ``task`` for every configuration of ``grid`` and every seed (see ``sweep``)."""
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"`sweep(steps=...)` (epochs for a Task) must be >= 1; got {epochs!r}.")
-    if not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"`sweep(seeds=...)` must be a positive int; got {seeds!r}.")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
-        raise ValueError(f"`sweep(patience=...)` must be a positive int; got {patience!r}.")
+    for name, v in (("seeds", seeds), ("patience", patience), ("halving", halving)):
+        if (v is not None or name == "seeds") and (not isinstance(v, int) or v < 1):
+            raise ValueError(f"`sweep({name}=...)` must be a positive int; got {v!r}.")
+    if halving is not None and halving < 2:
+        raise ValueError(f"`sweep(halving=...)` must be >= 2; got {halving!r}.")
     names, cells, shape = _configurations(grid, samples, seed)
+    plan = _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience)
+    n_cfg, per_cfg = cells[0].size, seeds * plan.k
+    loss = np.full((n_cfg * per_cfg, epochs), np.nan)
+    val = np.full_like(loss, np.nan)
+    rungs = [epochs] if halving is None else _rungs(n_cfg, epochs, halving)
+    alive, carry, done = np.arange(n_cfg), None, 0
+    ran = np.zeros(n_cfg * per_cfg, np.int64)
+    for r, target in enumerate(rungs):
+        idx = (alive[:, None] * per_cfg + np.arange(per_cfg)).ravel()
+        carry, f, v = plan.train(idx, carry, done, target - done, progress)
+        loss[idx, done:target], val[idx, done:target] = f, v
+        ran[idx] = np.asarray(carry[5])
+        done = target
+        if halving is not None and r + 1 < len(rungs):  # keep the best 1/halving, by mean
+            score = v[:, -1].reshape(alive.size, per_cfg).mean(-1)
+            keep = np.argsort(np.where(np.isfinite(score), score, np.inf), kind="stable")
+            keep = np.sort(keep[: max(1, -(-alive.size // halving))])
+            alive = alive[keep]
+            rows = (keep[:, None] * per_cfg + np.arange(per_cfg)).ravel()
+            carry = jax.tree.map(lambda a, rows=rows: a[rows], carry)
+    grid_shape = (*shape, per_cfg, epochs)
+    has_val = task.validation is not None or folds is not None
+    return TrainingSweepResult(
+        configs={name: c.reshape(shape) for name, c in zip(names, cells)},
+        loss=loss.reshape(grid_shape),
+        val_loss=val.reshape(grid_shape) if has_val else None,
+        epochs_run=ran.reshape(grid_shape[:-1]),
+    )
+
+
+def _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience):
     params0 = task.init(seed_keys(seed, 0)[0])
-    _check(task.loss, params0, task.data, task.validation, epochs, task.batch_size)
+    _check(task.loss, params0, task.data, task.validation, 1, task.batch_size)
     fold_rows = _folds(folds, jax.tree.leaves(task.data)[0].shape[0], task.batch_size)
     k = 1 if folds is None else folds
-    dtype = jax.tree.leaves(params0)[0].dtype
     # every (configuration, seed, fold) run, the fold varying fastest, then the seed
     runs = [np.repeat(c, seeds * k) for c in cells]
     init_keys, shuffle_keys = (
         jnp.stack(ks) for ks in zip(*(seed_keys(seed, s) for s in range(seeds)))
     )
-    n_runs = runs[0].size
-    chunk = chunk_size or n_runs
-    static = dict(
-        optimizer=optimizer,
-        names=names,
-        options=tuple(sorted((options or {}).items())),
-        epochs=epochs,
-        bs=int(task.batch_size),
-        patience=patience,
-    )
-    loss = task.loss if isinstance(task.loss, Partial) else Partial(task.loss)
-    init = task.init if isinstance(task.init, Partial) else Partial(task.init)
-    data = jax.tree.map(jnp.asarray, task.data)
+    wrap = lambda f: f if isinstance(f, Partial) else Partial(f)  # noqa: E731
     val = None if task.validation is None else jax.tree.map(jnp.asarray, task.validation)
-    out_f, out_v, out_n = [], [], []
-    for start in range(0, n_runs, chunk):
-        idx = np.minimum(np.arange(start, start + chunk), n_runs - 1)  # pad with the last run
-        values = tuple(jnp.asarray(r[idx], dtype) for r in runs)
-        keys = (init_keys[idx // k % seeds], shuffle_keys[idx // k % seeds])
-        rows = None if fold_rows is None else tuple(r[idx % k] for r in fold_rows)
-        fs, vs, ran = _train_chunk(loss, init, data, val, values, keys, rows, **static)
-        take = min(chunk, n_runs - start)
-        out_f.append(np.asarray(fs)[:take])
-        out_v.append(np.asarray(vs)[:take])
-        out_n.append(np.asarray(ran)[:take])
-        if progress is not None:
-            progress(start + take, n_runs)
-    grid_shape = (*shape, seeds * k, epochs)
-    return TrainingSweepResult(
-        configs={name: c.reshape(shape) for name, c in zip(names, cells)},
-        loss=np.concatenate(out_f).reshape(grid_shape),
-        val_loss=None
-        if val is None and folds is None
-        else np.concatenate(out_v).reshape(grid_shape),
-        epochs_run=np.concatenate(out_n).reshape(grid_shape[:-1]),
+    return _Plan(
+        runs=runs,
+        init_keys=init_keys,
+        shuffle_keys=shuffle_keys,
+        seeds=seeds,
+        k=k,
+        fold_rows=fold_rows,
+        dtype=jax.tree.leaves(params0)[0].dtype,
+        args=(wrap(task.loss), wrap(task.init), jax.tree.map(jnp.asarray, task.data), val),
+        static=dict(
+            optimizer=optimizer,
+            names=names,
+            options=tuple(sorted((options or {}).items())),
+            bs=int(task.batch_size),
+            patience=patience,
+        ),
+        chunk=chunk_size or runs[0].size,
     )
