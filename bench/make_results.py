@@ -123,6 +123,21 @@ def main(path):
             f"**{e['python-loop/fit']}x** | **{e['keras/fit']}** |",
             "",
         ]
+    for b in by_group.get("digits-sweep", {}).values():
+        e = b["extra_info"]
+        lines += [
+            f"## digits sweep: {e['runs']} runs (256 configurations x 3 seeds) x {e['epochs']} "
+            "epochs, round-robin",
+            "",
+            "| one program ms | fit-loop/program per run | keras-loop/program per run | "
+            "best val loss (full, halving) | halving/full | halving budget |",
+            "|---|---|---|---|---|---|",
+            f"| {e['program_ms']:.0f} | **{e['fit-loop/program (per run)']}x** | "
+            f"**{e['keras-loop/program (per run)']}** | "
+            f"{e['best val loss (full grid, halving)']} | "
+            f"{e['halving / full best']} | {e['halving budget fraction']} |",
+            "",
+        ]
     for b in by_group.get("train-step", {}).values():
         e = b["extra_info"]
         c = e["compile_s"]
