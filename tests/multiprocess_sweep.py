@@ -26,6 +26,24 @@ mesh = jax.sharding.Mesh(np.array(jax.devices()), ("configs",))
 res = jax_rmsprop.sweep(problems.elongated(), GRID, 300, tol=1e-6, mesh=mesh, chunk_steps=100)
 # the reference: the same sweep on this process's first device alone
 ref = jax_rmsprop.sweep(problems.elongated(), GRID, 300, tol=1e-6, chunk_steps=100)
+
+
+def _loss(params, batch):
+    x, y = batch
+    return jax.numpy.mean((x @ params["w"] + params["b"] - y) ** 2)
+
+
+def _init(key):
+    return {"w": 0.1 * jax.random.normal(key, (5,)), "b": jax.numpy.zeros(())}
+
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 5)).astype(np.float32)
+y = (x @ rng.normal(size=5)).astype(np.float32)
+task = jax_rmsprop.Task(_loss, _init, (x, y), 10, (x[:20], y[:20]))
+tgrid = {"learning_rate": np.array([1e-3, 1e-2, 1e-1])}
+tres = jax_rmsprop.sweep(task, tgrid, 6, seeds=2, halving=3, mesh=mesh)
+tref = jax_rmsprop.sweep(task, tgrid, 6, seeds=2, halving=3)
 print(
     "RESULT "
     + json.dumps(
@@ -36,6 +54,12 @@ print(
             "final_loss": res.final_loss.tolist(),
             "steps_to_tol": res.steps_to_tol.tolist(),
             "diverged": res.diverged.tolist(),
+            "task_val_loss": np.nan_to_num(tres.val_loss, nan=-1.0).tolist(),
+            "task_epochs_run": tres.epochs_run.tolist(),
+            "task_reference": {
+                "val_loss": np.nan_to_num(tref.val_loss, nan=-1.0).tolist(),
+                "epochs_run": tref.epochs_run.tolist(),
+            },
             "reference": {
                 "final_loss": ref.final_loss.tolist(),
                 "steps_to_tol": ref.steps_to_tol.tolist(),

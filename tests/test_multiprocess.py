@@ -1,4 +1,4 @@
-"""A sweep over a mesh that spans two processes (jax.distributed on 127.0.0.1, gloo).
+"""Sweeps over a mesh that spans two processes (jax.distributed on 127.0.0.1, gloo).
 
 Each process runs tests/multiprocess_sweep.py with 2 simulated host devices; both must
 return the whole result, equal to the same sweep on one device. Bounded in time: a process
@@ -11,6 +11,8 @@ import pathlib
 import socket
 import subprocess
 import sys
+
+import numpy as np
 
 SCRIPT = pathlib.Path(__file__).with_name("multiprocess_sweep.py")
 TIMEOUT_S = 240
@@ -57,6 +59,12 @@ def test_sweep_across_two_processes_gives_every_process_the_whole_result():
             assert r[key] == results[0][key]  # every process has the whole result
             assert len(r[key]) == 5 and len(r[key][0]) == 3
         assert r["steps_to_tol"] == ref["steps_to_tol"]
+        # a training sweep (successive halving, 2 seeds) over the same mesh
+        tref = r.pop("task_reference")
+        assert r["task_epochs_run"] == tref["epochs_run"] == results[0]["task_epochs_run"]
+        got, want = np.array(r["task_val_loss"]), np.array(tref["val_loss"])
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        np.testing.assert_array_equal(got, np.array(results[0]["task_val_loss"]))
         assert r["diverged"] == ref["diverged"]
         for a, b in zip(r["final_loss"], ref["final_loss"]):
             for x, y in zip(a, b):

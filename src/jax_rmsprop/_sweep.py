@@ -11,12 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
 from . import _loop as loop
-from ._train_sweep import TrainingSweepResult, sweep_task
+from ._train_sweep import TrainingSweepResult, sweep_task, to_host
 from ._transform import rmsprop
 from .problems import Problem, Task
 
@@ -67,13 +66,6 @@ def _check_grid(grid: Mapping[str, Any]) -> None:
             raise ValueError(f"`sweep(grid={{{name!r}: ...}})` must be a non-empty 1-D array.")
 
 
-def _to_host(x: jax.Array) -> np.ndarray:
-    """The whole of ``x`` on this process, also when it spans other processes' devices."""
-    if x.is_fully_addressable:
-        return np.asarray(x)
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
 def _constrain(tree, mesh: Mesh | None):
     """Shards the leading (config) axis of every leaf over all of the mesh's axes."""
     if mesh is None:
@@ -118,7 +110,7 @@ def _advance_in_chunks(loss, carry, values, steps, chunk, tol, min_loss, progres
         done_steps += k
         if progress is not None:
             progress(done_steps, steps)
-        if tol is not None and bool(_to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
+        if tol is not None and bool(to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
             break
     return carry
 
@@ -153,7 +145,8 @@ def sweep(
     initialises with ``task.init(k0)`` and shuffles with ``k1``, where ``k0, k1`` are
     ``fold_in(fold_in(key(seed), s), 0 / 1)``), ``chunk_size`` (configuration, seed) runs
     per compiled program; the result is a :class:`TrainingSweepResult` ranked by the
-    validation loss averaged over seeds. ``tol`` and ``mesh`` apply to problems only.
+    validation loss averaged over seeds. ``tol`` applies to problems only; with ``mesh``
+    the (configuration, seed) runs are sharded over its devices, across processes too.
 
     Args:
       problem: the :class:`~jax_rmsprop.problems.Problem` to minimize, or a :class:`Task`.
@@ -206,6 +199,7 @@ def sweep(
             patience=patience,
             folds=folds,
             halving=halving,
+            mesh=mesh,
         )
     if not isinstance(problem, Problem):
         raise ValueError(f"`sweep(problem=...)` must be a Problem or a Task; got {problem!r}.")
@@ -231,10 +225,10 @@ def sweep(
     chunk = chunk_steps or (max(1, -(-steps // 20)) if progress else steps)
 
     carry = _start_all(loss, problem.x0, values, **static)
-    f0 = _to_host(carry.f)
+    f0 = to_host(carry.f)
     carry = _advance_in_chunks(loss, carry, values, steps, chunk, tol, min_loss, progress, static)
-    final = _to_host(carry.f)[:n]
-    taken = _to_host(carry.i)[:n]
+    final = to_host(carry.f)[:n]
+    taken = to_host(carry.i)[:n]
     if tol is not None:
         steps_to_tol = np.where(final - min_loss <= tol, taken, -1)
     else:

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
 from ._fit import _check, evaluate, train_epoch
@@ -24,7 +26,14 @@ from .problems import Task
 LOG_UNIFORM = ("learning_rate", "lr")  # drawn log-uniformly in random search
 
 
-def seed_keys(seed: int, s: int) -> tuple[jax.Array, jax.Array]:
+def to_host(x: jax.Array) -> np.ndarray:
+    """The whole of ``x`` on this process, also when it spans other processes' devices."""
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def seed_keys(seed: Any, s: Any) -> tuple[jax.Array, jax.Array]:
     """Seed ``s``'s (initialisation key, shuffling key): ``fold_in(key(seed), s)``, then 0/1."""
     k = jax.random.fold_in(jax.random.key(seed), s)
     return jax.random.fold_in(k, 0), jax.random.fold_in(k, 1)
@@ -94,7 +103,8 @@ def _train_chunk(
     data,
     validation,
     values,
-    keys,
+    root,
+    seed_of_run,
     rows,
     carry,
     first,
@@ -111,8 +121,9 @@ def _train_chunk(
     epoch's losses.
     """
 
-    def one(vals, init_key, shuffle_key, rows, carry):
+    def one(vals, s, rows, carry):
         tx = optimizer(**dict(zip(names, vals)), **dict(options))
+        init_key, shuffle_key = seed_keys(root, s)
         train_rows, val_rows = (None, None) if rows is None else rows
         if carry is None:
             params = init(init_key)
@@ -135,7 +146,7 @@ def _train_chunk(
 
         return jax.lax.scan(epoch, carry, first + jnp.arange(epochs))
 
-    return jax.vmap(one)(values, *keys, rows, carry)
+    return jax.vmap(one)(values, seed_of_run, rows, carry)
 
 
 def _folds(folds: int | None, n: int, batch_size: int):
@@ -156,7 +167,7 @@ def _folds(folds: int | None, n: int, batch_size: int):
         )
     idx = np.arange(folds * m).reshape(folds, m)
     train = np.stack([np.delete(idx, f, axis=0).ravel() for f in range(folds)])
-    return jnp.asarray(train, jnp.int32), jnp.asarray(idx, jnp.int32)
+    return train.astype(np.int32), idx.astype(np.int32)
 
 
 def _configurations(grid, samples, seed):
@@ -192,15 +203,22 @@ class _Plan:
     """Every (configuration, seed, fold) run of a training sweep, ready to train."""
 
     runs: list[np.ndarray]  # one array of values per hyperparameter, a run per entry
-    init_keys: jax.Array  # per seed
-    shuffle_keys: jax.Array
+    root: int  # the sweep's ``seed``: run keys are ``seed_keys(root, seed of the run)``
     seeds: int
     k: int  # folds (1 without cross-validation)
-    fold_rows: tuple[jax.Array, jax.Array] | None
+    fold_rows: tuple[np.ndarray, np.ndarray] | None
     dtype: Any
     args: tuple  # (loss, init, data, validation)
     static: dict[str, Any]
     chunk: int
+    mesh: Mesh | None
+
+    def _put(self, tree: Any) -> Any:
+        """Shards the leading (run) axis over all the mesh's devices."""
+        if self.mesh is None:
+            return tree
+        sharding = NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names))
+        return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
 
     def train(self, idx: np.ndarray, carry: Any, first: int, epochs: int, progress=None):
         """Trains runs ``idx`` for ``epochs`` from ``first``, in chunks.
@@ -211,20 +229,21 @@ class _Plan:
         for start in range(0, idx.size, self.chunk):
             part = np.minimum(np.arange(start, start + self.chunk), idx.size - 1)  # pad
             run = idx[part]
-            values = tuple(jnp.asarray(r[run], self.dtype) for r in self.runs)
-            seed = run // self.k % self.seeds
-            keys = (self.init_keys[seed], self.shuffle_keys[seed])
+            # host (NumPy) arrays: they go to the mesh's devices, other processes' included
+            values = tuple(np.asarray(r[run]).astype(self.dtype) for r in self.runs)
+            seed = (run // self.k % self.seeds).astype(np.int32)
             rows = None
             if self.fold_rows is not None:
                 rows = tuple(r[run % self.k] for r in self.fold_rows)
             c = None if carry is None else jax.tree.map(lambda a: a[part], carry)  # noqa: B023
+            values, seed, rows = self._put((values, seed, rows))
             out, (f, v) = _train_chunk(
-                *self.args, values, keys, rows, c, first, **self.static, epochs=epochs
+                *self.args, values, self.root, seed, rows, c, first, **self.static, epochs=epochs
             )
             take = min(self.chunk, idx.size - start)
             carries.append(jax.tree.map(lambda a, n=take: a[:n], out))
-            fs.append(np.asarray(f)[:take])
-            vs.append(np.asarray(v)[:take])
+            fs.append(to_host(f)[:take])
+            vs.append(to_host(v)[:take])
             if progress is not None:
                 progress(start + take, idx.size)
         carry = jax.tree.map(lambda *a: jnp.concatenate(a), *carries)
@@ -258,6 +277,7 @@ def sweep_task(
     patience: int | None = None,
     folds: int | None = None,
     halving: int | None = None,
+    mesh: Mesh | None = None,
 ) -> TrainingSweepResult:
     """Trains ``task`` for every configuration of ``grid`` and every seed (see ``sweep``)."""
     if not isinstance(epochs, int) or epochs < 1:
@@ -268,7 +288,9 @@ def sweep_task(
     if halving is not None and halving < 2:
         raise ValueError(f"`sweep(halving=...)` must be >= 2; got {halving!r}.")
     names, cells, shape = _configurations(grid, samples, seed)
-    plan = _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience)
+    plan = _plan(
+        task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience, mesh
+    )
     n_cfg, per_cfg = cells[0].size, seeds * plan.k
     loss = np.full((n_cfg * per_cfg, epochs), np.nan)
     val = np.full_like(loss, np.nan)
@@ -279,7 +301,7 @@ def sweep_task(
         idx = (alive[:, None] * per_cfg + np.arange(per_cfg)).ravel()
         carry, f, v = plan.train(idx, carry, done, target - done, progress)
         loss[idx, done:target], val[idx, done:target] = f, v
-        ran[idx] = np.asarray(carry[5])
+        ran[idx] = to_host(carry[5])
         done = target
         if halving is not None and r + 1 < len(rungs):  # keep the best 1/halving, by mean
             score = v[:, -1].reshape(alive.size, per_cfg).mean(-1)
@@ -298,22 +320,18 @@ def sweep_task(
     )
 
 
-def _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience):
+def _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience, mesh):
     params0 = task.init(seed_keys(seed, 0)[0])
     _check(task.loss, params0, task.data, task.validation, 1, task.batch_size)
     fold_rows = _folds(folds, jax.tree.leaves(task.data)[0].shape[0], task.batch_size)
     k = 1 if folds is None else folds
     # every (configuration, seed, fold) run, the fold varying fastest, then the seed
     runs = [np.repeat(c, seeds * k) for c in cells]
-    init_keys, shuffle_keys = (
-        jnp.stack(ks) for ks in zip(*(seed_keys(seed, s) for s in range(seeds)))
-    )
     wrap = lambda f: f if isinstance(f, Partial) else Partial(f)  # noqa: E731
     val = None if task.validation is None else jax.tree.map(jnp.asarray, task.validation)
     return _Plan(
         runs=runs,
-        init_keys=init_keys,
-        shuffle_keys=shuffle_keys,
+        root=seed,
         seeds=seeds,
         k=k,
         fold_rows=fold_rows,
@@ -326,5 +344,8 @@ def _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size
             bs=int(task.batch_size),
             patience=patience,
         ),
-        chunk=chunk_size or runs[0].size,
+        # a multiple of the mesh's devices, so that every device gets the same share
+        chunk=-(-(chunk_size or runs[0].size) // (mesh.size if mesh else 1))
+        * (mesh.size if mesh else 1),
+        mesh=mesh,
     )
