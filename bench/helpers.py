@@ -1,6 +1,7 @@
 """Benchmark helpers: round-robin timing, donated step loops, the tree variants compared."""
 
 import functools
+import os
 import time
 
 import jax
@@ -15,6 +16,31 @@ TREE_VARIANTS = {
     "ours-tree": (lambda: jax_rmsprop.rmsprop(1e-3), False),
     "ours-flat": (lambda: jax_rmsprop.rmsprop(1e-3), True),
 }
+
+
+def keras_on_jax():
+    """The ``keras`` module on its JAX backend, or None (not installed, other backend)."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    try:
+        import keras
+    except ImportError:
+        return None
+    return keras if keras.backend.backend() == "jax" else None
+
+
+def keras_digits_classifier(keras, **rmsprop):
+    """The parity model: Dense(32, relu) - Dense(10), sparse cross-entropy from logits.
+
+    Compiled with ``keras.optimizers.RMSprop(**rmsprop)``.
+    """
+    model = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)]
+    )
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(**rmsprop),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
 
 
 def big_enabled(config):

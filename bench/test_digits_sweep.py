@@ -6,8 +6,6 @@ compared per configuration-epoch, as the full loops would take minutes), and suc
 halving against the full grid: its best configuration's validation loss and its budget.
 """
 
-import os
-
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -16,7 +14,7 @@ import pytest
 import jax_rmsprop
 from jax_rmsprop import _train_sweep
 
-from .helpers import round_robin
+from .helpers import keras_digits_classifier, keras_on_jax, round_robin
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
@@ -56,29 +54,15 @@ def _loop_of_fits(task, configs, tx=TX):
 
 
 def _loop_of_keras_fits(task, configs):
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    try:
-        import keras
-    except ImportError:
-        return None
-    if keras.backend.backend() != "jax":
+    keras = keras_on_jax()
+    if keras is None:
         return None
 
     def run():
         for lr, decay in configs:
             for s in range(SEEDS):
                 keras.utils.set_random_seed(s)
-                model = keras.Sequential(
-                    [
-                        keras.Input((64,)),
-                        keras.layers.Dense(32, activation="relu"),
-                        keras.layers.Dense(10),
-                    ]
-                )
-                model.compile(
-                    optimizer=keras.optimizers.RMSprop(float(lr), rho=float(decay)),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                )
+                model = keras_digits_classifier(keras, learning_rate=float(lr), rho=float(decay))
                 model.fit(
                     *task.data,
                     epochs=EPOCHS,

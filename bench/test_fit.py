@@ -6,7 +6,6 @@ training digits, batch 32, RMSProp with Keras's defaults). Keras runs when insta
 """
 
 import functools
-import os
 
 import jax
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 import jax_rmsprop
 from jax_rmsprop import compat
 
-from .helpers import round_robin
+from .helpers import keras_digits_classifier, keras_on_jax, round_robin
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
@@ -54,20 +53,10 @@ def _python_loop_epoch(tx, data, w0, batch_size):
 
 
 def _keras_epoch(data, w0, batch_size):
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    try:
-        import keras
-    except ImportError:
+    keras = keras_on_jax()
+    if keras is None:
         return None
-    if keras.backend.backend() != "jax":
-        return None
-    model = keras.Sequential(
-        [keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)]
-    )
-    model.compile(
-        optimizer=keras.optimizers.RMSprop(),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    model = keras_digits_classifier(keras)
 
     def epoch():
         model.set_weights(w0)

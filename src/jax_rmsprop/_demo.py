@@ -134,7 +134,7 @@ def _seed_002_digits(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     """
     from . import plots
     from ._fit import fit
-    from ._sweep import SweepResult, sweep
+    from ._sweep import sweep
     from ._train_sweep import TrainingSweepResult, seed_keys
 
     try:
@@ -182,11 +182,9 @@ def _seed_002_digits(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
         f"sweep of 24 configurations x 3 seeds x 10 epochs: best lr {best['learning_rate']:.2g},"
         f" rho {best['decay']:.2g}, validation loss {best['score']:.4f} ± {best['seed_std']:.2g}"
     )
-    score = res.score()
-    shown = SweepResult(res.configs, score, np.full(score.shape, -1), ~np.isfinite(score))
     spread = np.asarray(res.val_loss)[..., -1].std(-1)
     files["digits_sweep"] = plots.sweep_heatmap(
-        shown,
+        res,
         out / "digits_sweep.png",
         title="Digits: validation loss after 10 epochs, mean (± std) over 3 seeds",
         spread=spread,

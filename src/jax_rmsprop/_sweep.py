@@ -15,7 +15,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
 from . import _loop as loop
-from ._train_sweep import TrainingSweepResult, sweep_task, to_host
+from ._train_sweep import (
+    TrainingSweepResult,
+    _configurations,
+    make_tx,
+    shard_runs,
+    sweep_task,
+    to_host,
+)
 from ._transform import rmsprop
 from .problems import Problem, Task
 
@@ -76,14 +83,10 @@ def _constrain(tree, mesh: Mesh | None):
     )
 
 
-def _make_tx(optimizer, names, options, values) -> optax.GradientTransformation:
-    return optimizer(**dict(zip(names, values)), **dict(options))
-
-
 @functools.partial(jax.jit, static_argnames=("optimizer", "names", "options", "mesh"))
 def _start_all(loss, x0, values, optimizer, names, options, mesh):
     def one(*vals):
-        return loop.start(loss, _make_tx(optimizer, names, options, vals), x0)
+        return loop.start(loss, make_tx(optimizer, names, options, vals), x0)
 
     return _constrain(jax.vmap(one)(*_constrain(values, mesh)), mesh)
 
@@ -95,7 +98,7 @@ def _start_all(loss, x0, values, optimizer, names, options, mesh):
 )
 def _advance_all(loss, carry, values, tol, min_loss, optimizer, names, options, n_steps, mesh):
     def one(c: loop.Carry, *vals):
-        tx = _make_tx(optimizer, names, options, vals)
+        tx = make_tx(optimizer, names, options, vals)
         return loop.advance(loss, tx, c, n_steps, tol=tol, min_loss=min_loss, exit_early=False)[0]
 
     return _constrain(jax.vmap(one)(carry, *values), mesh)
@@ -206,17 +209,12 @@ def sweep(
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`sweep(steps=...)` must be a positive int; got {steps!r}.")
     _check_grid(grid)
-    names = tuple(grid)
-    axes = [np.asarray(grid[n]) for n in names]
-    shape = tuple(a.size for a in axes)
+    names, cells, shape = _configurations(grid, None, 0)
     dtype = jax.tree.leaves(problem.x0)[0].dtype
-    cells = [m.ravel() for m in np.meshgrid(*axes, indexing="ij")]
     n = cells[0].size
     pad = 0 if mesh is None else (-n) % mesh.size
     values = tuple(jnp.asarray(np.pad(c, (0, pad), mode="edge"), dtype) for c in cells)
-    if mesh is not None:
-        sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names))
-        values = tuple(jax.device_put(v, sharding) for v in values)
+    values = shard_runs(values, mesh)
     loss = problem.loss if isinstance(problem.loss, Partial) else Partial(problem.loss)
     static = dict(
         optimizer=optimizer, names=names, options=tuple(sorted((options or {}).items())), mesh=mesh

@@ -33,6 +33,19 @@ def to_host(x: jax.Array) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def make_tx(optimizer, names, options, values) -> optax.GradientTransformation:
+    """``optimizer(**config, **options)`` for one configuration's (traced) values."""
+    return optimizer(**dict(zip(names, values)), **dict(options))
+
+
+def shard_runs(tree: Any, mesh: Mesh | None) -> Any:
+    """Places host arrays with their leading (run/config) axis over all the mesh's devices."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names))
+    return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
+
+
 def seed_keys(seed: Any, s: Any) -> tuple[jax.Array, jax.Array]:
     """Seed ``s``'s (initialisation key, shuffling key): ``fold_in(key(seed), s)``, then 0/1."""
     k = jax.random.fold_in(jax.random.key(seed), s)
@@ -56,18 +69,22 @@ class TrainingSweepResult:
     val_loss: np.ndarray | None
     epochs_run: np.ndarray
 
+    def _final(self) -> np.ndarray:
+        """Each run's last validation loss (else training loss): ``(*grid, seeds)``."""
+        return (self.val_loss if self.val_loss is not None else self.loss)[..., -1]
+
     def score(self) -> np.ndarray:
         """The ranking score of each cell (grid-shaped), lower is better.
 
         The final validation loss (else training loss) averaged over seeds; ``inf`` where
         a seed ended non-finite.
         """
-        final = (self.val_loss if self.val_loss is not None else self.loss)[..., -1]
+        final = self._final()
         return np.where(np.isfinite(final).all(-1), final.mean(-1), np.inf)
 
     def best(self, k: int = 5) -> list[dict[str, float]]:
         """The ``k`` best cells by :meth:`score`, with the spread over seeds."""
-        final = (self.val_loss if self.val_loss is not None else self.loss)[..., -1]
+        final = self._final()
         score = self.score().ravel()
         spread = final.reshape(score.size, -1).std(-1)
         rows = []
@@ -122,7 +139,7 @@ def _train_chunk(
     """
 
     def one(vals, s, rows, carry):
-        tx = optimizer(**dict(zip(names, vals)), **dict(options))
+        tx = make_tx(optimizer, names, options, vals)
         init_key, shuffle_key = seed_keys(root, s)
         train_rows, val_rows = (None, None) if rows is None else rows
         if carry is None:
@@ -213,13 +230,6 @@ class _Plan:
     chunk: int
     mesh: Mesh | None
 
-    def _put(self, tree: Any) -> Any:
-        """Shards the leading (run) axis over all the mesh's devices."""
-        if self.mesh is None:
-            return tree
-        sharding = NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names))
-        return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
-
     def train(self, idx: np.ndarray, carry: Any, first: int, epochs: int, progress=None):
         """Trains runs ``idx`` for ``epochs`` from ``first``, in chunks.
 
@@ -236,7 +246,7 @@ class _Plan:
             if self.fold_rows is not None:
                 rows = tuple(r[run % self.k] for r in self.fold_rows)
             c = None if carry is None else jax.tree.map(lambda a: a[part], carry)  # noqa: B023
-            values, seed, rows = self._put((values, seed, rows))
+            values, seed, rows = shard_runs((values, seed, rows), self.mesh)
             out, (f, v) = _train_chunk(
                 *self.args, values, self.root, seed, rows, c, first, **self.static, epochs=epochs
             )

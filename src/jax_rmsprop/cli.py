@@ -158,20 +158,18 @@ def _sweep(args) -> int:
                 else ""
             )
         )
-        what, shown = f"final loss after {args.steps} steps", result
+        what = f"final loss after {args.steps} steps"
     else:
-        score = result.score()
         print(
-            f"{problem.name}: {score.size} configurations x {args.seeds} seeds x {args.steps} "
-            "epochs; ranked by the final validation loss, mean over seeds"
+            f"{problem.name}: {result.score().size} configurations x {args.seeds} seeds x "
+            f"{args.steps} epochs; ranked by the final validation loss, mean over seeds"
         )
         what = f"mean validation loss after {args.steps} epochs, {args.seeds} seeds"
-        shown = SweepResult(result.configs, score, np.full(score.shape, -1), ~np.isfinite(score))
     print(report.table(result, args.top))
-    return _write(args, problem.name, grid, result, shown, what)
+    return _write(args, problem.name, grid, result, what)
 
 
-def _write(args, name, grid, result, shown, what) -> int:
+def _write(args, name, grid, result, what) -> int:
     from . import report
 
     out = Path(args.out)
@@ -183,7 +181,7 @@ def _write(args, name, grid, result, shown, what) -> int:
         from . import plots
 
         png = plots.sweep_heatmap(
-            shown, out / f"sweep_{name}.png", title=f"RMSProp on {name}: {what}"
+            result, out / f"sweep_{name}.png", title=f"RMSProp on {name}: {what}"
         )
         print(f"  heatmap: {png}")
     return 0

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._sweep import SweepResult
+from ._train_sweep import TrainingSweepResult
 from .problems import Problem
 
 
@@ -134,7 +135,7 @@ def animate_1d(
 
 
 def sweep_heatmap(
-    result: SweepResult,
+    result: SweepResult | TrainingSweepResult,
     out: str | Path,
     *,
     title: str,
@@ -143,8 +144,9 @@ def sweep_heatmap(
 ) -> Path:
     """Final loss over a 2-D grid (log axes where log-spaced); x marks divergence.
 
-    ``spread`` (grid-shaped, e.g. the standard deviation over seeds) is written in each
-    cell as ``±value``.
+    For a training sweep, the loss is its :meth:`~TrainingSweepResult.score` (the mean
+    over seeds) and non-finite cells are marked. ``spread`` (grid-shaped, e.g. the
+    standard deviation over seeds) is written in each cell as ``±value``.
     """
     from matplotlib.colors import LogNorm
 
@@ -154,7 +156,12 @@ def sweep_heatmap(
         raise ValueError(f"sweep_heatmap needs a 2-D grid; this one has {names}.")
     a = result.configs[names[0]][:, 0]
     b = result.configs[names[1]][0, :]
-    loss = np.where(result.diverged, np.nan, result.final_loss)
+    if isinstance(result, TrainingSweepResult):
+        loss = result.score()
+        diverged = ~np.isfinite(loss)
+    else:
+        loss, diverged = result.final_loss, result.diverged
+    loss = np.where(diverged, np.nan, loss)
     pos = loss[np.isfinite(loss) & (loss > 0)]
     fig, ax = plt.subplots(figsize=(8, 6.5))
     norm = LogNorm(vmin=max(pos.min(), 1e-300), vmax=pos.max()) if pos.size else None
@@ -165,7 +172,7 @@ def sweep_heatmap(
     if spread is not None:
         for (i, j), s in np.ndenumerate(spread):
             ax.text(b[j], a[i], f"±{s:.2g}", ha="center", va="center", fontsize=7, color="white")
-    bad = np.argwhere(result.diverged)
+    bad = np.argwhere(diverged)
     if bad.size:
         ax.scatter(b[bad[:, 1]], a[bad[:, 0]], marker="x", color="red", s=12, label="diverged")
         ax.legend(loc="upper right")
