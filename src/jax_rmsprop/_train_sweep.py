@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -95,20 +95,31 @@ class TrainingSweepResult:
         return rows
 
 
-def _early_stop(patience, prev, new):
+class _Run(NamedTuple):
+    """One training run's state between epochs (a pytree: vmapped, carried across rungs)."""
+
+    params: Any
+    opt_state: Any
+    last: tuple[jax.Array, jax.Array]  # the last epoch's (training, validation) loss
+    best: jax.Array  # the best validation loss so far (early stopping)
+    wait: jax.Array  # epochs since it improved
+    ran: jax.Array  # epochs trained
+    stopped: jax.Array
+
+
+def _early_stop(patience: int, prev: _Run, new: _Run) -> _Run:
     """Keras's EarlyStopping on the validation loss, as a freeze that vmap can run.
 
-    ``prev``/``new``: (params, opt_state, last (f, v), best v, epochs without improvement,
-    epochs run, stopped). A run that has waited ``patience`` epochs without improving
-    stands still from then on, repeating its last losses.
+    A run that has waited ``patience`` epochs without improving stands still from then
+    on, repeating its last losses.
     """
-    *_, best, wait, ran, stopped = prev
-    params, opt_state, fv, _, _, _, _ = new
-    improved = fv[1] < best
-    best = jnp.where(improved, fv[1], best)
-    wait = jnp.where(improved, 0, wait + 1)
-    moved = (params, opt_state, fv, best, wait, ran + 1, wait >= patience)
-    return jax.tree.map(lambda a, b: jnp.where(stopped, a, b), prev, moved)
+    v = new.last[1]
+    improved = v < prev.best
+    wait = jnp.where(improved, 0, prev.wait + 1)
+    moved = new._replace(
+        best=jnp.where(improved, v, prev.best), wait=wait, stopped=wait >= patience
+    )
+    return jax.tree.map(lambda a, b: jnp.where(prev.stopped, a, b), prev, moved)
 
 
 @functools.partial(
@@ -146,20 +157,19 @@ def _train_chunk(
             params = init(init_key)
             inf = jnp.asarray(jnp.inf, jax.tree.leaves(params)[0].dtype)
             zero = jnp.zeros((), jnp.int32)
-            carry = (params, tx.init(params), (inf, inf), inf, zero, zero, jnp.zeros((), bool))
+            carry = _Run(params, tx.init(params), (inf, inf), inf, zero, zero, jnp.zeros((), bool))
 
-        def epoch(carry, e):
-            params, opt_state = carry[:2]
+        def epoch(carry: _Run, e):
             params, opt_state, f = train_epoch(
-                loss, tx, params, opt_state, data, shuffle_key, e, bs, rows=train_rows
+                loss, tx, carry.params, carry.opt_state, data, shuffle_key, e, bs, rows=train_rows
             )
             if val_rows is not None:  # cross-validation: the held-out fold of ``data``
                 v = evaluate(loss, params, data, bs, rows=val_rows)
             else:
                 v = f if validation is None else evaluate(loss, params, validation, bs)
-            new = (params, opt_state, (f, v), *carry[3:5], carry[5] + 1, carry[6])
+            new = carry._replace(params=params, opt_state=opt_state, last=(f, v), ran=carry.ran + 1)
             carry = new if patience is None else _early_stop(patience, carry, new)
-            return carry, carry[2]
+            return carry, carry.last
 
         return jax.lax.scan(epoch, carry, first + jnp.arange(epochs))
 
@@ -311,7 +321,7 @@ def sweep_task(
         idx = (alive[:, None] * per_cfg + np.arange(per_cfg)).ravel()
         carry, f, v = plan.train(idx, carry, done, target - done, progress)
         loss[idx, done:target], val[idx, done:target] = f, v
-        ran[idx] = to_host(carry[5])
+        ran[idx] = to_host(carry.ran)
         done = target
         if halving is not None and r + 1 < len(rungs):  # keep the best 1/halving, by mean
             score = v[:, -1].reshape(alive.size, per_cfg).mean(-1)
