@@ -138,6 +138,22 @@ def main(path):
             f"{e['halving / full best']} | {e['halving budget fraction']} |",
             "",
         ]
+    for b in by_group.get("memory-sweep", {}).values():
+        e = b["extra_info"]
+        lines += [
+            f"## memory: {e['runs']} configurations of a {e['params']:,}-parameter model, "
+            f"each sweep in its own process ({e['ram_gib']} GiB RAM)",
+            "",
+            "| budget | budget GiB | one program GiB (XLA) | chunk x chunks | peak RSS GiB | s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in ("default", "tenth"):
+            lines.append(
+                f"| {name} | {e[name + ': budget_gib']} | {e[name + ': one_program_gib']} | "
+                f"{e[name + ': chunk x chunks']} | **{e[name + ': peak_rss_gib']}** | "
+                f"{e[name + ': seconds']} |"
+            )
+        lines.append("")
     for b in by_group.get("train-step", {}).values():
         e = b["extra_info"]
         c = e["compile_s"]

@@ -80,7 +80,7 @@ def test_sweep_command(tmp_path, capsys):
     lrs = sorted({float(r["learning_rate"]) for r in rows})
     np.testing.assert_allclose(lrs, np.logspace(-3, 0, 8), rtol=1e-15)
     with Image.open(tmp_path / "sweep_sphere.png") as im:
-        assert im.format == "PNG"
+        assert im.format == "PNG" and im.size == (800, 650)  # one panel: the final loss
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_sweep_command_on_the_digits_task(tmp_path, capsys):
     assert float(first[0]) == pytest.approx(float(best[0]), rel=1e-3)
     assert float(first[2]) == pytest.approx(np.mean(means[best]), rel=1e-3)
     with Image.open(tmp_path / "sweep_digits.png") as im:
-        assert im.format == "PNG"
+        assert im.format == "PNG" and im.size == (1600, 650)  # mean, and spread over seeds
 
 
 def test_sweep_command_refuses_bad_seeds(capsys):

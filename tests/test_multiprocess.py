@@ -63,7 +63,7 @@ def test_sweep_across_two_processes_gives_every_process_the_whole_result():
         tref = r.pop("task_reference")
         assert r["task_epochs_run"] == tref["epochs_run"] == results[0]["task_epochs_run"]
         got, want = np.array(r["task_val_loss"]), np.array(tref["val_loss"])
-        np.testing.assert_allclose(got, want, rtol=1e-5)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)  # float32, loss ~3 at start
         np.testing.assert_array_equal(got, np.array(results[0]["task_val_loss"]))
         assert r["diverged"] == ref["diverged"]
         for a, b in zip(r["final_loss"], ref["final_loss"]):

@@ -63,6 +63,7 @@ def test_best_ranks_by_the_mean_final_validation_loss_over_seeds():
     assert best[0]["decay"] == GRID["decay"][j]
     assert best[0]["score"] == pytest.approx(mean[i, j])
     assert best[0]["seed_std"] == pytest.approx(res.val_loss[i, j, :, -1].std())
+    np.testing.assert_allclose(res.spread(), res.val_loss[..., -1].std(-1), rtol=1e-15)
     assert best[0]["score"] <= best[1]["score"]
 
 
@@ -76,6 +77,50 @@ def test_chunks_give_the_same_numbers_and_report_progress():
     assert whole.val_loss is None
     np.testing.assert_allclose(chunked.loss, whole.loss, rtol=1e-12)
     assert calls == [(5, 12), (10, 12), (12, 12)]
+
+
+def test_chunks_are_sized_by_memory_when_not_given(monkeypatch):
+    """Without ``chunk_size``, XLA's accounting of the whole program decides: all runs in
+    one program when it fits the budget, else chunks that do, with the same numbers."""
+    task = _task()
+    plan = _train_sweep._plan(
+        task,
+        [GRID["learning_rate"]],
+        ("learning_rate",),
+        4,
+        0,
+        None,
+        jax_rmsprop.rmsprop,
+        None,
+        None,
+        None,
+        None,
+    )
+    total, shared = plan._bytes(12, None, 0, 2)
+    per_run = (total - shared) / 12
+    assert 0 < shared < total and per_run > 0
+    # a budget for about a third of the runs: smaller chunks whose program fits it
+    budget = int(shared + 4 * per_run)
+    monkeypatch.setattr(_train_sweep, "_memory_budget", lambda mesh: budget)
+    c = plan.chunk(12, None, 0, 2)
+    assert 1 <= c < 12 and plan._bytes(c, None, 0, 2)[0] <= budget
+    calls = []
+    small = jax_rmsprop.sweep(task, GRID, 2, seeds=2, progress=lambda d, t: calls.append(d))
+    assert calls == [*range(c, 12, c), 12]
+    monkeypatch.setattr(_train_sweep, "_memory_budget", lambda mesh: 1 << 40)
+    calls.clear()
+    whole = jax_rmsprop.sweep(task, GRID, 2, seeds=2, progress=lambda d, t: calls.append(d))
+    assert calls == [12]
+    np.testing.assert_allclose(small.loss, whole.loss, rtol=1e-12)
+    np.testing.assert_allclose(small.val_loss, whole.val_loss, rtol=1e-12)
+
+
+def test_the_memory_budget_is_a_share_of_the_free_memory():
+    import os
+
+    budget = _train_sweep._memory_budget(None)
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < budget <= _train_sweep.MEMORY_FRACTION * ram
 
 
 def test_other_optimizers_and_options():
@@ -107,6 +152,15 @@ def test_training_sweep_errors():
         jax_rmsprop.sweep(_task(), GRID, 0)
     with pytest.raises(ValueError, match=r"must be a non-empty 1-D array"):
         jax_rmsprop.sweep(_task(), {"decay": np.ones((2, 2))}, 2)
+    with pytest.raises(ValueError, match=r"`sweep\(chunk_size=...\)` must be a positive int"):
+        jax_rmsprop.sweep(_task(), GRID, 2, chunk_size=0)
+    # the task's own fields are named, not fit's arguments
+    task = _task()
+    with pytest.raises(ValueError, match=r"`Task\(batch_size=...\)` must be an int in \[1, 64\]"):
+        jax_rmsprop.sweep(dataclasses.replace(task, batch_size=65), GRID, 2)
+    x, y = task.data
+    with pytest.raises(ValueError, match=r"`Task\(data=...\)`: every array needs the same"):
+        jax_rmsprop.sweep(dataclasses.replace(task, data=(x, y[:-1])), GRID, 2)
 
 
 def test_the_digits_task_trains_like_fit():

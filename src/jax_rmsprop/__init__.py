@@ -12,6 +12,7 @@ from ._run import Trajectory as Trajectory
 from ._run import run as run
 from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
+from ._sweep_progress import SweepInterrupted as SweepInterrupted
 from ._train_sweep import TrainingSweepResult as TrainingSweepResult
 from ._transform import RMSPropState as RMSPropState
 from ._transform import rmsprop as rmsprop
@@ -23,6 +24,7 @@ __all__ = [
     "Flat",
     "History",
     "RMSPropState",
+    "SweepInterrupted",
     "SweepResult",
     "Task",
     "Trajectory",

@@ -134,8 +134,7 @@ def _seed_002_digits(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     """
     from . import plots
     from ._fit import fit
-    from ._sweep import sweep
-    from ._train_sweep import TrainingSweepResult, seed_keys
+    from ._train_sweep import seed_keys
 
     try:
         task = problems.digits()
@@ -169,11 +168,20 @@ def _seed_002_digits(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
         val = np.asarray(hist.val_loss)  # (the task has validation data)
         curves[f"{name} train"], curves[f"{name} validation"] = hist.loss, val
         echo(f"{name:>9}: loss {hist.loss[-1]:.4f}, validation loss {val[-1]:.4f}")
-    files = {
+    return {
         "digits": plots.loss_curves(
             curves, out / "digits_losses.png", title="Digits: training and validation loss"
-        )
+        ),
+        "digits_sweep": _digits_sweep(task, out, echo),
     }
+
+
+def _digits_sweep(task, out: Path, echo: Callable[[str], None]) -> Path:
+    """Seed 002's tuning: learning rate x rho, 3 seeds each, as one program; its heatmap."""
+    from . import plots
+    from ._sweep import sweep
+    from ._train_sweep import TrainingSweepResult
+
     grid = {"learning_rate": np.logspace(-4, -1, 6), "decay": np.array([0.5, 0.8, 0.9, 0.99])}
     res = sweep(task, grid, 10, seeds=3)
     assert isinstance(res, TrainingSweepResult)
@@ -182,12 +190,9 @@ def _seed_002_digits(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
         f"sweep of 24 configurations x 3 seeds x 10 epochs: best lr {best['learning_rate']:.2g},"
         f" rho {best['decay']:.2g}, validation loss {best['score']:.4f} ± {best['seed_std']:.2g}"
     )
-    spread = np.asarray(res.val_loss)[..., -1].std(-1)
-    files["digits_sweep"] = plots.sweep_heatmap(
+    return plots.sweep_heatmap(
         res,
         out / "digits_sweep.png",
-        title="Digits: validation loss after 10 epochs, mean (± std) over 3 seeds",
-        spread=spread,
+        title="Digits: validation loss after 10 epochs, mean and spread over 3 seeds",
         label="validation loss (log)",
     )
-    return files

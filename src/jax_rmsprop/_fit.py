@@ -9,6 +9,7 @@ one can be reported as it ends.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -19,6 +20,7 @@ import optax
 from jax.tree_util import Partial
 
 from . import _loop as loop
+from . import _resume
 
 
 class History(NamedTuple):
@@ -116,38 +118,41 @@ def evaluate(loss, params, data, batch_size, rows=None):
 _evaluate = jax.jit(evaluate, static_argnames=("batch_size",))
 
 
-def _length(name: str, data: Any) -> int:
+def _length(name: str, data: Any, call: str = "fit") -> int:
     """The common leading axis of ``data``'s leaves; ``ValueError`` naming ``name`` if none."""
     leaves = jax.tree_util.tree_leaves_with_path(data)
     if not leaves:
-        raise ValueError(f"`fit({name}=...)` needs at least one array.")
+        raise ValueError(f"`{call}({name}=...)` needs at least one array.")
     sizes = {jax.tree_util.keystr(p) or "<root>": np.shape(a)[:1] for p, a in leaves}
     if len(set(sizes.values())) != 1 or () in sizes.values():
         raise ValueError(
-            f"`fit({name}=...)`: every array needs the same leading (example) axis; got "
+            f"`{call}({name}=...)`: every array needs the same leading (example) axis; got "
             + ", ".join(f"{k}: {v[0] if v else 'a scalar'}" for k, v in sizes.items())
         )
     return int(next(iter(sizes.values()))[0])
 
 
-def _check(loss, params, data, validation, epochs, batch_size) -> int:
-    """Every check of :func:`fit`'s arguments, before anything compiles; returns len(data)."""
-    n = _length("data", data)
+def _check(loss, params, data, validation, epochs, batch_size, call="fit") -> int:
+    """Every check of :func:`fit`'s arguments, before anything compiles; returns len(data).
+
+    ``call`` names the arguments' owner in the errors (``fit``, or ``Task`` for a sweep).
+    """
+    n = _length("data", data, call)
     if validation is not None:
-        _length("validation", validation)
+        _length("validation", validation, call)
         want: Any = jax.tree.structure(data)  # (Any: PyTreeDef is opaque to mypy)
         if jax.tree.structure(validation) != want:
-            raise ValueError("`fit(validation=...)` must have the structure of `data`.")
+            raise ValueError(f"`{call}(validation=...)` must have the structure of `data`.")
     if not isinstance(epochs, int | np.integer) or epochs < 1:
         raise ValueError(f"`fit(epochs=...)` must be a positive int; got {epochs!r}.")
     if not isinstance(batch_size, int | np.integer) or not 1 <= batch_size <= n:
         raise ValueError(
-            f"`fit(batch_size=...)` must be an int in [1, {n}] (the number of examples); "
+            f"`{call}(batch_size=...)` must be an int in [1, {n}] (the number of examples); "
             f"got {batch_size!r}."
         )
     shape = _loss_shape(loss, _signature(params), _signature(data, rows=int(batch_size)))
     if shape != ():
-        raise ValueError(f"`fit(loss=...)` must return a scalar for one batch; got {shape}.")
+        raise ValueError(f"`{call}(loss=...)` must return a scalar for one batch; got {shape}.")
     return n
 
 
@@ -191,6 +196,7 @@ def fit(
     drop_last: bool = False,
     opt_state: Any = None,
     callback: Callable[[int, float, float | None], None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> History:
     """Trains ``params`` on ``data`` with minibatches, as ``keras.Model.fit`` does.
 
@@ -216,6 +222,12 @@ def fit(
       opt_state: the optimizer state to start from (default ``tx.init(params)``).
       callback: called as ``callback(epoch, loss, val_loss)`` after each epoch (it
         waits for the epoch to finish).
+      checkpoint: a directory: the state after each epoch is saved there
+        (``fit.npz``, atomically), and a call that finds it continues from it, so that a
+        run killed at any point and started again ends bit for bit as one never
+        interrupted. A checkpoint written by a different call (another loss, optimizer,
+        initial parameters or state, data, batch size, key...) raises ``ValueError``
+        saying what differs; one already past ``epochs`` too.
 
     Returns:
       A :class:`History`.
@@ -223,26 +235,92 @@ def fit(
     Raises:
       ValueError: before anything compiles, for arrays of ``data`` (or ``validation``)
         whose leading axes differ, ``batch_size`` < 1 or larger than the data, ``epochs``
-        < 1, or a ``loss`` that does not return a scalar.
+        < 1, or a ``loss`` that does not return a scalar; for a ``checkpoint`` of another
+        call.
     """
     _check(loss, params, data, validation, epochs, batch_size)
     loss_fn = loss if isinstance(loss, Partial) else Partial(loss)
+    params, opt_state = _start(tx, params, opt_state)
+    resume = None
+    if checkpoint is not None:
+        print_ = _fingerprint(loss_fn, tx, params, opt_state, data, validation, batch_size, key)
+        resume = _resume.Resume(checkpoint, "fit", print_ | {"drop_last": str(bool(drop_last))})
     data = jax.tree.map(jnp.asarray, data)
     validation = None if validation is None else jax.tree.map(jnp.asarray, validation)
-    params, opt_state = _start(tx, params, opt_state)
-    losses, val_losses = [], []
-    for epoch in range(epochs):
+    losses: list[Any] = []
+    val_losses: list[Any] = []
+    if resume is not None and (got := resume.load(lambda _: (params, opt_state))) is not None:
+        (params, opt_state), position = got
+        dtype = _loss_dtype(loss_fn, params, data, batch_size)
+        losses = [jnp.asarray(f, dtype) for f in position["loss"]]
+        val_losses = [jnp.asarray(f, dtype) for f in position["val_loss"]]
+        if len(losses) > epochs:
+            raise ValueError(
+                f"`fit(checkpoint=...)`: {resume.path} holds {len(losses)} epochs, more than "
+                f"epochs={epochs}."
+            )
+    for epoch in range(len(losses), epochs):
         params, opt_state, f = _epoch(
             loss_fn, tx, params, opt_state, data, key, epoch, batch_size, bool(drop_last)
         )
         losses.append(f)
         if validation is not None:
             val_losses.append(_evaluate(loss_fn, params, validation, batch_size))
+        if resume is not None and (resume.ready() or epoch == epochs - 1):
+            # written in the background while the next epoch runs
+            resume.save(_copy((params, opt_state)), _position(list(losses), list(val_losses)))
         if callback is not None:
             callback(epoch, float(f), float(val_losses[-1]) if val_losses else None)
+    if resume is not None:
+        resume.flush()
     return History(
         params,
         opt_state,
         np.asarray(jnp.stack(losses)),
         np.asarray(jnp.stack(val_losses)) if val_losses else None,
     )
+
+
+@functools.partial(jax.jit, static_argnames=("tx",))
+def _probe(tx, params, opt_state):
+    """``tx``'s update from a gradient of ones: identifies the optimizer in a fingerprint."""
+    return tx.update(jax.tree.map(jnp.ones_like, params), opt_state, params)[0]
+
+
+_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))  # the epochs donate theirs
+
+
+def _position(losses: list, val_losses: list) -> Callable[[], dict]:
+    """The checkpoint's position: the losses so far (floats: JSON round-trips them exactly)."""
+    return lambda: {"loss": [float(f) for f in losses], "val_loss": [float(f) for f in val_losses]}
+
+
+def _loss_dtype(loss, params, data, batch_size) -> Any:
+    """The dtype of ``loss`` on one batch (for losses restored from a checkpoint)."""
+    batch = _signature(data, rows=int(batch_size))
+    treedef, leaves = batch
+    abstract = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
+    return jax.eval_shape(loss, params, abstract).dtype
+
+
+def _fingerprint(loss, tx, params, opt_state, data, validation, batch_size, key) -> dict:
+    """What decides a fit's numbers, as text: a resumed call must match it exactly.
+
+    The optimizer is known by its initial state and by its first update from a gradient
+    of ones (two optimizers that agree on both are taken as the same).
+    """
+    key_text = "None" if key is None else _resume.digest(key)
+    return {
+        "loss": _resume.name_of(loss),
+        "params": _resume.describe(params),
+        "initial params": _resume.digest(params),
+        "optimizer state": _resume.describe(opt_state),
+        "initial optimizer state": _resume.digest(opt_state),
+        "optimizer (first update from ones)": _resume.digest(_probe(tx, params, opt_state)),
+        "data": _resume.describe(data),
+        "data values": _resume.digest(data),
+        "validation": "None" if validation is None else _resume.describe(validation),
+        "validation values": "None" if validation is None else _resume.digest(validation),
+        "batch_size": str(int(batch_size)),
+        "key": key_text,
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -136,6 +137,7 @@ def sweep(
     patience: int | None = None,
     folds: int | None = None,
     halving: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> SweepResult | TrainingSweepResult:
     """Runs ``optimizer`` on ``problem`` for every point of the Cartesian product of ``grid``.
 
@@ -146,10 +148,11 @@ def sweep(
     With a :class:`Task` (training on data), every configuration is trained for ``steps``
     *epochs* from each of ``seeds`` seeds, as :func:`~jax_rmsprop.fit` does (seed ``s``
     initialises with ``task.init(k0)`` and shuffles with ``k1``, where ``k0, k1`` are
-    ``fold_in(fold_in(key(seed), s), 0 / 1)``), ``chunk_size`` (configuration, seed) runs
-    per compiled program; the result is a :class:`TrainingSweepResult` ranked by the
-    validation loss averaged over seeds. ``tol`` applies to problems only; with ``mesh``
-    the (configuration, seed) runs are sharded over its devices, across processes too.
+    ``fold_in(fold_in(key(seed), s), 0 / 1)``), as many (configuration, seed) runs per
+    compiled program as memory allows; the result is a :class:`TrainingSweepResult`
+    ranked by the validation loss averaged over seeds. ``tol`` applies to problems only;
+    with ``mesh`` the (configuration, seed) runs are sharded over its devices, across
+    processes too.
 
     Args:
       problem: the :class:`~jax_rmsprop.problems.Problem` to minimize, or a :class:`Task`.
@@ -168,7 +171,9 @@ def sweep(
       seeds: (Task) trainings per configuration, from different initialisations and
         shuffles.
       seed: (Task) the root of the seeds' keys.
-      chunk_size: (Task) (configuration, seed) runs per compiled program (default: all).
+      chunk_size: (Task) (configuration, seed) runs per compiled program. Default: all
+        of them if XLA's accounting of that program fits in half the free memory, else
+        chunks shrunk until theirs does.
       samples: (Task) random search: draw this many configurations, each ``grid`` value
         being a range ``(low, high)``, uniform, log-uniform for ``learning_rate``/``lr``
         (seeded by ``seed``); the result then has one axis of ``samples`` configurations.
@@ -182,6 +187,14 @@ def sweep(
         the first rung (``steps // halving**h`` epochs), the best ``1/halving`` of them
         (mean validation loss over seeds and folds) continue to the next rung, and so on
         to ``steps``; epochs a configuration did not train are NaN (``epochs_run``).
+      checkpoint: (Task) a directory: the sweep's progress is saved there
+        (``sweep.npz``, atomically, in the background) after each chunk of runs, and a
+        call that finds it goes on from there; a sweep killed at any point and run again
+        ends with the same numbers, bit for bit, as one never interrupted (with the
+        same ``chunk_size``: a resumed rung keeps its chunks). A checkpoint of a
+        different call (task, grid, optimizer, options, seeds, epochs...) raises
+        ``ValueError`` saying what differs. Ctrl-C raises :class:`SweepInterrupted`
+        with the runs that finished, after saving them.
 
     Returns:
       A :class:`SweepResult`, or a :class:`TrainingSweepResult` for a Task.
@@ -203,9 +216,15 @@ def sweep(
             folds=folds,
             halving=halving,
             mesh=mesh,
+            checkpoint=checkpoint,
         )
     if not isinstance(problem, Problem):
         raise ValueError(f"`sweep(problem=...)` must be a Problem or a Task; got {problem!r}.")
+    if checkpoint is not None:
+        raise ValueError(
+            "`sweep(checkpoint=...)` resumes sweeps of training (a Task); a Problem's sweep is "
+            "one program of seconds: run it again."
+        )
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`sweep(steps=...)` must be a positive int; got {steps!r}.")
     _check_grid(grid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -20,7 +21,9 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
+from . import _resume
 from ._fit import _check, evaluate, train_epoch
+from ._sweep_progress import Progress, SweepInterrupted, fingerprint
 from .problems import Task
 
 LOG_UNIFORM = ("learning_rate", "lr")  # drawn log-uniformly in random search
@@ -82,11 +85,14 @@ class TrainingSweepResult:
         final = self._final()
         return np.where(np.isfinite(final).all(-1), final.mean(-1), np.inf)
 
+    def spread(self) -> np.ndarray:
+        """The standard deviation over seeds of each cell's final loss (grid-shaped)."""
+        return self._final().std(-1)
+
     def best(self, k: int = 5) -> list[dict[str, float]]:
         """The ``k`` best cells by :meth:`score`, with the spread over seeds."""
-        final = self._final()
         score = self.score().ravel()
-        spread = final.reshape(score.size, -1).std(-1)
+        spread = self.spread().ravel()
         rows = []
         for i in np.argsort(score, kind="stable")[:k]:
             row = {name: float(v.ravel()[i]) for name, v in self.configs.items()}
@@ -105,6 +111,14 @@ class _Run(NamedTuple):
     wait: jax.Array  # epochs since it improved
     ran: jax.Array  # epochs trained
     stopped: jax.Array
+
+
+def _fresh_run(init, tx, key) -> _Run:
+    """A run before its first epoch: ``init(key)``, ``tx.init``, no losses yet."""
+    params = init(key)
+    inf = jnp.asarray(jnp.inf, jax.tree.leaves(params)[0].dtype)
+    zero = jnp.zeros((), jnp.int32)
+    return _Run(params, tx.init(params), (inf, inf), inf, zero, zero, jnp.zeros((), bool))
 
 
 def _early_stop(patience: int, prev: _Run, new: _Run) -> _Run:
@@ -154,10 +168,7 @@ def _train_chunk(
         init_key, shuffle_key = seed_keys(root, s)
         train_rows, val_rows = (None, None) if rows is None else rows
         if carry is None:
-            params = init(init_key)
-            inf = jnp.asarray(jnp.inf, jax.tree.leaves(params)[0].dtype)
-            zero = jnp.zeros((), jnp.int32)
-            carry = _Run(params, tx.init(params), (inf, inf), inf, zero, zero, jnp.zeros((), bool))
+            carry = _fresh_run(init, tx, init_key)
 
         def epoch(carry: _Run, e):
             params, opt_state, f = train_epoch(
@@ -225,6 +236,36 @@ def _configurations(grid, samples, seed):
     return names, cells, (samples,)
 
 
+MEMORY_FRACTION = 0.5  # of the memory free when a sweep starts, for its chunks
+
+
+def _free_bytes(device: jax.Device, sharing: int) -> int:
+    """Memory ``device`` can give a sweep: its free memory, or on CPU a share of the RAM.
+
+    CPU devices hold the host's memory (``MemAvailable``), split among the ``sharing``
+    devices the sweep runs on.
+    """
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        free = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):  # not Linux
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return free // sharing
+
+
+def _memory_budget(mesh: Mesh | None) -> int:
+    """Bytes one device may use for one chunk (the least free of the devices it runs on)."""
+    devices = [jax.local_devices()[0]] if mesh is None else list(mesh.local_devices)
+    budget = int(MEMORY_FRACTION * min(_free_bytes(d, len(devices)) for d in devices))
+    if mesh is not None and jax.process_count() > 1:  # every process must pick the same
+        budget = int(multihost_utils.process_allgather(np.int64(budget)).min())
+    return budget
+
+
 @dataclasses.dataclass
 class _Plan:
     """Every (configuration, seed, fold) run of a training sweep, ready to train."""
@@ -237,37 +278,98 @@ class _Plan:
     dtype: Any
     args: tuple  # (loss, init, data, validation)
     static: dict[str, Any]
-    chunk: int
+    chunk_size: int | None  # the user's; None: sized by memory (``chunk``)
     mesh: Mesh | None
+    params0: Any  # seed 0's initial parameters (checked, and fingerprinted)
 
-    def train(self, idx: np.ndarray, carry: Any, first: int, epochs: int, progress=None):
-        """Trains runs ``idx`` for ``epochs`` from ``first``, in chunks.
+    @property
+    def _devices(self) -> int:
+        return self.mesh.size if self.mesh else 1
 
-        The carries stay on the device; the losses come back as ``(len(idx), epochs)``.
+    def _round(self, n: int) -> int:
+        """``n`` rounded up to a multiple of the mesh's devices (an equal share each)."""
+        return -(-n // self._devices) * self._devices
+
+    def _inputs(self, run: np.ndarray, carry: Any):
+        """The chunk's per-run inputs (values, seed, fold rows, carry), on the mesh."""
+        # host (NumPy) arrays: they go to the mesh's devices, other processes' included
+        values = tuple(np.asarray(r[run]).astype(self.dtype) for r in self.runs)
+        seed = (run // self.k % self.seeds).astype(np.int32)
+        rows = None
+        if self.fold_rows is not None:
+            rows = tuple(r[run % self.k] for r in self.fold_rows)
+        return shard_runs((values, seed, rows, carry), self.mesh)
+
+    def _bytes(self, c: int, carry: Any, first: int, epochs: int) -> tuple[int, int]:
+        """XLA's accounting of a ``c``-run chunk, per device: (total, shared by all runs).
+
+        Compiling here is not wasted: the program is cached for the call that follows.
         """
-        carries, fs, vs = [], [], []
-        for start in range(0, idx.size, self.chunk):
-            part = np.minimum(np.arange(start, start + self.chunk), idx.size - 1)  # pad
-            run = idx[part]
-            # host (NumPy) arrays: they go to the mesh's devices, other processes' included
-            values = tuple(np.asarray(r[run]).astype(self.dtype) for r in self.runs)
-            seed = (run // self.k % self.seeds).astype(np.int32)
-            rows = None
-            if self.fold_rows is not None:
-                rows = tuple(r[run % self.k] for r in self.fold_rows)
+        run = np.zeros(c, np.int64)
+        c_carry = None if carry is None else jax.tree.map(lambda a: a[:c], carry)
+        inputs = self._inputs(run, c_carry)
+        args = (*self.args, inputs[0], self.root, *inputs[1:], first)
+        m = _train_chunk.lower(*args, **self.static, epochs=epochs).compile().memory_analysis()
+        if m is None:  # a backend without XLA's accounting: size as if it all fits
+            return 0, 0
+        total = m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+        total -= m.alias_size_in_bytes
+        shared = sum(getattr(a, "nbytes", 0) for a in jax.tree.leaves(self.args))
+        return total, shared
+
+    def chunk(self, n: int, carry: Any, first: int, epochs: int) -> int:
+        """Runs per program: the user's ``chunk_size``, else as many as memory allows.
+
+        All ``n`` runs in one program if XLA's accounting of it fits in
+        :data:`MEMORY_FRACTION` of the free memory; otherwise the chunk is shrunk in
+        proportion to its excess per run (memory grows about linearly with the runs of a
+        ``vmap``) until its own accounting fits, or one run per device is left.
+        """
+        if self.chunk_size is not None:
+            return self._round(self.chunk_size)
+        budget = _memory_budget(self.mesh)
+        c = self._round(n)
+        while c > self._devices:
+            total, shared = self._bytes(c, carry, first, epochs)
+            if total <= budget:
+                break
+            per_run = max(1, (total - shared) // (c // self._devices))
+            fit = max(1, (budget - shared) // per_run) * self._devices
+            c = self._round(min(fit, c - self._devices))
+        return c
+
+    def abstract_run(self) -> _Run:
+        """The shapes and dtypes of one run's carry (nothing is computed)."""
+        init = self.args[1]
+        vals = tuple(jax.ShapeDtypeStruct((), self.dtype) for _ in self.runs)
+        st = self.static
+
+        def fresh(v):
+            tx = make_tx(st["optimizer"], st["names"], st["options"], v)
+            return _fresh_run(init, tx, seed_keys(self.root, 0)[0])
+
+        return jax.eval_shape(fresh, vals)
+
+    def train(self, idx, carry, first: int, epochs: int, keep: bool, chunk: int, start: int = 0):
+        """Trains runs ``idx`` for ``epochs`` from ``first``, ``chunk`` runs per program.
+
+        ``carry`` (host arrays, one entry per run of ``idx``, or ``None`` to start) goes
+        in chunk by chunk, from run ``start`` of ``idx``. Yields, after each chunk,
+        ``(runs done, kept, losses, validation losses)`` on the host: ``kept`` is the
+        chunk's new carries when ``keep`` (successive halving continues them), else the
+        epochs each run trained; the losses are ``(runs in the chunk, epochs)``.
+        """
+        for begin in range(start, idx.size, chunk):
+            part = np.minimum(np.arange(begin, begin + chunk), idx.size - 1)  # pad
             c = None if carry is None else jax.tree.map(lambda a: a[part], carry)  # noqa: B023
-            values, seed, rows = shard_runs((values, seed, rows), self.mesh)
+            values, seed, rows, c = self._inputs(idx[part], c)
             out, (f, v) = _train_chunk(
                 *self.args, values, self.root, seed, rows, c, first, **self.static, epochs=epochs
             )
-            take = min(self.chunk, idx.size - start)
-            carries.append(jax.tree.map(lambda a, n=take: a[:n], out))
-            fs.append(to_host(f)[:take])
-            vs.append(to_host(v)[:take])
-            if progress is not None:
-                progress(start + take, idx.size)
-        carry = jax.tree.map(lambda *a: jnp.concatenate(a), *carries)
-        return carry, np.concatenate(fs), np.concatenate(vs)
+            take = min(chunk, idx.size - begin)
+            kept = out if keep else out.ran
+            kept = jax.tree.map(lambda a, n=take: to_host(a)[:n], kept)
+            yield begin + take, kept, to_host(f)[:take], to_host(v)[:take]
 
 
 def _rungs(n_configs: int, epochs: int, eta: int) -> list[int]:
@@ -298,11 +400,13 @@ def sweep_task(
     folds: int | None = None,
     halving: int | None = None,
     mesh: Mesh | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> TrainingSweepResult:
     """Trains ``task`` for every configuration of ``grid`` and every seed (see ``sweep``)."""
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"`sweep(steps=...)` (epochs for a Task) must be >= 1; got {epochs!r}.")
-    for name, v in (("seeds", seeds), ("patience", patience), ("halving", halving)):
+    checked = (("seeds", seeds), ("patience", patience), ("halving", halving))
+    for name, v in (*checked, ("chunk_size", chunk_size)):
         if (v is not None or name == "seeds") and (not isinstance(v, int) or v < 1):
             raise ValueError(f"`sweep({name}=...)` must be a positive int; got {v!r}.")
     if halving is not None and halving < 2:
@@ -312,37 +416,90 @@ def sweep_task(
         task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience, mesh
     )
     n_cfg, per_cfg = cells[0].size, seeds * plan.k
-    loss = np.full((n_cfg * per_cfg, epochs), np.nan)
-    val = np.full_like(loss, np.nan)
     rungs = [epochs] if halving is None else _rungs(n_cfg, epochs, halving)
-    alive, carry, done = np.arange(n_cfg), None, 0
-    ran = np.zeros(n_cfg * per_cfg, np.int64)
-    for r, target in enumerate(rungs):
-        idx = (alive[:, None] * per_cfg + np.arange(per_cfg)).ravel()
-        carry, f, v = plan.train(idx, carry, done, target - done, progress)
-        loss[idx, done:target], val[idx, done:target] = f, v
-        ran[idx] = to_host(carry.ran)
-        done = target
-        if halving is not None and r + 1 < len(rungs):  # keep the best 1/halving, by mean
-            score = v[:, -1].reshape(alive.size, per_cfg).mean(-1)
-            keep = np.argsort(np.where(np.isfinite(score), score, np.inf), kind="stable")
-            keep = np.sort(keep[: max(1, -(-alive.size // halving))])
-            alive = alive[keep]
-            rows = (keep[:, None] * per_cfg + np.arange(per_cfg)).ravel()
-            carry = jax.tree.map(lambda a, rows=rows: a[rows], carry)
-    grid_shape = (*shape, per_cfg, epochs)
+    prog = Progress.start(n_cfg * per_cfg, epochs, n_cfg)
+    resume = None
+    if checkpoint is not None:
+        settings = dict(epochs=epochs, seeds=seeds, seed=seed, samples=samples, folds=folds)
+        settings |= dict(patience=patience, halving=halving)
+        print_ = fingerprint(task, plan.params0, names, cells, optimizer, options, **settings)
+        resume = _resume.Resume(checkpoint, "sweep", print_)
+        like = lambda pos: Progress.like(pos, n_cfg * per_cfg, epochs, per_cfg, plan.abstract_run())  # noqa: E731
+        if (got := resume.load(like, host=True)) is not None:
+            prog = Progress.restored(*got)
+    try:
+        while prog.rung < len(rungs):
+            _rung(plan, prog, rungs, per_cfg, halving, resume, progress)
+    except KeyboardInterrupt:
+        if resume is not None:  # what finished is kept
+            resume.save(prog.arrays(), prog.position)
+            resume.flush()
+        raise SweepInterrupted(
+            _result(prog, names, cells, shape, per_cfg, task, folds),
+            None if resume is None else resume.path,
+        ) from None
+    if resume is not None:
+        resume.save(prog.arrays(), prog.position)
+        resume.flush()
+    return _result(prog, names, cells, shape, per_cfg, task, folds)
+
+
+def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress) -> None:
+    """Trains the rest of ``prog``'s rung, chunk by chunk, then moves it to the next rung.
+
+    After each chunk the checkpoint (if any) is given the progress; at a rung's end,
+    successive halving keeps the best ``1/halving`` of the configurations (mean of the
+    last validation loss over seeds and folds) with their carries.
+    """
+    first = rungs[prog.rung - 1] if prog.rung else 0
+    target = rungs[prog.rung]
+    idx = (prog.alive[:, None] * per_cfg + np.arange(per_cfg)).ravel()
+    keep = prog.rung + 1 < len(rungs)  # the next rung continues these runs
+    if prog.chunk is None:
+        prog.chunk = plan.chunk(idx.size, prog.carry_in, first, target - first)
+    chunks = plan.train(idx, prog.carry_in, first, target - first, keep, prog.chunk, prog.done)
+    for done, kept, f, v in chunks:
+        rows = idx[prog.done : done]
+        prog.loss[rows, first:target], prog.val[rows, first:target] = f, v
+        prog.ran[rows] = kept.ran if keep else kept
+        if keep:
+            prog.kept.append(kept)
+        prog.done = done
+        if resume is not None and resume.ready():
+            resume.save(prog.arrays(), prog.position)
+        if progress is not None:
+            progress(done, idx.size)
+    carry_in = None
+    if keep:
+        score = prog.val[idx, target - 1].reshape(prog.alive.size, per_cfg).mean(-1)
+        best = np.argsort(np.where(np.isfinite(score), score, np.inf), kind="stable")
+        best = np.sort(best[: max(1, -(-prog.alive.size // halving))])
+        rows = (best[:, None] * per_cfg + np.arange(per_cfg)).ravel()
+        kept = jax.tree.map(lambda *a: np.concatenate(a), *prog.kept)
+        carry_in, prog.alive = jax.tree.map(lambda a: a[rows], kept), prog.alive[best]
+    prog.rung, prog.done, prog.chunk, prog.carry_in, prog.kept = (
+        prog.rung + 1,
+        0,
+        None,
+        carry_in,
+        [],
+    )
+
+
+def _result(prog: Progress, names, cells, shape, per_cfg, task, folds) -> TrainingSweepResult:
+    grid_shape = (*shape, per_cfg, prog.loss.shape[1])
     has_val = task.validation is not None or folds is not None
     return TrainingSweepResult(
         configs={name: c.reshape(shape) for name, c in zip(names, cells)},
-        loss=loss.reshape(grid_shape),
-        val_loss=val.reshape(grid_shape) if has_val else None,
-        epochs_run=ran.reshape(grid_shape[:-1]),
+        loss=prog.loss.reshape(grid_shape),
+        val_loss=prog.val.reshape(grid_shape) if has_val else None,
+        epochs_run=prog.ran.reshape(grid_shape[:-1]),
     )
 
 
 def _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience, mesh):
     params0 = task.init(seed_keys(seed, 0)[0])
-    _check(task.loss, params0, task.data, task.validation, 1, task.batch_size)
+    _check(task.loss, params0, task.data, task.validation, 1, task.batch_size, call="Task")
     fold_rows = _folds(folds, jax.tree.leaves(task.data)[0].shape[0], task.batch_size)
     k = 1 if folds is None else folds
     # every (configuration, seed, fold) run, the fold varying fastest, then the seed
@@ -364,8 +521,7 @@ def _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size
             bs=int(task.batch_size),
             patience=patience,
         ),
-        # a multiple of the mesh's devices, so that every device gets the same share
-        chunk=-(-(chunk_size or runs[0].size) // (mesh.size if mesh else 1))
-        * (mesh.size if mesh else 1),
+        chunk_size=chunk_size,
         mesh=mesh,
+        params0=params0,
     )

@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -45,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 _DTYPE_PREFIX = "__dtype__/"
+_METADATA = "__metadata__"
 _RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
@@ -66,19 +68,22 @@ def _npz(path: str | os.PathLike) -> Path:
     return p if p.name.endswith(".npz") else p.with_name(p.name + ".npz")
 
 
-def save(path: str | os.PathLike, tree: Any) -> Path:
+def save(path: str | os.PathLike, tree: Any, metadata: Any = None) -> Path:
     """Writes every leaf of ``tree`` to ``path`` (a ``.npz`` file), bit for bit, atomically.
 
     Args:
       path: file to write; ``.npz`` is added if missing.
       tree: any pytree of arrays (parameters, optimizer state, both in a dict).
+      metadata: anything JSON can hold, read back by :func:`metadata`.
 
     Returns:
       The path written.
     """
-    arrays = {}
-    for key, leaf in _entries(tree)[0].items():
-        a = np.asarray(jax.device_get(leaf))
+    arrays = {} if metadata is None else {_METADATA: np.array(json.dumps(metadata))}
+    entries = _entries(tree)[0]
+    hosted = jax.device_get([_host(a) if _spans_processes(a) else a for a in entries.values()])
+    for key, a in zip(entries, hosted):
+        a = np.asarray(a)
         arrays[_DTYPE_PREFIX + key] = np.array(a.dtype.name)
         # ml_dtypes (bfloat16, float8_*) do not survive .npz: stored as their raw bits.
         arrays[key] = a.view(_RAW[a.dtype.itemsize]) if _is_ml(a) else a
@@ -97,11 +102,32 @@ def save(path: str | os.PathLike, tree: Any) -> Path:
     return target
 
 
+def _spans_processes(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and not leaf.is_fully_addressable
+
+
+def _host(leaf: Any) -> np.ndarray:
+    """``leaf`` on this host, also when it spans other processes' devices."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        if leaf.is_fully_replicated:
+            return np.asarray(leaf.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+    return np.asarray(jax.device_get(leaf))
+
+
+def metadata(path: str | os.PathLike) -> Any:
+    """The ``metadata`` that :func:`save` wrote to ``path`` (``None`` if it wrote none)."""
+    with np.load(_npz(path)) as f:
+        return json.loads(str(f[_METADATA])) if _METADATA in f.files else None
+
+
 def _is_ml(a: np.ndarray) -> bool:
     return a.dtype.type.__module__.startswith("ml_dtypes")
 
 
-def restore(path: str | os.PathLike, like: Any) -> Any:
+def restore(path: str | os.PathLike, like: Any, host: bool = False) -> Any:
     """Reads a checkpoint written by :func:`save` into the structure of ``like``.
 
     Args:
@@ -110,6 +136,7 @@ def restore(path: str | os.PathLike, like: Any) -> Any:
         ``tx.init(params)`` or ``{"params": params, "opt_state": tx.init(params)}``;
         abstract values work too (``jax.eval_shape(tx.init, params)``, nothing is
         allocated). Its arrays' shardings are given to the restored arrays.
+      host: return NumPy arrays (on the host, float64 kept as it is) instead.
 
     Returns:
       A pytree with the structure of ``like`` and the checkpoint's values.
@@ -122,7 +149,7 @@ def restore(path: str | os.PathLike, like: Any) -> Any:
         stored = {k: f[k] for k in f.files}
     values = {}  # key path -> array in its saved dtype (raw bits viewed back)
     for key, a in stored.items():
-        if not key.startswith(_DTYPE_PREFIX):
+        if not key.startswith(_DTYPE_PREFIX) and key != _METADATA:
             dtype = jnp.dtype(str(stored.get(_DTYPE_PREFIX + key, a.dtype.name)))
             values[key] = a if a.dtype == dtype else a.view(dtype)
     expected, treedef = _entries(like)
@@ -151,5 +178,8 @@ def restore(path: str | os.PathLike, like: Any) -> Any:
     for key, want in expected.items():
         sharding = getattr(want, "sharding", None)
         a = values[key]
-        out.append(jax.device_put(a, sharding) if sharding is not None else jnp.asarray(a))
+        if host:
+            out.append(a)
+        else:
+            out.append(jax.device_put(a, sharding) if sharding is not None else jnp.asarray(a))
     return jax.tree_util.tree_unflatten(treedef, out)

@@ -145,11 +145,10 @@ def sweep_heatmap(
     """Final loss over a 2-D grid (log axes where log-spaced); x marks divergence.
 
     For a training sweep, the loss is its :meth:`~TrainingSweepResult.score` (the mean
-    over seeds) and non-finite cells are marked. ``spread`` (grid-shaped, e.g. the
-    standard deviation over seeds) is written in each cell as ``±value``.
+    over seeds), non-finite cells are marked, and with several seeds a second panel
+    shows the spread over seeds (:meth:`~TrainingSweepResult.spread`). ``spread``
+    (grid-shaped) draws that panel from other values.
     """
-    from matplotlib.colors import LogNorm
-
     plt = _plt()
     names = list(result.configs)
     if len(names) != 2:
@@ -159,32 +158,41 @@ def sweep_heatmap(
     if isinstance(result, TrainingSweepResult):
         loss = result.score()
         diverged = ~np.isfinite(loss)
+        if spread is None and result.loss.shape[-2] > 1:
+            spread = result.spread()
     else:
         loss, diverged = result.final_loss, result.diverged
     loss = np.where(diverged, np.nan, loss)
-    pos = loss[np.isfinite(loss) & (loss > 0)]
-    fig, ax = plt.subplots(figsize=(8, 6.5))
-    norm = LogNorm(vmin=max(pos.min(), 1e-300), vmax=pos.max()) if pos.size else None
-    mesh = ax.pcolormesh(
-        b, a, np.where(loss > 0, loss, np.nan), norm=norm, cmap="viridis", shading="nearest"
-    )
-    fig.colorbar(mesh, ax=ax, label=label)
+    panels = 1 if spread is None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(8 * panels, 6.5), squeeze=False)
+    _grid_panel(axes[0, 0], a, b, loss, label, log=True)
     if spread is not None:
-        for (i, j), s in np.ndenumerate(spread):
-            ax.text(b[j], a[i], f"±{s:.2g}", ha="center", va="center", fontsize=7, color="white")
-    bad = np.argwhere(diverged)
-    if bad.size:
-        ax.scatter(b[bad[:, 1]], a[bad[:, 0]], marker="x", color="red", s=12, label="diverged")
-        ax.legend(loc="upper right")
-    for axis, values in (("y", a), ("x", b)):
-        if (
-            values.size > 2
-            and values.min() > 0
-            and np.allclose(np.diff(np.log(values)), np.log(values[1] / values[0]))
-        ):
-            getattr(ax, f"set_{axis}scale")("log")
-    ax.set(xlabel=names[1], ylabel=names[0], title=title)
+        spread = np.where(diverged, np.nan, spread)
+        _grid_panel(axes[0, 1], a, b, spread, "spread over seeds (std)", log=False)
+    for ax in axes[0]:
+        bad = np.argwhere(diverged)
+        if bad.size:
+            ax.scatter(b[bad[:, 1]], a[bad[:, 0]], marker="x", color="red", s=12, label="diverged")
+            ax.legend(loc="upper right")
+        ax.set(xlabel=names[1], ylabel=names[0])
+    fig.suptitle(title)
     return _save(fig, out)
+
+
+def _grid_panel(ax, a, b, values, label, log):
+    """One heatmap of ``values`` over the grid ``a x b``, log-scaled axes where log-spaced."""
+    from matplotlib.colors import LogNorm
+
+    norm = None
+    pos = values[np.isfinite(values) & (values > 0)]
+    if log:
+        values = np.where(values > 0, values, np.nan)
+        norm = LogNorm(vmin=max(pos.min(), 1e-300), vmax=pos.max()) if pos.size else None
+    mesh = ax.pcolormesh(b, a, values, norm=norm, cmap="viridis", shading="nearest")
+    ax.figure.colorbar(mesh, ax=ax, label=label)
+    for axis, v in (("y", a), ("x", b)):
+        if v.size > 2 and v.min() > 0 and np.allclose(np.diff(np.log(v)), np.log(v[1] / v[0])):
+            getattr(ax, f"set_{axis}scale")("log")
 
 
 def _save(fig, out: str | Path) -> Path:

@@ -1,0 +1,167 @@
+"""Resumable runs: the checkpoint that ``fit`` and training sweeps keep at their boundaries.
+
+A checkpoint is one ``.npz`` file in the run's directory (``fit.npz``, ``sweep.npz``),
+written atomically by :func:`jax_rmsprop.checkpoint.save` (a temporary file renamed into
+place), so a write interrupted half-way leaves the last good one whole. Beside the arrays
+it holds the call's *fingerprint*, a description of everything that decides the numbers
+(shapes, digests of the values, hyperparameters), and the loop's position. A call that
+finds a checkpoint with another fingerprint refuses it, naming what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from . import checkpoint as ckpt
+
+
+def describe(tree: Any) -> str:
+    """The structure, shapes and dtypes of ``tree`` (no values), as text."""
+    leaves, treedef = jax.tree.flatten(tree)
+    shapes = ", ".join(f"{np.dtype(a.dtype).name}{list(np.shape(a))}" for a in leaves)
+    return f"{treedef} [{shapes}]"
+
+
+def digest(tree: Any) -> str:
+    """A SHA-256 of ``tree``'s structure and every leaf's shape, dtype and bytes."""
+    h = hashlib.sha256()
+    leaves, treedef = jax.tree.flatten(tree)
+    h.update(str(treedef).encode())
+    for leaf in leaves:
+        a = ckpt._host(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+        h.update(f"{a.dtype.name}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).view(np.uint8).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _is_key(a: Any) -> bool:
+    return isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+
+
+def name_of(fn: Callable) -> str:
+    """``module.qualname`` of a function (of a ``Partial``'s function)."""
+    fn = getattr(fn, "func", fn)
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+PACE = 19  # after a write of w seconds the writer rests PACE * w: at most 5% of the time
+
+
+class Resume:
+    """The checkpoint file ``directory/<kind>.npz`` of one call, identified by ``fingerprint``.
+
+    Writes happen in a background thread while the next epoch (or chunk) runs, paced so
+    that they take at most 5% of the time: after a write of ``w`` seconds the writer
+    rests ``19 w``, and the boundaries that end meanwhile are not written (:meth:`ready`
+    says so, before anything is copied). A boundary that takes longer than that is
+    always written; :meth:`flush` writes the last one given and waits for it.
+    """
+
+    def __init__(self, directory: str | os.PathLike, kind: str, fingerprint: dict[str, str]):
+        self.path = Path(directory) / f"{kind}.npz"
+        self.fingerprint = fingerprint
+        self.call = kind
+        self._cv = threading.Condition()
+        self._waiting: tuple[Any, Callable[[], dict]] | None = None
+        self._busy = False  # writing or resting
+        self._flushing = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a killed write's
+            stale.unlink(missing_ok=True)
+
+    def ready(self) -> bool:
+        """Whether a boundary given now would be written (the writer is idle)."""
+        return not self._busy
+
+    def load(self, like: Callable[[dict], Any], host: bool = False) -> tuple[Any, dict] | None:
+        """``(arrays, position)`` from the checkpoint, or ``None`` if there is none yet.
+
+        ``like(position)`` gives the template of the arrays (see ``checkpoint.restore``,
+        as is ``host``).
+
+        Raises:
+          ValueError: the checkpoint was written by a call with another fingerprint; the
+            message lists every entry that differs, with both values.
+        """
+        if not self.path.exists():
+            return None
+        meta = ckpt.metadata(self.path) or {}
+        stored = meta.get("fingerprint", {})
+        differs = [
+            f"{k}: {stored.get(k, '(absent)')!s} in the checkpoint, "
+            f"{self.fingerprint.get(k, '(absent)')!s} in this call"
+            for k in sorted(set(stored) | set(self.fingerprint))
+            if stored.get(k) != self.fingerprint.get(k)
+        ]
+        if differs:
+            raise ValueError(
+                f"`{self.call}(checkpoint=...)`: {self.path} was written by a different call "
+                "(delete it, or pass another directory, to start afresh):\n  "
+                + "\n  ".join(differs)
+            )
+        position = meta["position"]
+        return ckpt.restore(self.path, like(position), host), position
+
+    def save(self, arrays: Any, position: Callable[[], dict]) -> None:
+        """Writes ``arrays`` and the loop's ``position()`` (JSON) atomically, in the background.
+
+        ``arrays`` must not be donated afterwards (pass copies); ``position`` is called in
+        the writer, so reading device values there does not hold up the caller.
+        """
+        with self._cv:
+            self._raise()
+            self._waiting = (arrays, position)
+            if not self._busy:
+                self._busy = True
+                # not a daemon: the interpreter lets it finish its write before it exits
+                self._thread = threading.Thread(target=self._write)
+                self._thread.start()
+
+    def _write(self) -> None:
+        while True:
+            with self._cv:
+                if self._waiting is None or self._error is not None:
+                    self._busy = False
+                    self._cv.notify_all()
+                    return
+                arrays, position = self._waiting
+                self._waiting = None
+            start = time.perf_counter()
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                meta = {"fingerprint": self.fingerprint, "position": position()}
+                ckpt.save(self.path, arrays, meta)
+            except BaseException as err:  # re-raised in the caller's thread
+                with self._cv:
+                    self._error = err
+            del arrays, position  # the device buffers are freed here, not at thread exit
+            rest = PACE * (time.perf_counter() - start)
+            with self._cv:
+                self._cv.wait_for(lambda: self._flushing, timeout=rest)
+
+    def flush(self) -> None:
+        """Waits until the last state given to :meth:`save` is written."""
+        with self._cv:
+            self._flushing = True
+            self._cv.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        with self._cv:
+            self._flushing = False
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err

@@ -1,0 +1,123 @@
+"""Where a training sweep stands: what its checkpoint holds, and what Ctrl-C leaves.
+
+A training sweep advances rung by rung (one rung without successive halving) and, in a
+rung, chunk by chunk. :class:`Progress` is everything needed to go on from a chunk's
+end: the losses so far, the configurations still in, the position, and (successive
+halving only) the carries that the next rung continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from . import _resume
+from .problems import Task
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a training sweep.
+
+    Attributes:
+      partial: a :class:`TrainingSweepResult` of the runs that finished (NaN elsewhere).
+      checkpoint: the checkpoint file holding them (run the same call to resume), or
+        ``None`` without ``checkpoint``.
+    """
+
+    def __init__(self, partial: Any, checkpoint: Path | None):
+        super().__init__("sweep interrupted")
+        self.partial = partial
+        self.checkpoint = checkpoint
+
+
+@dataclasses.dataclass
+class Progress:
+    """A training sweep between two chunks (host arrays; the runs are rows)."""
+
+    loss: np.ndarray  # (runs, epochs); NaN where not trained
+    val: np.ndarray
+    ran: np.ndarray  # (runs,) epochs trained
+    alive: np.ndarray  # the configurations in this rung
+    rung: int = 0
+    done: int = 0  # runs of this rung trained
+    chunk: int | None = None  # runs per program in this rung, once chosen
+    carry_in: Any = None  # this rung's starting carries (successive halving), or None
+    kept: list = dataclasses.field(default_factory=list)  # carries of this rung's done runs
+
+    @classmethod
+    def start(cls, runs: int, epochs: int, configs: int) -> Progress:
+        loss = np.full((runs, epochs), np.nan)
+        return cls(loss, loss.copy(), np.zeros(runs, np.int64), np.arange(configs))
+
+    def arrays(self) -> dict[str, Any]:
+        """A snapshot to save (copies: the sweep goes on writing its own arrays)."""
+        out = {"loss": self.loss.copy(), "val": self.val.copy(), "ran": self.ran.copy()}
+        out["alive"] = self.alive
+        if self.carry_in is not None:
+            out["carry_in"] = self.carry_in
+        if self.kept:
+            out["kept"] = jax.tree.map(lambda *a: np.concatenate(a), *self.kept)
+        return out
+
+    def position(self) -> dict[str, Any]:
+        return {
+            "rung": self.rung,
+            "done": self.done,
+            "chunk": self.chunk,
+            "alive": int(self.alive.size),
+            "carry_in": self.carry_in is not None,
+            "kept": bool(self.kept),
+        }
+
+    @staticmethod
+    def like(position: dict, runs: int, epochs: int, per_config: int, run: Any) -> dict:
+        """The template of :meth:`arrays` at ``position``; ``run``: one run's abstract carry."""
+        sds = jax.ShapeDtypeStruct
+        stack = lambda n: jax.tree.map(lambda a: sds((n, *a.shape), a.dtype), run)  # noqa: E731
+        out: dict[str, Any] = {
+            "loss": sds((runs, epochs), np.float64),
+            "val": sds((runs, epochs), np.float64),
+            "ran": sds((runs,), np.int64),
+            "alive": sds((position["alive"],), np.int64),
+        }
+        if position["carry_in"]:
+            out["carry_in"] = stack(position["alive"] * per_config)
+        if position["kept"]:
+            out["kept"] = stack(position["done"])
+        return out
+
+    @classmethod
+    def restored(cls, arrays: dict, position: dict) -> Progress:
+        return cls(
+            arrays["loss"],
+            arrays["val"],
+            arrays["ran"],
+            arrays["alive"],
+            position["rung"],
+            position["done"],
+            position["chunk"],
+            arrays.get("carry_in"),
+            [arrays["kept"]] if "kept" in arrays else [],
+        )
+
+
+def fingerprint(task: Task, params0: Any, names, cells, optimizer, options, **settings) -> dict:
+    """What decides a training sweep's numbers, as text (see ``_resume``)."""
+    out = {
+        "task loss": _resume.name_of(task.loss),
+        "task init": _resume.name_of(task.init),
+        "initial params (seed 0)": _resume.digest(params0),
+        "data": _resume.describe(task.data),
+        "data values": _resume.digest(task.data),
+        "validation": "None" if task.validation is None else _resume.describe(task.validation),
+        "validation values": "None" if task.validation is None else _resume.digest(task.validation),
+        "batch_size": str(int(task.batch_size)),
+        "optimizer": _resume.name_of(optimizer),
+        "options": repr(sorted((options or {}).items())),
+        "grid": f"{list(names)} {_resume.digest([np.asarray(c) for c in cells])}",
+    }
+    return out | {name: repr(value) for name, value in settings.items()}

@@ -1,0 +1,242 @@
+"""Resumable fits and sweeps: killed (SIGKILL) at a random point, run again, bit-identical.
+
+The runs are separate processes (``tests/resumable_fit.py``); the test kills one once its
+checkpoint exists, after a random delay, runs the same command again and compares every
+array with an uninterrupted run's, bit for bit.
+"""
+
+import dataclasses
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jax_rmsprop
+from jax_rmsprop import checkpoint
+
+pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
+
+SCRIPT = Path(__file__).with_name("resumable_fit.py")
+TIMEOUT_S = 300
+
+
+def _run(kind, directory, out, sleep_s=0.0):
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), kind, str(directory), str(out), str(sleep_s)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return int(next(ln for ln in done.stdout.splitlines() if ln.startswith("TRAINED")).split()[1])
+
+
+def _env():
+    env = dict(os.environ)
+    env.pop("JAX_ENABLE_X64", None)
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
+def _kill_at_random(kind, directory, out, sleep_s, rng):
+    """Starts the run, SIGKILLs it a random time after its first checkpoint appeared."""
+    log = Path(directory).with_suffix(".log")
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(SCRIPT), kind, str(directory), str(out), str(sleep_s)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=_env(),
+        )
+    ckpt = Path(directory) / f"{kind}.npz"
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while not ckpt.exists():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 5 * sleep_s))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not Path(out).exists()
+
+
+def _same(a, b):
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
+
+
+@pytest.mark.parametrize("kind", ["fit", "sweep"])
+def test_killed_and_run_again_ends_bit_identical(kind, tmp_path):
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    ref = tmp_path / "ref.npz"
+    # the fit's 30 epochs; the sweep's chunks of 4 runs: 24 runs, then 12, then 6
+    whole = _run(kind, tmp_path / "never-killed", ref)
+    assert whole == (30 if kind == "fit" else 6 + 3 + 2)
+    _kill_at_random(kind, tmp_path / "ckpt", tmp_path / "out.npz", 0.1, rng)
+    rest = _run(kind, tmp_path / "ckpt", tmp_path / "out.npz")
+    assert rest < whole, f"the rerun did not continue (seed {seed})"
+    a = np.load(tmp_path / "out.npz")
+    b = np.load(ref)
+    assert sorted(a.files) == sorted(b.files)
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=f"{name} (seed {seed})")
+
+
+def _regression():
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    y = x @ np.array([1.0, -2.0, 0.5])
+    loss = lambda p, b: jnp.mean((b[0] @ p - b[1]) ** 2)  # noqa: E731
+    return loss, jnp.zeros(3), (x, y)
+
+
+def test_fit_continues_a_checkpoint_and_refuses_one_of_another_call(tmp_path):
+    loss, p0, data = _regression()
+    tx = jax_rmsprop.rmsprop(0.01)
+    whole = jax_rmsprop.fit(loss, p0, tx, data, epochs=6, batch_size=8)
+    part = jax_rmsprop.fit(loss, p0, tx, data, epochs=2, batch_size=8, checkpoint=tmp_path)
+    np.testing.assert_array_equal(part.loss, whole.loss[:2])
+    more = jax_rmsprop.fit(loss, p0, tx, data, epochs=6, batch_size=8, checkpoint=tmp_path)
+    _same((more.params, more.opt_state, more.loss), (whole.params, whole.opt_state, whole.loss))
+    assert more.loss.dtype == whole.loss.dtype
+    # a finished run is returned as it was, without training
+    again = jax_rmsprop.fit(loss, p0, tx, data, epochs=6, batch_size=8, checkpoint=tmp_path)
+    _same((again.params, again.loss), (whole.params, whole.loss))
+    with pytest.raises(ValueError, match=r"holds 6 epochs, more than epochs=3"):
+        jax_rmsprop.fit(loss, p0, tx, data, epochs=3, batch_size=8, checkpoint=tmp_path)
+    other = [
+        (dict(tx=jax_rmsprop.rmsprop(0.02)), "optimizer \\(first update from ones\\)"),
+        (dict(batch_size=4), "batch_size: 8 in the checkpoint, 4 in this call"),
+        (dict(params=p0 + 1), "initial params"),
+        (dict(data=(data[0], data[1] + 1)), "data values"),
+        (dict(data=(data[0][:20], data[1][:20])), "data: "),
+        (dict(key=jax.random.key(0)), "key: None in the checkpoint"),
+        (dict(tx=jax_rmsprop.rmsprop(0.01, momentum=0.9)), "optimizer state: "),
+    ]
+    args = dict(params=p0, tx=tx, data=data, batch_size=8)
+    for change, message in other:
+        call = args | change
+        with pytest.raises(ValueError, match=r"written by a different call[\s\S]*" + message):
+            jax_rmsprop.fit(
+                loss,
+                call["params"],
+                call["tx"],
+                call["data"],
+                epochs=6,
+                batch_size=call["batch_size"],
+                key=change.get("key"),
+                checkpoint=tmp_path,
+            )
+
+
+def test_an_interrupted_write_leaves_the_last_checkpoint_whole(tmp_path, monkeypatch):
+    loss, p0, data = _regression()
+    tx = jax_rmsprop.rmsprop(0.01, momentum=0.9)
+    whole = jax_rmsprop.fit(loss, p0, tx, data, epochs=4, batch_size=8)
+    jax_rmsprop.fit(loss, p0, tx, data, epochs=2, batch_size=8, checkpoint=tmp_path)
+    good = (tmp_path / "fit.npz").read_bytes()
+
+    def dies_half_way(file, **arrays):
+        file.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # as a kill would, in the middle of the write
+
+    monkeypatch.setattr(checkpoint.np, "savez", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        jax_rmsprop.fit(loss, p0, tx, data, epochs=4, batch_size=8, checkpoint=tmp_path)
+    monkeypatch.undo()
+    assert (tmp_path / "fit.npz").read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.npz"]  # no temporary file left
+    resumed = jax_rmsprop.fit(loss, p0, tx, data, epochs=4, batch_size=8, checkpoint=tmp_path)
+    _same(
+        (resumed.params, resumed.opt_state, resumed.loss),
+        (whole.params, whole.opt_state, whole.loss),
+    )
+
+
+def _sweep_task():
+    x = np.random.default_rng(1).normal(size=(48, 3))
+    y = x @ np.array([1.0, -2.0, 0.5])
+
+    def init(key):
+        return 0.1 * jax.random.normal(key, (3,), jnp.float64)
+
+    loss = lambda p, b: jnp.mean((b[0] @ p - b[1]) ** 2)  # noqa: E731
+    return jax_rmsprop.Task(loss, init, (x[:32], y[:32]), 8, (x[32:], y[32:]), "reg")
+
+
+GRID = {"learning_rate": np.array([1e-3, 1e-2, 1e-1]), "decay": np.array([0.5, 0.9])}
+
+
+def test_ctrl_c_keeps_what_finished_and_a_rerun_goes_on(tmp_path):
+    task = _sweep_task()
+    kw = dict(seeds=2, chunk_size=4, halving=2)
+    whole = jax_rmsprop.sweep(task, GRID, 4, **kw)
+    calls = []
+
+    def interrupt_after_two_chunks(done, total):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(jax_rmsprop.SweepInterrupted) as info:
+        jax_rmsprop.sweep(
+            task, GRID, 4, **kw, checkpoint=tmp_path, progress=interrupt_after_two_chunks
+        )
+    partial, path = info.value.partial, info.value.checkpoint
+    assert path == tmp_path / "sweep.npz" and path.exists()
+    # the two chunks that finished (8 runs of the first rung), nothing else
+    trained = np.isfinite(partial.val_loss[..., 0]).ravel()
+    assert trained.sum() == 8 and (partial.epochs_run.ravel() > 0).sum() == 8
+    first_epoch = lambda r: r.val_loss[..., 0].ravel()[trained]  # noqa: E731 (the first rung)
+    np.testing.assert_array_equal(first_epoch(partial), first_epoch(whole))
+    calls.clear()
+    done = jax_rmsprop.sweep(
+        task, GRID, 4, **kw, checkpoint=tmp_path, progress=lambda d, t: calls.append(d)
+    )
+    assert calls[0] == 12  # the first rung went on from its third chunk
+    for a, b in ((done.loss, whole.loss), (done.val_loss, whole.val_loss)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(done.epochs_run, whole.epochs_run)
+    # a finished sweep is returned without training
+    calls.clear()
+    again = jax_rmsprop.sweep(
+        task, GRID, 4, **kw, checkpoint=tmp_path, progress=lambda d, t: calls.append(d)
+    )
+    assert calls == [] and np.array_equal(again.val_loss, whole.val_loss, equal_nan=True)
+
+
+def test_a_sweep_refuses_the_checkpoint_of_another_call(tmp_path):
+    task = _sweep_task()
+    jax_rmsprop.sweep(task, GRID, 2, seeds=2, checkpoint=tmp_path)
+    other = [
+        (
+            dict(grid={"learning_rate": GRID["learning_rate"], "decay": np.array([0.5, 0.8])}),
+            "grid: ",
+        ),
+        (dict(seeds=3), "seeds: 2 in the checkpoint, 3 in this call"),
+        (dict(steps=3), "epochs: 2 in the checkpoint, 3 in this call"),
+        (dict(options={"centered": True}), "options: "),
+        (dict(task=dataclasses.replace(task, batch_size=4)), "batch_size: 8 in the checkpoint"),
+        (dict(seed=1), "initial params \\(seed 0\\)"),
+    ]
+    for change, message in other:
+        call = dict(task=task, grid=GRID, steps=2, seeds=2) | change
+        with pytest.raises(ValueError, match=r"written by a different call[\s\S]*" + message):
+            jax_rmsprop.sweep(
+                call.pop("task"), call.pop("grid"), call.pop("steps"), checkpoint=tmp_path, **call
+            )
+    with pytest.raises(ValueError, match=r"resumes sweeps of training \(a Task\)"):
+        jax_rmsprop.sweep(jax_rmsprop.problems.sphere(), GRID, 5, checkpoint=tmp_path)
