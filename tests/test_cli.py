@@ -141,3 +141,41 @@ def test_sweep_command_on_the_digits_task(tmp_path, capsys):
 def test_sweep_command_refuses_bad_seeds(capsys):
     assert cli.main(["sweep", "digits", "--decay", "0.5:0.9:2", "--seeds", "0"]) == 2
     assert "--seeds must be >= 1" in capsys.readouterr().err
+
+
+def test_ctrl_c_prints_the_partial_table_and_a_rerun_resumes(tmp_path):
+    """SIGINT in the middle of a digits sweep: the finished configurations' table, the
+    checkpoint's path, exit 130; the same command again ends like an uninterrupted one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "jax_rmsprop.cli", "sweep", "digits", "--no-progress"]
+    argv += ["--learning-rate", "1e-3:1e-1:4:log", "--decay", "0.5:0.9:2", "--steps", "2"]
+    argv += ["--seeds", "2", "--chunk-size", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*argv, "--out", str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoint" / "sweep.npz").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout
+    lines = stdout.splitlines()
+    assert lines[0].startswith("interrupted: ") and "of 8 configurations finished" in lines[0]
+    assert lines[1].split()[:2] == ["learning_rate", "decay"]  # the table of the finished
+    assert f"checkpoint: {out / 'checkpoint' / 'sweep.npz'}" in stdout
+    assert "run the same command again to resume." in stdout
+    again = subprocess.run([*argv, "--out", str(out)], capture_output=True, text=True, env=env)
+    fresh = subprocess.run(
+        [*argv, "--out", str(tmp_path / "fresh")], capture_output=True, text=True, env=env
+    )
+    assert again.returncode == fresh.returncode == 0, again.stderr[-2000:]
+    assert again.stdout == fresh.stdout.replace(str(tmp_path / "fresh"), str(out))
+    assert (out / "sweep_digits.csv").read_text() == (
+        tmp_path / "fresh" / "sweep_digits.csv"
+    ).read_text()

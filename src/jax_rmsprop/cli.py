@@ -69,6 +69,18 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
     sw.add_argument("--out", default="sweep-out", help="folder for the heatmap PNG and CSV")
     sw.add_argument("--no-progress", action="store_true")
+    sw.add_argument(
+        "--chunk-size", type=int, default=None, help="(tasks) runs per program (default: by memory)"
+    )
+    sw.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="(tasks) where the sweep's progress is kept, to resume (default OUT/checkpoint)",
+    )
+    sw.add_argument(
+        "--restart", action="store_true", help="(tasks) discard the checkpoint, start afresh"
+    )
     return parser
 
 
@@ -92,10 +104,13 @@ class _Progress:
         self.done = done
 
     def close(self) -> None:
+        if self.done < 0:  # closed already
+            return
         if self.bar is not None:
             self.bar.close()
         else:
             print(file=sys.stderr)
+        self.done = -1
 
 
 def _grid(args) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -119,9 +134,22 @@ def _grid(args) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     return grid, fixed
 
 
+def _interrupted(stop, top: int) -> int:
+    """Ctrl-C: the best of what finished, and how to go on; exit status 130 (SIGINT)."""
+    from . import report
+
+    finished = int(np.isfinite(stop.partial.score()).sum())
+    print(f"interrupted: {finished} of {stop.partial.score().size} configurations finished")
+    if finished:
+        print(report.table(stop.partial, min(top, finished)))
+    print(f"checkpoint: {stop.checkpoint}\nrun the same command again to resume.")
+    return 130
+
+
 def _sweep(args) -> int:
     from . import problems, report
     from ._sweep import SweepResult, sweep
+    from ._sweep_progress import SweepInterrupted
 
     try:
         problem = problems.get(args.problem)
@@ -135,6 +163,11 @@ def _sweep(args) -> int:
     is_task = isinstance(problem, problems.Task)
     total = int(np.prod([v.size for v in grid.values()])) * args.seeds if is_task else args.steps
     progress = None if args.no_progress else _Progress(total)
+    checkpoint = None
+    if is_task:
+        checkpoint = Path(args.checkpoint or Path(args.out) / "checkpoint")
+        if args.restart:
+            (checkpoint / "sweep.npz").unlink(missing_ok=True)
     try:
         result = sweep(
             problem,
@@ -144,7 +177,17 @@ def _sweep(args) -> int:
             options=fixed,
             progress=progress,
             seeds=args.seeds,
+            chunk_size=args.chunk_size,
+            checkpoint=checkpoint,
         )
+    except SweepInterrupted as stop:
+        if progress is not None:
+            progress.close()
+        return _interrupted(stop, args.top)
+    except ValueError as err:
+        if "written by a different call" not in str(err):
+            raise
+        raise UsageError(f"{err}\n  (or add --restart)") from None
     finally:
         if progress is not None:
             progress.close()
