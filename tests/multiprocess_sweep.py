@@ -44,6 +44,13 @@ task = jax_rmsprop.Task(_loss, _init, (x, y), 10, (x[:20], y[:20]))
 tgrid = {"learning_rate": np.array([1e-3, 1e-2, 1e-1])}
 tres = jax_rmsprop.sweep(task, tgrid, 6, seeds=2, halving=3, mesh=mesh)
 tref = jax_rmsprop.sweep(task, tgrid, 6, seeds=2, halving=3)
+# data-parallel fit over both processes' devices, against this process's one device
+opt = jax_rmsprop.rmsprop(1e-2, momentum=0.9)
+fit_kw = dict(epochs=3, batch_size=8, key=jax.random.key(3), validation=(x[:20], y[:20]))
+p0 = _init(jax.random.key(0))
+dp = jax_rmsprop.fit(_loss, p0, opt, (x, y), mesh=mesh, **fit_kw)
+one = jax_rmsprop.fit(_loss, p0, opt, (x, y), **fit_kw)
+w = np.asarray(dp.params["w"].addressable_data(0))
 print(
     "RESULT "
     + json.dumps(
@@ -56,6 +63,14 @@ print(
             "diverged": res.diverged.tolist(),
             "task_val_loss": np.nan_to_num(tres.val_loss, nan=-1.0).tolist(),
             "task_epochs_run": tres.epochs_run.tolist(),
+            "fit_loss": dp.loss.tolist(),
+            "fit_val_loss": dp.val_loss.tolist(),
+            "fit_w": w.tolist(),
+            "fit_reference": {
+                "loss": one.loss.tolist(),
+                "val_loss": one.val_loss.tolist(),
+                "w": np.asarray(one.params["w"]).tolist(),
+            },
             "task_reference": {
                 "val_loss": np.nan_to_num(tref.val_loss, nan=-1.0).tolist(),
                 "epochs_run": tref.epochs_run.tolist(),

@@ -66,6 +66,11 @@ def test_sweep_across_two_processes_gives_every_process_the_whole_result():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)  # float32, loss ~3 at start
         np.testing.assert_array_equal(got, np.array(results[0]["task_val_loss"]))
         assert r["diverged"] == ref["diverged"]
+        # data-parallel fit over both processes: the same everywhere, equal to one device's
+        fref = r.pop("fit_reference")
+        for key in ("fit_loss", "fit_val_loss", "fit_w"):
+            assert r[key] == results[0][key]
+            np.testing.assert_allclose(r[key], fref[key[4:]], rtol=1e-5, atol=1e-7)
         for a, b in zip(r["final_loss"], ref["final_loss"]):
             for x, y in zip(a, b):
                 assert abs(x - y) <= 1e-6 * max(1.0, abs(y)), (x, y)

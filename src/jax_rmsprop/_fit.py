@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
 from . import _loop as loop
@@ -49,8 +50,22 @@ def _batches(perm: jax.Array, batch_size: int, drop_last: bool):
     return head, (None if drop_last or rest.shape[0] == 0 else rest)
 
 
-def _take(data: Any, idx: jax.Array) -> Any:
-    return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
+def _take(data: Any, idx: jax.Array, sharding=None) -> Any:
+    """Examples ``idx`` of ``data``, their axis spread by ``sharding`` when given."""
+    batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
+    if sharding is None:
+        return batch
+    if len(idx) % sharding.mesh.size:  # the last, partial batch: every device takes it all
+        return batch
+    explicit = jax.sharding.AxisType.Explicit in sharding.mesh.axis_types
+    split = jax.sharding.reshard if explicit else jax.lax.with_sharding_constraint
+    return jax.tree.map(lambda a: split(a, _leading(sharding, a.ndim)), batch)
+
+
+def _leading(sharding: NamedSharding, ndim: int) -> NamedSharding:
+    """``sharding``'s split of the leading axis, for an array of rank ``ndim``."""
+    spec = PartitionSpec(sharding.spec[0], *([None] * (ndim - 1)))
+    return NamedSharding(sharding.mesh, spec)
 
 
 def _order(data: Any, rows: jax.Array | None, key=None, epoch=None) -> jax.Array:
@@ -67,17 +82,28 @@ def _order(data: Any, rows: jax.Array | None, key=None, epoch=None) -> jax.Array
 
 
 def train_epoch(
-    loss, tx, params, opt_state, data, key, epoch, batch_size, drop_last=False, rows=None
+    loss,
+    tx,
+    params,
+    opt_state,
+    data,
+    key,
+    epoch,
+    batch_size,
+    drop_last=False,
+    rows=None,
+    batches=None,
 ):
     """One epoch (traced): ``(params, opt_state, mean loss)``; shared by fit and sweeps.
 
-    ``rows`` restricts the epoch to those examples of ``data`` (cross-validation folds).
+    ``rows`` restricts the epoch to those examples of ``data`` (cross-validation folds);
+    ``batches`` (a sharding) spreads each batch's examples over devices (data parallel).
     """
     perm = _order(data, rows, key, epoch)
 
     def train(carry, idx):
         params, opt_state = carry
-        f, g = jax.value_and_grad(loss)(params, _take(data, idx))
+        f, g = jax.value_and_grad(loss)(params, _take(data, idx, batches))
         return loop.apply(tx, params, opt_state, g), f
 
     head, rest = _batches(perm, batch_size, drop_last)
@@ -91,7 +117,7 @@ def train_epoch(
 
 _epoch = jax.jit(
     train_epoch,
-    static_argnames=("tx", "batch_size", "drop_last"),
+    static_argnames=("tx", "batch_size", "drop_last", "batches"),
     donate_argnames=("params", "opt_state"),
 )
 
@@ -103,19 +129,19 @@ def _start(tx, params, opt_state):
     return copy(params), tx.init(params) if opt_state is None else copy(opt_state)
 
 
-def evaluate(loss, params, data, batch_size, rows=None):
+def evaluate(loss, params, data, batch_size, rows=None, batches=None):
     """The loss on ``data`` (or its ``rows``), traced, in batches weighted by size."""
     order = _order(data, rows)
     n = order.shape[0]
     head, rest = _batches(order, batch_size, drop_last=False)
-    fs = jax.lax.map(lambda idx: loss(params, _take(data, idx)), head)
+    fs = jax.lax.map(lambda idx: loss(params, _take(data, idx, batches)), head)
     total = jnp.sum(fs) * batch_size
     if rest is not None:
-        total = total + loss(params, _take(data, rest)) * rest.shape[0]
+        total = total + loss(params, _take(data, rest, batches)) * rest.shape[0]
     return total / n
 
 
-_evaluate = jax.jit(evaluate, static_argnames=("batch_size",))
+_evaluate = jax.jit(evaluate, static_argnames=("batch_size", "batches"))
 
 
 def _length(name: str, data: Any, call: str = "fit") -> int:
@@ -197,6 +223,7 @@ def fit(
     opt_state: Any = None,
     callback: Callable[[int, float, float | None], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
+    mesh: Mesh | None = None,
 ) -> History:
     """Trains ``params`` on ``data`` with minibatches, as ``keras.Model.fit`` does.
 
@@ -228,6 +255,13 @@ def fit(
         interrupted. A checkpoint written by a different call (another loss, optimizer,
         initial parameters or state, data, batch size, key...) raises ``ValueError``
         saying what differs; one already past ``epochs`` too.
+      mesh: data parallel over this ``jax.sharding.Mesh`` (its devices may span
+        processes): each batch's examples are split over all of its devices, the
+        parameters and optimizer state are replicated (leaves already sharded on this
+        mesh keep their sharding), and XLA sums the gradients across devices. Equal to
+        one device's training up to float reduction order. ``batch_size`` must be a
+        multiple of the mesh's devices; the last, partial batch (if it does not divide)
+        is computed whole on every device.
 
     Returns:
       A :class:`History`.
@@ -240,13 +274,25 @@ def fit(
     """
     _check(loss, params, data, validation, epochs, batch_size)
     loss_fn = loss if isinstance(loss, Partial) else Partial(loss)
+    batches = None
+    if mesh is not None:
+        if batch_size % mesh.size:
+            raise ValueError(
+                f"`fit(batch_size={batch_size})` must be a multiple of the mesh's {mesh.size} "
+                "devices, to split every batch evenly (data parallel)."
+            )
+        batches = NamedSharding(mesh, PartitionSpec(mesh.axis_names))
+        params, opt_state, data, validation, key = _replicate(
+            mesh, (params, opt_state, data, validation, key)
+        )
     params, opt_state = _start(tx, params, opt_state)
     resume = None
     if checkpoint is not None:
         print_ = _fingerprint(loss_fn, tx, params, opt_state, data, validation, batch_size, key)
         resume = _resume.Resume(checkpoint, "fit", print_ | {"drop_last": str(bool(drop_last))})
-    data = jax.tree.map(jnp.asarray, data)
-    validation = None if validation is None else jax.tree.map(jnp.asarray, validation)
+    if mesh is None:
+        data = jax.tree.map(jnp.asarray, data)
+        validation = None if validation is None else jax.tree.map(jnp.asarray, validation)
     losses: list[Any] = []
     val_losses: list[Any] = []
     if resume is not None and (got := resume.load(lambda _: (params, opt_state))) is not None:
@@ -261,11 +307,20 @@ def fit(
             )
     for epoch in range(len(losses), epochs):
         params, opt_state, f = _epoch(
-            loss_fn, tx, params, opt_state, data, key, epoch, batch_size, bool(drop_last)
+            loss_fn,
+            tx,
+            params,
+            opt_state,
+            data,
+            key,
+            epoch,
+            batch_size,
+            bool(drop_last),
+            batches=batches,
         )
         losses.append(f)
         if validation is not None:
-            val_losses.append(_evaluate(loss_fn, params, validation, batch_size))
+            val_losses.append(_evaluate(loss_fn, params, validation, batch_size, batches=batches))
         if resume is not None and (resume.ready() or epoch == epochs - 1):
             # written in the background while the next epoch runs
             resume.save(_copy((params, opt_state)), _position(list(losses), list(val_losses)))
@@ -276,9 +331,41 @@ def fit(
     return History(
         params,
         opt_state,
-        np.asarray(jnp.stack(losses)),
-        np.asarray(jnp.stack(val_losses)) if val_losses else None,
+        np.array([_scalar(f) for f in losses]),
+        np.array([_scalar(f) for f in val_losses]) if val_losses else None,
     )
+
+
+def _scalar(x: Any) -> np.ndarray:
+    """A (replicated) scalar on the host, also when it spans other processes' devices."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        x = x.addressable_data(0)
+    return np.asarray(x)
+
+
+def _replicate(mesh: Mesh, tree: Any) -> Any:
+    """Every array of ``tree`` on all of ``mesh``'s devices, but those sharded on it already.
+
+    Host (NumPy) values go to every process's devices: each process must pass the same.
+    """
+    everywhere = NamedSharding(mesh, PartitionSpec())
+
+    def place(a):
+        sharding = getattr(a, "sharding", None)
+        if isinstance(sharding, NamedSharding) and sharding.mesh == mesh:
+            return a
+        if isinstance(a, jax.Array) and a.is_fully_addressable:
+            a = np.asarray(jax.random.key_data(a)) if _resume._is_key(a) else np.asarray(a)
+            # (a typed key travels as its data, re-wrapped below)
+        return jax.device_put(a, everywhere)
+
+    def put(a):
+        if isinstance(a, jax.Array) and _resume._is_key(a):
+            impl = jax.random.key_impl(a)
+            return jax.random.wrap_key_data(place(a), impl=impl)
+        return place(a)
+
+    return jax.tree.map(put, tree)
 
 
 @functools.partial(jax.jit, static_argnames=("tx",))

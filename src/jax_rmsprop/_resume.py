@@ -53,15 +53,15 @@ def name_of(fn: Callable) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-PACE = 19  # after a write of w seconds the writer rests PACE * w: at most 5% of the time
+PACE = 39  # after a write of w seconds the writer rests PACE * w: 2.5% of the time at most
 
 
 class Resume:
     """The checkpoint file ``directory/<kind>.npz`` of one call, identified by ``fingerprint``.
 
     Writes happen in a background thread while the next epoch (or chunk) runs, paced so
-    that they take at most 5% of the time: after a write of ``w`` seconds the writer
-    rests ``19 w``, and the boundaries that end meanwhile are not written (:meth:`ready`
+    that they take at most 2.5% of the time: after a write of ``w`` seconds the writer
+    rests ``39 w``, and the boundaries that end meanwhile are not written (:meth:`ready`
     says so, before anything is copied). A boundary that takes longer than that is
     always written; :meth:`flush` writes the last one given and waits for it.
     """

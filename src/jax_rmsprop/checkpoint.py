@@ -84,9 +84,10 @@ def save(path: str | os.PathLike, tree: Any, metadata: Any = None) -> Path:
     hosted = jax.device_get([_host(a) if _spans_processes(a) else a for a in entries.values()])
     for key, a in zip(entries, hosted):
         a = np.asarray(a)
-        arrays[_DTYPE_PREFIX + key] = np.array(a.dtype.name)
-        # ml_dtypes (bfloat16, float8_*) do not survive .npz: stored as their raw bits.
-        arrays[key] = a.view(_RAW[a.dtype.itemsize]) if _is_ml(a) else a
+        arrays[key] = a
+        if _is_ml(a):  # bfloat16, float8_*... do not survive .npz: their raw bits, and a tag
+            arrays[key] = a.view(_RAW[a.dtype.itemsize])
+            arrays[_DTYPE_PREFIX + key] = np.array(a.dtype.name)
     target = _npz(path)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
