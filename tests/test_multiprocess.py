@@ -11,8 +11,10 @@ import pathlib
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 
 SCRIPT = pathlib.Path(__file__).with_name("multiprocess_sweep.py")
 TIMEOUT_S = 240
@@ -74,3 +76,50 @@ def test_sweep_across_two_processes_gives_every_process_the_whole_result():
         for a, b in zip(r["final_loss"], ref["final_loss"]):
             for x, y in zip(a, b):
                 assert abs(x - y) <= 1e-6 * max(1.0, abs(y)), (x, y)
+
+
+@pytest.mark.parametrize("kind", ["sweep", "fit"])
+def test_when_one_process_dies_the_other_stops_with_a_clear_error(kind, tmp_path):
+    """Process 1 dies mid-run; process 0 stops within seconds with a clear error, no hang.
+
+    A sweep's next gather fails at once (gloo sees the closed connection): ``ProcessLost``,
+    and the finished chunks are in the checkpoint. A data-parallel fit waits inside its
+    epoch's all-reduce until JAX's coordination service misses the dead process's
+    heartbeats (``heartbeat_timeout_seconds``, 10 s here, 100 s by default) and ends this
+    process with its own message.
+    """
+    script = pathlib.Path(__file__).with_name("multiprocess_fault.py")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
+    start = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(port), str(i), kind, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=TIMEOUT_S))
+    finally:
+        for p in procs:
+            p.kill()
+    elapsed = time.monotonic() - start
+    assert "DYING" in outs[1][0] and procs[1].returncode == 1
+    assert procs[0].returncode != 0 and "FINISHED" not in outs[0][0]
+    assert elapsed < 90, elapsed
+    lost = [ln for ln in outs[0][0].splitlines() if ln.startswith("LOST ")]
+    if kind == "sweep":
+        assert lost and procs[0].returncode == 3, outs[0][1][-3000:]
+        message = lost[0]
+        assert "`sweep`: a collective across the 2 processes failed" in message
+        assert "another process died (this is process 0)" in message
+        assert "run the same command on every process to resume" in message
+        assert (tmp_path / "0" / "sweep.npz").exists()
+    else:
+        assert lost or "This most likely indicates that another task died" in outs[0][1]

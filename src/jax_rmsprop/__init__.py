@@ -4,6 +4,7 @@ from . import checkpoint as checkpoint
 from . import compat as compat
 from . import problems as problems
 from . import report as report
+from ._faults import ProcessLost as ProcessLost
 from ._fit import History as History
 from ._fit import fit as fit
 from ._flat import Flat as Flat
@@ -23,6 +24,7 @@ from .problems import Task as Task
 __all__ = [
     "Flat",
     "History",
+    "ProcessLost",
     "RMSPropState",
     "SweepInterrupted",
     "SweepResult",

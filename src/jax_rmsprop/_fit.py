@@ -20,8 +20,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
+from . import _faults, _resume
 from . import _loop as loop
-from . import _resume
 
 
 class History(NamedTuple):
@@ -305,35 +305,41 @@ def fit(
                 f"`fit(checkpoint=...)`: {resume.path} holds {len(losses)} epochs, more than "
                 f"epochs={epochs}."
             )
-    for epoch in range(len(losses), epochs):
-        params, opt_state, f = _epoch(
-            loss_fn,
-            tx,
+    try:
+        for epoch in range(len(losses), epochs):
+            params, opt_state, f = _epoch(
+                loss_fn,
+                tx,
+                params,
+                opt_state,
+                data,
+                key,
+                epoch,
+                batch_size,
+                bool(drop_last),
+                batches=batches,
+            )
+            losses.append(f)
+            if validation is not None:
+                val_losses.append(
+                    _evaluate(loss_fn, params, validation, batch_size, batches=batches)
+                )
+            if resume is not None and (resume.ready() or epoch == epochs - 1):
+                # written in the background while the next epoch runs
+                resume.save(_copy((params, opt_state)), _position(list(losses), list(val_losses)))
+            if callback is not None:
+                callback(epoch, float(f), float(val_losses[-1]) if val_losses else None)
+        if resume is not None:
+            resume.flush()
+        # (collectives complete here at the latest: the losses come to the host)
+        return History(
             params,
             opt_state,
-            data,
-            key,
-            epoch,
-            batch_size,
-            bool(drop_last),
-            batches=batches,
+            np.array([_scalar(f) for f in losses]),
+            np.array([_scalar(f) for f in val_losses]) if val_losses else None,
         )
-        losses.append(f)
-        if validation is not None:
-            val_losses.append(_evaluate(loss_fn, params, validation, batch_size, batches=batches))
-        if resume is not None and (resume.ready() or epoch == epochs - 1):
-            # written in the background while the next epoch runs
-            resume.save(_copy((params, opt_state)), _position(list(losses), list(val_losses)))
-        if callback is not None:
-            callback(epoch, float(f), float(val_losses[-1]) if val_losses else None)
-    if resume is not None:
-        resume.flush()
-    return History(
-        params,
-        opt_state,
-        np.array([_scalar(f) for f in losses]),
-        np.array([_scalar(f) for f in val_losses]) if val_losses else None,
-    )
+    except jax.errors.JaxRuntimeError as err:  # another process died?
+        raise _faults.translate(err, "fit", None if resume is None else resume.path) from err
 
 
 def _scalar(x: Any) -> np.ndarray:

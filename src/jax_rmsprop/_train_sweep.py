@@ -22,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
 from . import _resume
+from ._faults import translate
 from ._fit import _check, evaluate, train_epoch
 from ._sweep_progress import Progress, SweepInterrupted, fingerprint
 from .problems import Task
@@ -430,6 +431,11 @@ def sweep_task(
     try:
         while prog.rung < len(rungs):
             _rung(plan, prog, rungs, per_cfg, halving, resume, progress)
+    except jax.errors.JaxRuntimeError as err:  # another process died?
+        if resume is not None:
+            resume.save(prog.arrays(), prog.position)
+            resume.flush()
+        raise translate(err, "sweep", None if resume is None else resume.path) from err
     except KeyboardInterrupt:
         if resume is not None:  # what finished is kept
             resume.save(prog.arrays(), prog.position)
