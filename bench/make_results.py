@@ -154,6 +154,20 @@ def main(path):
                 f"{e[name + ': seconds']} |"
             )
         lines.append("")
+    for b in by_group.get("checkpoint", {}).values():
+        e = b["extra_info"]
+        lines += [
+            "## fit(checkpoint=DIR) on the digits task, 1 and 100 epochs, round-robin",
+            "",
+            "| rounds | epoch ms (plain) | epoch ms (checkpoint) | per-epoch overhead | "
+            "whole 100-epoch fit overhead | per-call ms | every epoch written (unpaced) |",
+            "|---|---|---|---|---|---|---|",
+            f"| {e['rounds']} | {e['epoch ms (plain)']} | {e['epoch ms (checkpoint)']} | "
+            f"**{e['per-epoch overhead']:.1%}** | {e['whole 100-epoch fit overhead']:.1%} | "
+            f"{e['per-call ms (ckpt-1 - plain-1)']} | "
+            f"{e['unpaced (every epoch written) overhead']:.1%} |",
+            "",
+        ]
     for b in by_group.get("train-step", {}).values():
         e = b["extra_info"]
         c = e["compile_s"]

@@ -238,5 +238,31 @@ def test_a_sweep_refuses_the_checkpoint_of_another_call(tmp_path):
             jax_rmsprop.sweep(
                 call.pop("task"), call.pop("grid"), call.pop("steps"), checkpoint=tmp_path, **call
             )
-    with pytest.raises(ValueError, match=r"resumes sweeps of training \(a Task\)"):
+    # a Problem's sweep in the same directory is another call too
+    with pytest.raises(ValueError, match=r"written by a different call[\s\S]*problem: "):
         jax_rmsprop.sweep(jax_rmsprop.problems.sphere(), GRID, 5, checkpoint=tmp_path)
+
+
+def test_a_problem_sweep_goes_on_from_its_last_chunk(tmp_path):
+    problem = jax_rmsprop.problems.elongated()
+    grid = {"learning_rate": np.logspace(-3, 0, 8), "decay": np.array([0.5, 0.9, 0.99])}
+    kw = dict(tol=1e-8, chunk_steps=50)
+    whole = jax_rmsprop.sweep(problem, grid, 400, **kw)
+    calls = []
+
+    def interrupt(done, total):
+        calls.append(done)
+        if done == 150:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        jax_rmsprop.sweep(problem, grid, 400, **kw, checkpoint=tmp_path, progress=interrupt)
+    calls.clear()
+    done = jax_rmsprop.sweep(
+        problem, grid, 400, **kw, checkpoint=tmp_path, progress=lambda d, t: calls.append(d)
+    )
+    assert calls[0] == 200  # went on after the third chunk
+    for name in ("final_loss", "steps_to_tol", "diverged"):
+        np.testing.assert_array_equal(getattr(done, name), getattr(whole, name))
+    with pytest.raises(ValueError, match=r"tol: 1e-08 in the checkpoint, 1e-06 in this call"):
+        jax_rmsprop.sweep(problem, grid, 400, tol=1e-6, chunk_steps=50, checkpoint=tmp_path)

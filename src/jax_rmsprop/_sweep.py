@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -16,6 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
 from . import _loop as loop
+from . import _resume
 from ._train_sweep import (
     TrainingSweepResult,
     _configurations,
@@ -105,18 +107,50 @@ def _advance_all(loss, carry, values, tol, min_loss, optimizer, names, options, 
     return _constrain(jax.vmap(one)(carry, *values), mesh)
 
 
-def _advance_in_chunks(loss, carry, values, steps, chunk, tol, min_loss, progress, static):
-    """Every configuration ``steps`` steps, ``chunk`` per call; stops once all met ``tol``."""
-    done_steps = 0
-    while done_steps < steps:
-        k = min(chunk, steps - done_steps)
-        carry = _advance_all(loss, carry, values, tol, min_loss, n_steps=k, **static)
-        done_steps += k
-        if progress is not None:
-            progress(done_steps, steps)
-        if tol is not None and bool(to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
-            break
+def _advance_in_chunks(
+    loss, carry, values, steps, chunk, tol, min_loss, progress, static, done_steps=0, resume=None
+):
+    """Every configuration ``steps`` steps, ``chunk`` per call; stops once all met ``tol``.
+
+    Goes on from ``done_steps``; gives the checkpoint (if any) the carry after each chunk.
+    """
+    try:
+        while done_steps < steps:
+            k = min(chunk, steps - done_steps)
+            carry = _advance_all(loss, carry, values, tol, min_loss, n_steps=k, **static)
+            done_steps += k
+            last = done_steps >= steps
+            if tol is not None and bool(to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
+                last = True
+            if resume is not None and (resume.ready() or last):
+                resume.save(
+                    _copy(carry), functools.partial(dict, steps=done_steps)
+                )  # (the next chunk donates it)
+            if progress is not None:
+                progress(done_steps, steps)
+            if last:
+                break
+    except KeyboardInterrupt:
+        if resume is not None:  # keep the last whole chunk (unless Ctrl-C came mid-call)
+            with contextlib.suppress(RuntimeError):
+                resume.save(_copy(carry), functools.partial(dict, steps=done_steps))
+        raise
+    finally:
+        if resume is not None:
+            resume.flush()
     return carry
+
+
+_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
+
+
+def _fingerprint(problem: Problem, names, cells, **settings) -> dict[str, str]:
+    """What decides a problem sweep's numbers, as text (see ``_resume``)."""
+    return {
+        "problem": f"{problem.name}: {_resume.name_of(problem.loss)}",
+        "x0": _resume.digest(problem.x0),
+        "grid": f"{list(names)} {_resume.digest([np.asarray(c) for c in cells])}",
+    } | {name: repr(value) for name, value in settings.items()}
 
 
 def sweep(
@@ -164,8 +198,8 @@ def sweep(
       options: fixed keyword arguments for ``optimizer`` (static: ``eps``, ``centered``...).
       mesh: shard the configuration axis over all devices of this ``jax.sharding.Mesh``.
       chunk_steps: steps per compiled chunk (default: all at once, or 20 chunks with
-        ``progress``); between chunks ``progress`` is called and, with ``tol``, the sweep
-        stops early once every configuration has converged.
+        ``progress`` or ``checkpoint``); between chunks ``progress`` is called and, with
+        ``tol``, the sweep stops early once every configuration has converged.
       progress: called as ``progress(steps_done, steps)`` after each chunk (the CLI
         draws its progress bar with it); for a Task, ``progress(runs_done, runs)``.
       seeds: (Task) trainings per configuration, from different initialisations and
@@ -187,14 +221,14 @@ def sweep(
         the first rung (``steps // halving**h`` epochs), the best ``1/halving`` of them
         (mean validation loss over seeds and folds) continue to the next rung, and so on
         to ``steps``; epochs a configuration did not train are NaN (``epochs_run``).
-      checkpoint: (Task) a directory: the sweep's progress is saved there
-        (``sweep.npz``, atomically, in the background) after each chunk of runs, and a
-        call that finds it goes on from there; a sweep killed at any point and run again
-        ends with the same numbers, bit for bit, as one never interrupted (with the
-        same ``chunk_size``: a resumed rung keeps its chunks). A checkpoint of a
-        different call (task, grid, optimizer, options, seeds, epochs...) raises
-        ``ValueError`` saying what differs. Ctrl-C raises :class:`SweepInterrupted`
-        with the runs that finished, after saving them.
+      checkpoint: a directory: the sweep's progress is saved there (``sweep.npz``,
+        atomically, in the background) after each chunk of runs (of ``chunk_steps`` steps
+        for a Problem), and a call that finds it goes on from there; a sweep killed at
+        any point and run again ends with the same numbers, bit for bit, as one never
+        interrupted (with the same ``chunk_size``: a resumed rung keeps its chunks). A
+        checkpoint of a different call (task, grid, optimizer, options, seeds...) raises
+        ``ValueError`` saying what differs. Ctrl-C during a Task's sweep raises
+        :class:`SweepInterrupted` with the runs that finished, after saving them.
 
     Returns:
       A :class:`SweepResult`, or a :class:`TrainingSweepResult` for a Task.
@@ -220,11 +254,6 @@ def sweep(
         )
     if not isinstance(problem, Problem):
         raise ValueError(f"`sweep(problem=...)` must be a Problem or a Task; got {problem!r}.")
-    if checkpoint is not None:
-        raise ValueError(
-            "`sweep(checkpoint=...)` resumes sweeps of training (a Task); a Problem's sweep is "
-            "one program of seconds: run it again."
-        )
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`sweep(steps=...)` must be a positive int; got {steps!r}.")
     _check_grid(grid)
@@ -239,11 +268,24 @@ def sweep(
         optimizer=optimizer, names=names, options=tuple(sorted((options or {}).items())), mesh=mesh
     )
     min_loss = problem.min_loss or 0.0
-    chunk = chunk_steps or (max(1, -(-steps // 20)) if progress else steps)
+    chunk = chunk_steps or (max(1, -(-steps // 20)) if progress or checkpoint else steps)
 
     carry = _start_all(loss, problem.x0, values, **static)
     f0 = to_host(carry.f)
-    carry = _advance_in_chunks(loss, carry, values, steps, chunk, tol, min_loss, progress, static)
+    resume, done_steps = None, 0
+    if checkpoint is not None:
+        settings: dict[str, Any] = dict(
+            steps=steps, tol=tol, options=sorted((options or {}).items())
+        )
+        print_ = _fingerprint(
+            problem, names, cells, optimizer=_resume.name_of(optimizer), **settings
+        )
+        resume = _resume.Resume(checkpoint, "sweep", print_)
+        if (got := resume.load(lambda _: carry)) is not None:
+            carry, done_steps = got[0], got[1]["steps"]
+    carry = _advance_in_chunks(
+        loss, carry, values, steps, chunk, tol, min_loss, progress, static, done_steps, resume
+    )
     final = to_host(carry.f)[:n]
     taken = to_host(carry.i)[:n]
     if tol is not None:
