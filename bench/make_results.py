@@ -1,4 +1,4 @@
-"""Writes bench/RESULTS.md from pytest-benchmark's JSON.
+"""Writes bench/RESULTS.md, and the charts in bench/charts/, from pytest-benchmark's JSON.
 
 Usage: pytest bench/ --benchmark-only --benchmark-json=bench.json
        python bench/make_results.py bench.json
@@ -234,12 +234,100 @@ def main(path):
                     / loop["extra_info"]["config_steps_per_s"]
                 )
                 lines += [f"- throughput ratio (config-steps/s): **{r:,.0f}x**", ""]
+    charts(by_group, pathlib.Path(__file__).with_name("charts"))
     out = pathlib.Path(__file__).with_name("RESULTS.md")
     # the hand-written reading of the figures, from its heading on, is kept
     old = out.read_text() if out.exists() else ""
     notes = old[old.index(NOTES) :] if NOTES in old else ""
     out.write_text("\n".join(lines) + "\n" + ("\n" + notes if notes else ""))
     print(f"wrote {out}")
+
+
+def charts(by_group, folder):
+    """PNG charts of the figures: step time against size, and the speed-ups."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(exist_ok=True)
+    med = lambda b: b["stats"]["median"] * 1e3  # noqa: E731
+    step, roof = by_group.get("step-throughput", {}), by_group.get("roofline", {})
+    inter, torch_rows = by_group.get("interleaved", {}), by_group.get("torch", {})
+    if step and roof:
+        fig, ax = plt.subplots(figsize=(7, 5))
+        series = {
+            "ours (donated)": [
+                (b["extra_info"]["elements"], med(b))
+                for k, b in step.items()
+                if "-ours-donated" in k
+            ],
+            "optax.rmsprop (donated)": [
+                (b["extra_info"]["elements"], med(b))
+                for k, b in step.items()
+                if "-optax-donated" in k
+            ],
+            "copy roofline (20 B/element)": [
+                (b["extra_info"]["elements"], med(b)) for b in roof.values()
+            ],
+            "minimal exact RMSProp kernel": [
+                (b["extra_info"]["elements"], b["extra_info"]["arithmetic_ms"])
+                for b in inter.values()
+            ],
+            "torch.optim.RMSprop (foreach)": [
+                (b["extra_info"]["elements"], med(b)) for b in torch_rows.values()
+            ],
+        }
+        styles = ["o-", "s--", "k:", "^-.", "x-"]
+        for (name, pts), style in zip(series.items(), styles):
+            if pts:
+                n, ms = zip(*sorted(pts))
+                ax.loglog(n, ms, style, label=name)
+        ax.set(
+            xlabel="elements (float32)",
+            ylabel="ms per step (median)",
+            title="One RMSProp step + apply, against size",
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / "step_time.png", dpi=100)
+        plt.close(fig)
+    bars = {}
+    for b in by_group.get("pytrees-interleaved", {}).values():
+        bars["4000-leaf step:\noptax / ours-flat"] = b["extra_info"]["optax-tree/ours-flat"]
+    for b in by_group.get("train-step", {}).values():
+        bars["600-leaf train step:\noptax / ours-flat"] = b["extra_info"]["optax-tree/ours-flat"]
+    for b in by_group.get("fit", {}).values():
+        bars["fit epoch:\nPython loop / fit"] = b["extra_info"]["python-loop/fit"]
+        if isinstance(b["extra_info"].get("keras/fit"), int | float):
+            bars["fit epoch:\nKeras fit / fit"] = b["extra_info"]["keras/fit"]
+    for b in by_group.get("digits-sweep", {}).values():
+        e = b["extra_info"]
+        bars["digits sweep:\nfit loop / program"] = e["fit-loop/program (per run)"]
+        if isinstance(e.get("keras-loop/program (per run)"), int | float):
+            bars["digits sweep:\nKeras loop / program"] = e["keras-loop/program (per run)"]
+    sweep = by_group.get("sweep", {})
+    one, loop = sweep.get("test_sweep_one_program"), sweep.get("test_python_loop_of_optax_runs")
+    if one and loop:
+        bars["problem sweep:\nPython loop / program"] = (
+            one["extra_info"]["config_steps_per_s"] / loop["extra_info"]["config_steps_per_s"]
+        )
+    if bars:
+        fig, ax = plt.subplots(figsize=(9, 5))
+        names = list(bars)
+        ax.barh(names, [bars[n] for n in names], color="tab:blue")
+        ax.set_xscale("log")
+        for i, n in enumerate(names):
+            ax.text(bars[n], i, f" {bars[n]:,.1f}x", va="center")
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.invert_yaxis()
+        ax.set(
+            xlabel="speed-up (medians from one bench run, log scale)", title="Where jax-rmsprop is faster"
+        )
+        fig.tight_layout()
+        fig.savefig(folder / "speedups.png", dpi=100)
+        plt.close(fig)
 
 
 if __name__ == "__main__":
