@@ -191,3 +191,24 @@ def test_rmsprop_state_round_trips_through_orbax(tmp_path):
         {"params": params, "opt_state": state},
     )
     assert back["opt_state"].count.dtype == jnp.int32
+
+
+def test_packed_checkpoints_round_trip_every_dtype_bit_for_bit(tmp_path):
+    tree = {
+        "bf16": jnp.array([1.5, -2.25, 3.0e-3], jnp.bfloat16),
+        "f32": jnp.arange(6, dtype=jnp.float32).reshape(2, 3) / 7,
+        "scalar": jnp.array(3, jnp.int32),
+        "flag": jnp.array([True, False]),
+        "empty": jnp.zeros((0, 4), jnp.float32),
+        "c64": jnp.array([1 + 2j], jnp.complex64),
+    }
+    path = checkpoint.save(tmp_path / "packed", tree, {"note": "x"}, packed=True)
+    with np.load(path) as f:  # one buffer and its layout, not one member per leaf
+        assert sorted(f.files) == ["__layout__", "__metadata__", "__packed__"]
+    back = checkpoint.restore(path, tree)
+    for key in tree:
+        assert back[key].dtype == tree[key].dtype and back[key].shape == tree[key].shape
+        np.testing.assert_array_equal(np.asarray(back[key]), np.asarray(tree[key]))
+    assert checkpoint.metadata(path) == {"note": "x"}
+    with pytest.raises(ValueError, match=r"\['f32'\]: shape \(2, 3\) in the checkpoint, \(3, 2\)"):
+        checkpoint.restore(path, tree | {"f32": jnp.zeros((3, 2), jnp.float32)})

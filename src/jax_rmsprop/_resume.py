@@ -140,7 +140,7 @@ class Resume:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 meta = {"fingerprint": self.fingerprint, "position": position()}
-                ckpt.save(self.path, arrays, meta)
+                ckpt.save(self.path, arrays, meta, packed=True)
             except BaseException as err:  # re-raised in the caller's thread
                 with self._cv:
                     self._error = err

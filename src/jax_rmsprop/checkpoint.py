@@ -47,6 +47,7 @@ import numpy as np
 
 _DTYPE_PREFIX = "__dtype__/"
 _METADATA = "__metadata__"
+_PACKED, _LAYOUT = "__packed__", "__layout__"
 _RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
@@ -68,13 +69,15 @@ def _npz(path: str | os.PathLike) -> Path:
     return p if p.name.endswith(".npz") else p.with_name(p.name + ".npz")
 
 
-def save(path: str | os.PathLike, tree: Any, metadata: Any = None) -> Path:
+def save(path: str | os.PathLike, tree: Any, metadata: Any = None, packed: bool = False) -> Path:
     """Writes every leaf of ``tree`` to ``path`` (a ``.npz`` file), bit for bit, atomically.
 
     Args:
       path: file to write; ``.npz`` is added if missing.
       tree: any pytree of arrays (parameters, optimizer state, both in a dict).
       metadata: anything JSON can hold, read back by :func:`metadata`.
+      packed: store every leaf's bytes in one buffer (two members in the file instead of
+        one per leaf: several times faster to write for many small leaves).
 
     Returns:
       The path written.
@@ -82,6 +85,12 @@ def save(path: str | os.PathLike, tree: Any, metadata: Any = None) -> Path:
     arrays = {} if metadata is None else {_METADATA: np.array(json.dumps(metadata))}
     entries = _entries(tree)[0]
     hosted = jax.device_get([_host(a) if _spans_processes(a) else a for a in entries.values()])
+    if packed:
+        hosted = [np.asarray(a) for a in hosted]  # (tobytes: C order, any layout)
+        layout = [(key, a.dtype.name, a.shape, a.nbytes) for key, a in zip(entries, hosted)]
+        arrays[_LAYOUT] = np.array(json.dumps(layout))
+        arrays[_PACKED] = np.frombuffer(b"".join(a.tobytes() for a in hosted), np.uint8)
+        hosted = []
     for key, a in zip(entries, hosted):
         a = np.asarray(a)
         arrays[key] = a
@@ -150,9 +159,15 @@ def restore(path: str | os.PathLike, like: Any, host: bool = False) -> Any:
         stored = {k: f[k] for k in f.files}
     values = {}  # key path -> array in its saved dtype (raw bits viewed back)
     for key, a in stored.items():
-        if not key.startswith(_DTYPE_PREFIX) and key != _METADATA:
+        if not key.startswith(_DTYPE_PREFIX) and key not in (_METADATA, _PACKED, _LAYOUT):
             dtype = jnp.dtype(str(stored.get(_DTYPE_PREFIX + key, a.dtype.name)))
             values[key] = a if a.dtype == dtype else a.view(dtype)
+    if _PACKED in stored:  # save(..., packed=True): slices of one buffer
+        offset, buffer = 0, stored[_PACKED]
+        for key, dtype, shape, nbytes in json.loads(str(stored[_LAYOUT])):
+            raw = buffer[offset : offset + nbytes]
+            values[key] = raw.view(jnp.dtype(dtype)).reshape(tuple(shape))
+            offset += nbytes
     expected, treedef = _entries(like)
     problems = []
     missing = sorted(set(expected) - set(values))
