@@ -352,24 +352,21 @@ def _scalar(x: Any) -> np.ndarray:
 def _replicate(mesh: Mesh, tree: Any) -> Any:
     """Every array of ``tree`` on all of ``mesh``'s devices, but those sharded on it already.
 
-    Host (NumPy) values go to every process's devices: each process must pass the same.
+    Values go through the host, so that each process places its own (equal) copy on a
+    mesh that spans processes.
     """
     everywhere = NamedSharding(mesh, PartitionSpec())
 
-    def place(a):
+    def put(a):
         sharding = getattr(a, "sharding", None)
         if isinstance(sharding, NamedSharding) and sharding.mesh == mesh:
             return a
-        if isinstance(a, jax.Array) and a.is_fully_addressable:
-            a = np.asarray(jax.random.key_data(a)) if _resume._is_key(a) else np.asarray(a)
-            # (a typed key travels as its data, re-wrapped below)
-        return jax.device_put(a, everywhere)
-
-    def put(a):
-        if isinstance(a, jax.Array) and _resume._is_key(a):
+        if _resume._is_key(a):  # a typed key travels as its data
             impl = jax.random.key_impl(a)
-            return jax.random.wrap_key_data(place(a), impl=impl)
-        return place(a)
+            return jax.random.wrap_key_data(put(jax.random.key_data(a)), impl=impl)
+        if isinstance(a, jax.Array) and a.is_fully_addressable:
+            a = np.asarray(a)
+        return jax.device_put(a, everywhere)
 
     return jax.tree.map(put, tree)
 
