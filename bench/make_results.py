@@ -1,7 +1,11 @@
 """Writes bench/RESULTS.md, and the charts in bench/charts/, from pytest-benchmark's JSON.
 
 Usage: pytest bench/ --benchmark-only --benchmark-json=bench.json
-       python bench/make_results.py bench.json
+       python bench/make_results.py bench.json [later.json ...]
+
+Each later file's groups replace the earlier files' groups of the same name whole (e.g. a
+rerun of ``bench/test_step.py`` with torch installed), so every table still compares
+figures of one run.
 """
 
 import json
@@ -12,8 +16,17 @@ from collections import defaultdict
 NOTES = "## Reading these figures"
 
 
-def main(path):
+def main(path, *later):
     data = json.loads(pathlib.Path(path).read_text())
+    reruns = []
+    for extra in later:
+        more = json.loads(pathlib.Path(extra).read_text())
+        groups = {b["group"] for b in more["benchmarks"]}
+        kept = [b for b in data["benchmarks"] if b["group"] not in groups]
+        data["benchmarks"] = kept + more["benchmarks"]
+        reruns.append(
+            f"{', '.join(sorted(groups))} from `{pathlib.Path(extra).name}` ({more['datetime']})"
+        )
     by_group = defaultdict(dict)
     for b in data["benchmarks"]:
         by_group[b["group"]][b["name"]] = b
@@ -30,6 +43,7 @@ def main(path):
         f"Date: {data['datetime']}. Command: `pytest bench/ --benchmark-only {big}"
         "--benchmark-json=bench.json && python bench/make_results.py bench.json`.",
         "All ratios are from one run, side by side (medians; the machine is shared and noisy).",
+        *([f"Groups rerun and replaced: {'; '.join(reruns)}."] if reruns else []),
         "",
     ]
     ms = lambda b: b["stats"]["median"] * 1e3  # noqa: E731
@@ -323,7 +337,8 @@ def charts(by_group, folder):
         ax.axvline(1.0, color="k", lw=0.8)
         ax.invert_yaxis()
         ax.set(
-            xlabel="speed-up (medians from one bench run, log scale)", title="Where jax-rmsprop is faster"
+            xlabel="speed-up (medians from one bench run, log scale)",
+            title="Where jax-rmsprop is faster",
         )
         fig.tight_layout()
         fig.savefig(folder / "speedups.png", dpi=100)
@@ -331,4 +346,4 @@ def charts(by_group, folder):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "bench.json")
+    main(*(sys.argv[1:] or ["bench.json"]))
