@@ -22,6 +22,7 @@ from jax.tree_util import Partial
 
 from . import _faults, _resume
 from . import _loop as loop
+from .checkpoint import _host
 
 
 class History(NamedTuple):
@@ -176,7 +177,8 @@ def _check(loss, params, data, validation, epochs, batch_size, call="fit") -> in
             f"`{call}(batch_size=...)` must be an int in [1, {n}] (the number of examples); "
             f"got {batch_size!r}."
         )
-    shape = _loss_shape(loss, _signature(params), _signature(data, rows=int(batch_size)))
+    out = _loss_out(loss, _signature(params), _signature(data, rows=int(batch_size)))
+    shape = getattr(out, "shape", type(out).__name__)
     if shape != ():
         raise ValueError(f"`{call}(loss=...)` must return a scalar for one batch; got {shape}.")
     return n
@@ -198,15 +200,14 @@ def _signature(tree: Any, rows: int | None = None) -> tuple:
 
 
 @functools.lru_cache(maxsize=64)
-def _loss_shape(loss: Callable, params_sig: tuple, batch_sig: tuple) -> Any:
-    """The shape ``loss`` returns for these abstract arguments (traced once per signature)."""
+def _loss_out(loss: Callable, params_sig: tuple, batch_sig: tuple) -> Any:
+    """What ``loss`` returns for these abstract arguments (traced once per signature)."""
 
     def abstract(sig):
         treedef, leaves = sig
         return jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
 
-    out = jax.eval_shape(loss, abstract(params_sig), abstract(batch_sig))
-    return getattr(out, "shape", type(out).__name__)
+    return jax.eval_shape(loss, abstract(params_sig), abstract(batch_sig))
 
 
 def fit(
@@ -297,7 +298,8 @@ def fit(
     val_losses: list[Any] = []
     if resume is not None and (got := resume.load(lambda _: (params, opt_state))) is not None:
         (params, opt_state), position = got
-        dtype = _loss_dtype(loss_fn, params, data, batch_size)
+        # the losses' dtype (the same signature as the check's: traced once)
+        dtype = _loss_out(loss, _signature(params), _signature(data, rows=int(batch_size))).dtype
         losses = [jnp.asarray(f, dtype) for f in position["loss"]]
         val_losses = [jnp.asarray(f, dtype) for f in position["val_loss"]]
         if len(losses) > epochs:
@@ -335,18 +337,11 @@ def fit(
         return History(
             params,
             opt_state,
-            np.array([_scalar(f) for f in losses]),
-            np.array([_scalar(f) for f in val_losses]) if val_losses else None,
+            np.array([_host(f) for f in losses]),
+            np.array([_host(f) for f in val_losses]) if val_losses else None,
         )
     except jax.errors.JaxRuntimeError as err:  # another process died?
         raise _faults.translate(err, "fit", None if resume is None else resume.path) from err
-
-
-def _scalar(x: Any) -> np.ndarray:
-    """A (replicated) scalar on the host, also when it spans other processes' devices."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        x = x.addressable_data(0)
-    return np.asarray(x)
 
 
 def _replicate(mesh: Mesh, tree: Any) -> Any:
@@ -385,14 +380,6 @@ def _position(losses: list, val_losses: list) -> Callable[[], dict]:
     return lambda: {"loss": [float(f) for f in losses], "val_loss": [float(f) for f in val_losses]}
 
 
-def _loss_dtype(loss, params, data, batch_size) -> Any:
-    """The dtype of ``loss`` on one batch (for losses restored from a checkpoint)."""
-    batch = _signature(data, rows=int(batch_size))
-    treedef, leaves = batch
-    abstract = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
-    return jax.eval_shape(loss, params, abstract).dtype
-
-
 def _fingerprint(loss, tx, params, opt_state, data, validation, batch_size, key) -> dict:
     """What decides a fit's numbers, as text: a resumed call must match it exactly.
 
@@ -407,10 +394,5 @@ def _fingerprint(loss, tx, params, opt_state, data, validation, batch_size, key)
         "optimizer state": _resume.describe(opt_state),
         "initial optimizer state": _resume.digest(opt_state),
         "optimizer (first update from ones)": _resume.digest(_probe(tx, params, opt_state)),
-        "data": _resume.describe(data),
-        "data values": _resume.digest(data),
-        "validation": "None" if validation is None else _resume.describe(validation),
-        "validation values": "None" if validation is None else _resume.digest(validation),
-        "batch_size": str(int(batch_size)),
         "key": key_text,
-    }
+    } | _resume.data_entries(data, validation, batch_size)

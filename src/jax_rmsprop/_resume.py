@@ -43,6 +43,23 @@ def digest(tree: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def data_entries(data: Any, validation: Any, batch_size: int) -> dict[str, str]:
+    """A fingerprint's entries for training data: shapes, digests of values, batch size."""
+    none = validation is None
+    return {
+        "data": describe(data),
+        "data values": digest(data),
+        "validation": "None" if none else describe(validation),
+        "validation values": "None" if none else digest(validation),
+        "batch_size": str(int(batch_size)),
+    }
+
+
+def grid_entry(names: Any, cells: Any) -> str:
+    """A fingerprint's entry for a sweep's configurations: their names and a digest."""
+    return f"{list(names)} {digest([np.asarray(c) for c in cells])}"
+
+
 def _is_key(a: Any) -> bool:
     return isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
 

@@ -18,6 +18,7 @@ from jax.tree_util import Partial
 
 from . import _loop as loop
 from . import _resume
+from ._fit import _copy
 from ._train_sweep import (
     TrainingSweepResult,
     _configurations,
@@ -141,15 +142,12 @@ def _advance_in_chunks(
     return carry
 
 
-_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
-
-
 def _fingerprint(problem: Problem, names, cells, **settings) -> dict[str, str]:
     """What decides a problem sweep's numbers, as text (see ``_resume``)."""
     return {
         "problem": f"{problem.name}: {_resume.name_of(problem.loss)}",
         "x0": _resume.digest(problem.x0),
-        "grid": f"{list(names)} {_resume.digest([np.asarray(c) for c in cells])}",
+        "grid": _resume.grid_entry(names, cells),
     } | {name: repr(value) for name, value in settings.items()}
 
 

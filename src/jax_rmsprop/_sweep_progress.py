@@ -111,13 +111,9 @@ def fingerprint(task: Task, params0: Any, names, cells, optimizer, options, **se
         "task loss": _resume.name_of(task.loss),
         "task init": _resume.name_of(task.init),
         "initial params (seed 0)": _resume.digest(params0),
-        "data": _resume.describe(task.data),
-        "data values": _resume.digest(task.data),
-        "validation": "None" if task.validation is None else _resume.describe(task.validation),
-        "validation values": "None" if task.validation is None else _resume.digest(task.validation),
-        "batch_size": str(int(task.batch_size)),
         "optimizer": _resume.name_of(optimizer),
         "options": repr(sorted((options or {}).items())),
-        "grid": f"{list(names)} {_resume.digest([np.asarray(c) for c in cells])}",
+        "grid": _resume.grid_entry(names, cells),
     }
+    out |= _resume.data_entries(task.data, task.validation, task.batch_size)
     return out | {name: repr(value) for name, value in settings.items()}

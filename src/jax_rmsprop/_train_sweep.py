@@ -25,16 +25,10 @@ from . import _resume
 from ._faults import translate
 from ._fit import _check, evaluate, train_epoch
 from ._sweep_progress import Progress, SweepInterrupted, fingerprint
+from .checkpoint import _host as to_host
 from .problems import Task
 
 LOG_UNIFORM = ("learning_rate", "lr")  # drawn log-uniformly in random search
-
-
-def to_host(x: jax.Array) -> np.ndarray:
-    """The whole of ``x`` on this process, also when it spans other processes' devices."""
-    if x.is_fully_addressable:
-        return np.asarray(x)
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def make_tx(optimizer, names, options, values) -> optax.GradientTransformation:
@@ -432,21 +426,16 @@ def sweep_task(
         while prog.rung < len(rungs):
             _rung(plan, prog, rungs, per_cfg, halving, resume, progress)
     except jax.errors.JaxRuntimeError as err:  # another process died?
-        if resume is not None:
-            resume.save(prog.arrays(), prog.position)
-            resume.flush()
         raise translate(err, "sweep", None if resume is None else resume.path) from err
     except KeyboardInterrupt:
-        if resume is not None:  # what finished is kept
-            resume.save(prog.arrays(), prog.position)
-            resume.flush()
         raise SweepInterrupted(
             _result(prog, names, cells, shape, per_cfg, task, folds),
             None if resume is None else resume.path,
         ) from None
-    if resume is not None:
-        resume.save(prog.arrays(), prog.position)
-        resume.flush()
+    finally:  # what finished is kept, however the loop ended
+        if resume is not None:
+            resume.save(prog.arrays(), prog.position)
+            resume.flush()
     return _result(prog, names, cells, shape, per_cfg, task, folds)
 
 

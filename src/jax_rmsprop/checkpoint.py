@@ -117,8 +117,8 @@ def _spans_processes(leaf: Any) -> bool:
 
 
 def _host(leaf: Any) -> np.ndarray:
-    """``leaf`` on this host, also when it spans other processes' devices."""
-    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+    """The whole of ``leaf`` on this host, also when it spans other processes' devices."""
+    if _spans_processes(leaf):
         if leaf.is_fully_replicated:
             return np.asarray(leaf.addressable_data(0))
         from jax.experimental import multihost_utils
