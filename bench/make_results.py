@@ -97,106 +97,82 @@ def main(path, *later):
                 f"**{e['ours/optax']:.2f}** | {peak.get('ours')}, {peak.get('optax')} |"
             )
         lines.append("")
-    trees = by_group.get("pytrees-interleaved", {})
-    for b in trees.values():
+    for b in by_group.get("pytrees-interleaved", {}).values():
         e = b["extra_info"]
-        lines += [
-            "## 4000-leaf optimizer step, round-robin (donated)",
-            "",
-            "| rounds | optax-tree ms | ours-tree ms | ours-flat ms | optax-tree again ms | "
-            "optax-tree/ours-flat | optax-tree/ours-tree | optax-tree/optax-tree again |",
-            "|---|---|---|---|---|---|---|---|",
-            f"| {e['rounds']} | {e['optax-tree_ms']:.3f} | {e['ours-tree_ms']:.3f} | "
-            f"{e['ours-flat_ms']:.3f} | {e['optax-tree-again_ms']:.3f} | "
-            f"**{e['optax-tree/ours-flat']:.1f}x** | {e['optax-tree/ours-tree']:.2f} | "
-            f"{e['optax-tree/optax-tree-again']:.2f} |",
-            "",
-        ]
+        lines += _table(
+            "4000-leaf optimizer step, round-robin (donated)",
+            ["rounds", "optax-tree ms", "ours-tree ms", "ours-flat ms", "optax-tree again ms",
+             "optax-tree/ours-flat", "optax-tree/ours-tree", "optax-tree/optax-tree again"],
+            [[e["rounds"], f"{e['optax-tree_ms']:.3f}", f"{e['ours-tree_ms']:.3f}",
+              f"{e['ours-flat_ms']:.3f}", f"{e['optax-tree-again_ms']:.3f}",
+              f"**{e['optax-tree/ours-flat']:.1f}x**", f"{e['optax-tree/ours-tree']:.2f}",
+              f"{e['optax-tree/optax-tree-again']:.2f}"]],
+        )  # fmt: skip
     for b in by_group.get("compile-time-interleaved", {}).values():
         e = b["extra_info"]
-        lines += [
-            "## trace + compile of the optimizer step, transformer tree, round-robin",
-            "",
-            "| rounds | optax-tree ms | ours-tree ms | ours-tree/optax-tree |",
-            "|---|---|---|---|",
-            f"| {e['rounds']} | {e['optax-tree_ms']:.1f} | {e['ours-tree_ms']:.1f} | "
-            f"**{e['ours-tree/optax-tree']:.3f}** |",
-            "",
-        ]
+        lines += _table(
+            "trace + compile of the optimizer step, transformer tree, round-robin",
+            ["rounds", "optax-tree ms", "ours-tree ms", "ours-tree/optax-tree"],
+            [[e["rounds"], f"{e['optax-tree_ms']:.1f}", f"{e['ours-tree_ms']:.1f}",
+              f"**{e['ours-tree/optax-tree']:.3f}**"]],
+        )  # fmt: skip
     for b in by_group.get("fit", {}).values():
         e = b["extra_info"]
         keras_ms = f"{e['keras_ms']:.3f}" if "keras_ms" in e else "not installed"
-        lines += [
-            f"## one training epoch, digits MLP ({e['examples']} examples, batch "
+        lines += _table(
+            f"one training epoch, digits MLP ({e['examples']} examples, batch "
             f"{e['batch_size']}), round-robin",
-            "",
-            "| rounds | fit ms | Python loop of jitted steps ms | keras.Model.fit ms | "
-            "loop/fit | keras/fit |",
-            "|---|---|---|---|---|---|",
-            f"| {e['rounds']} | {e['fit_ms']:.3f} | {e['python-loop_ms']:.3f} | {keras_ms} | "
-            f"**{e['python-loop/fit']}x** | **{e['keras/fit']}** |",
-            "",
-        ]
+            ["rounds", "fit ms", "Python loop of jitted steps ms", "keras.Model.fit ms",
+             "loop/fit", "keras/fit"],
+            [[e["rounds"], f"{e['fit_ms']:.3f}", f"{e['python-loop_ms']:.3f}", keras_ms,
+              f"**{e['python-loop/fit']}x**", f"**{e['keras/fit']}**"]],
+        )  # fmt: skip
     for b in by_group.get("digits-sweep", {}).values():
         e = b["extra_info"]
-        lines += [
-            f"## digits sweep: {e['runs']} runs (256 configurations x 3 seeds) x {e['epochs']} "
+        lines += _table(
+            f"digits sweep: {e['runs']} runs (256 configurations x 3 seeds) x {e['epochs']} "
             "epochs, round-robin",
-            "",
-            "| one program ms | fit-loop/program per run | keras-loop/program per run | "
-            "best val loss (full, halving) | halving/full | halving budget |",
-            "|---|---|---|---|---|---|",
-            f"| {e['program_ms']:.0f} | **{e['fit-loop/program (per run)']}x** | "
-            f"**{e['keras-loop/program (per run)']}** | "
-            f"{e['best val loss (full grid, halving)']} | "
-            f"{e['halving / full best']} | {e['halving budget fraction']} |",
-            "",
-        ]
+            ["one program ms", "fit-loop/program per run", "keras-loop/program per run",
+             "best val loss (full, halving)", "halving/full", "halving budget"],
+            [[f"{e['program_ms']:.0f}", f"**{e['fit-loop/program (per run)']}x**",
+              f"**{e['keras-loop/program (per run)']}**",
+              e["best val loss (full grid, halving)"], e["halving / full best"],
+              e["halving budget fraction"]]],
+        )  # fmt: skip
     for b in by_group.get("memory-sweep", {}).values():
         e = b["extra_info"]
-        lines += [
-            f"## memory: {e['runs']} configurations of a {e['params']:,}-parameter model, "
+        lines += _table(
+            f"memory: {e['runs']} configurations of a {e['params']:,}-parameter model, "
             f"each sweep in its own process ({e['ram_gib']} GiB RAM)",
-            "",
-            "| budget | budget GiB | one program GiB (XLA) | chunk x chunks | peak RSS GiB | s |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name in ("default", "tenth"):
-            lines.append(
-                f"| {name} | {e[name + ': budget_gib']} | {e[name + ': one_program_gib']} | "
-                f"{e[name + ': chunk x chunks']} | **{e[name + ': peak_rss_gib']}** | "
-                f"{e[name + ': seconds']} |"
-            )
-        lines.append("")
+            ["budget", "budget GiB", "one program GiB (XLA)", "chunk x chunks", "peak RSS GiB",
+             "s"],
+            [[name, e[f"{name}: budget_gib"], e[f"{name}: one_program_gib"],
+              e[f"{name}: chunk x chunks"], f"**{e[f'{name}: peak_rss_gib']}**",
+              e[f"{name}: seconds"]] for name in ("default", "tenth")],
+        )  # fmt: skip
     for b in by_group.get("checkpoint", {}).values():
         e = b["extra_info"]
-        lines += [
-            "## fit(checkpoint=DIR) on the digits task, 1 and 100 epochs, round-robin",
-            "",
-            "| rounds | epoch ms (plain) | epoch ms (checkpoint) | per-epoch overhead | "
-            "whole 100-epoch fit overhead | per-call ms | every epoch written (unpaced) |",
-            "|---|---|---|---|---|---|---|",
-            f"| {e['rounds']} | {e['epoch ms (plain)']} | {e['epoch ms (checkpoint)']} | "
-            f"**{e['per-epoch overhead']:.1%}** | {e['whole 100-epoch fit overhead']:.1%} | "
-            f"{e['per-call ms (ckpt-1 - plain-1)']} | "
-            f"{e['unpaced (every epoch written) overhead']:.1%} |",
-            "",
-        ]
+        lines += _table(
+            "fit(checkpoint=DIR) on the digits task, 1 and 100 epochs, round-robin",
+            ["rounds", "epoch ms (plain)", "epoch ms (checkpoint)", "per-epoch overhead",
+             "whole 100-epoch fit overhead", "per-call ms", "every epoch written (unpaced)"],
+            [[e["rounds"], e["epoch ms (plain)"], e["epoch ms (checkpoint)"],
+              f"**{e['per-epoch overhead']:.1%}**", f"{e['whole 100-epoch fit overhead']:.1%}",
+              e["per-call ms (ckpt-1 - plain-1)"],
+              f"{e['unpaced (every epoch written) overhead']:.1%}"]],
+        )  # fmt: skip
     for b in by_group.get("train-step", {}).values():
         e = b["extra_info"]
         c = e["compile_s"]
-        lines += [
-            f"## full train step (grad + update + apply), {e['model']} ({e['leaves']} leaves), "
+        lines += _table(
+            f"full train step (grad + update + apply), {e['model']} ({e['leaves']} leaves), "
             "round-robin (donated)",
-            "",
-            "| rounds | optax-tree ms | ours-tree ms | ours-flat ms | optax-tree/ours-flat | "
-            "compile s (optax-tree, ours-tree, ours-flat) |",
-            "|---|---|---|---|---|---|",
-            f"| {e['rounds']} | {e['optax-tree_ms']:.3f} | {e['ours-tree_ms']:.3f} | "
-            f"{e['ours-flat_ms']:.3f} | **{e['optax-tree/ours-flat']:.1f}x** | "
-            f"{c['optax-tree']}, {c['ours-tree']}, {c['ours-flat']} |",
-            "",
-        ]
+            ["rounds", "optax-tree ms", "ours-tree ms", "ours-flat ms", "optax-tree/ours-flat",
+             "compile s (optax-tree, ours-tree, ours-flat)"],
+            [[e["rounds"], f"{e['optax-tree_ms']:.3f}", f"{e['ours-tree_ms']:.3f}",
+              f"{e['ours-flat_ms']:.3f}", f"**{e['optax-tree/ours-flat']:.1f}x**",
+              f"{c['optax-tree']}, {c['ours-tree']}, {c['ours-flat']}"]],
+        )  # fmt: skip
     torch_rows = by_group.get("torch", {})
     if torch_rows and step:
         lines += [
@@ -255,6 +231,12 @@ def main(path, *later):
     notes = old[old.index(NOTES) :] if NOTES in old else ""
     out.write_text("\n".join(lines) + "\n" + ("\n" + notes if notes else ""))
     print(f"wrote {out}")
+
+
+def _table(title, columns, rows):
+    """A section: ``## title``, a Markdown table of ``columns`` and ``rows``, a blank line."""
+    cells = lambda row: "| " + " | ".join(str(c) for c in row) + " |"  # noqa: E731
+    return [f"## {title}", "", cells(columns), "|" + "---|" * len(columns), *map(cells, rows), ""]
 
 
 def charts(by_group, folder):
