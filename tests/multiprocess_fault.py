@@ -21,21 +21,13 @@ jax.distributed.initialize(
     f"127.0.0.1:{port}", num_processes=2, process_id=pid, heartbeat_timeout_seconds=10
 )
 
+from multiprocess_task import data  # noqa: E402
+from multiprocess_task import init as _init  # noqa: E402
+from multiprocess_task import loss as _loss  # noqa: E402
+
 import jax_rmsprop  # noqa: E402
 
-
-def _loss(params, batch):
-    x, y = batch
-    return jax.numpy.mean((x @ params["w"] + params["b"] - y) ** 2)
-
-
-def _init(key):
-    return {"w": 0.1 * jax.random.normal(key, (5,)), "b": jax.numpy.zeros(())}
-
-
-rng = np.random.default_rng(0)
-x = rng.normal(size=(64, 5)).astype(np.float32)
-y = (x @ rng.normal(size=5)).astype(np.float32)
+x, y = data()
 mesh = jax.sharding.Mesh(np.array(jax.devices()), ("c",))
 calls = []
 

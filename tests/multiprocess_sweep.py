@@ -18,6 +18,10 @@ port, pid, nproc = (int(a) for a in sys.argv[1:4])
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=nproc, process_id=pid)
 
+from multiprocess_task import data  # noqa: E402
+from multiprocess_task import init as _init  # noqa: E402
+from multiprocess_task import loss as _loss  # noqa: E402
+
 import jax_rmsprop  # noqa: E402
 from jax_rmsprop import problems  # noqa: E402
 
@@ -28,18 +32,7 @@ res = jax_rmsprop.sweep(problems.elongated(), GRID, 300, tol=1e-6, mesh=mesh, ch
 ref = jax_rmsprop.sweep(problems.elongated(), GRID, 300, tol=1e-6, chunk_steps=100)
 
 
-def _loss(params, batch):
-    x, y = batch
-    return jax.numpy.mean((x @ params["w"] + params["b"] - y) ** 2)
-
-
-def _init(key):
-    return {"w": 0.1 * jax.random.normal(key, (5,)), "b": jax.numpy.zeros(())}
-
-
-rng = np.random.default_rng(0)
-x = rng.normal(size=(64, 5)).astype(np.float32)
-y = (x @ rng.normal(size=5)).astype(np.float32)
+x, y = data()
 task = jax_rmsprop.Task(_loss, _init, (x, y), 10, (x[:20], y[:20]))
 tgrid = {"learning_rate": np.array([1e-3, 1e-2, 1e-1])}
 tres = jax_rmsprop.sweep(task, tgrid, 6, seeds=2, halving=3, mesh=mesh)

@@ -26,13 +26,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_sweep_across_two_processes_gives_every_process_the_whole_result():
+def _run_two(script: pathlib.Path, *args: str) -> list[tuple[int, str, str]]:
+    """``script PORT PROCESS_ID *args`` as processes 0 and 1 (each script gives itself 2
+    host devices); ``(returncode, stdout, stderr)`` of each, killed after TIMEOUT_S."""
     port = _free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    env.pop("JAX_ENABLE_X64", None)
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
     procs = [
         subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(port), str(i), "2"],
+            [sys.executable, str(script), str(port), str(i), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -40,15 +41,22 @@ def test_sweep_across_two_processes_gives_every_process_the_whole_result():
         )
         for i in range(2)
     ]
-    outputs = []
+    done = []
     try:
         for p in procs:
             out, err = p.communicate(timeout=TIMEOUT_S)
-            assert p.returncode == 0, err[-3000:]
-            outputs.append(out)
+            done.append((p.returncode, out, err))
     finally:
         for p in procs:
             p.kill()
+    return done
+
+
+def test_sweep_across_two_processes_gives_every_process_the_whole_result():
+    outputs = []
+    for code, out, err in _run_two(SCRIPT, "2"):
+        assert code == 0, err[-3000:]
+        outputs.append(out)
     results = [
         json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[7:])
         for out in outputs
@@ -89,37 +97,19 @@ def test_when_one_process_dies_the_other_stops_with_a_clear_error(kind, tmp_path
     process with its own message.
     """
     script = pathlib.Path(__file__).with_name("multiprocess_fault.py")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
     start = time.monotonic()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(port), str(i), kind, str(tmp_path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for i in range(2)
-    ]
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=TIMEOUT_S))
-    finally:
-        for p in procs:
-            p.kill()
+    (code0, out0, err0), (code1, out1, _) = _run_two(script, kind, str(tmp_path))
     elapsed = time.monotonic() - start
-    assert "DYING" in outs[1][0] and procs[1].returncode == 1
-    assert procs[0].returncode != 0 and "FINISHED" not in outs[0][0]
+    assert "DYING" in out1 and code1 == 1
+    assert code0 != 0 and "FINISHED" not in out0
     assert elapsed < 90, elapsed
-    lost = [ln for ln in outs[0][0].splitlines() if ln.startswith("LOST ")]
+    lost = [ln for ln in out0.splitlines() if ln.startswith("LOST ")]
     if kind == "sweep":
-        assert lost and procs[0].returncode == 3, outs[0][1][-3000:]
+        assert lost and code0 == 3, err0[-3000:]
         message = lost[0]
         assert "`sweep`: a collective across the 2 processes failed" in message
         assert "another process died (this is process 0)" in message
         assert "run the same command on every process to resume" in message
         assert (tmp_path / "0" / "sweep.npz").exists()
     else:
-        assert lost or "This most likely indicates that another task died" in outs[0][1]
+        assert lost or "This most likely indicates that another task died" in err0
