@@ -19,8 +19,12 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 import jax_rmsprop  # noqa: E402
 from jax_rmsprop import _fit  # noqa: E402
 
+EPOCHS = 3
 facts = {"devices": jax.device_count()}
 task = jax_rmsprop.problems.digits(hidden=32)
+# what the bound on the differences is derived from (test_data_parallel.bound)
+facts["examples"] = int(task.data[0].shape[0])
+facts["epochs"] = EPOCHS
 p0 = task.init(jax.random.key(0))
 tx = jax_rmsprop.rmsprop(3e-3, momentum=0.9, centered=True)
 mesh = jax.make_mesh((8,), ("data",))  # Explicit axes (make_mesh's default)
@@ -33,7 +37,7 @@ def fit(params, batch_size, loss=task.loss, **kw):
         params,
         tx,
         task.data,
-        epochs=3,
+        epochs=EPOCHS,
         batch_size=batch_size,
         key=jax.random.key(1),
         validation=task.validation,
@@ -76,19 +80,9 @@ facts["kept_sharding_params"] = rel(dp.params, fit(p0, 32).params)
 data = _fit._replicate(mesh, task.data)
 params, state, key = _fit._replicate(mesh, (p0, tx.init(p0), jax.random.key(1)))
 batches = NamedSharding(mesh, P(("data",)))
+model = jax_rmsprop._model.Model("pure", task.loss)
 hlo = (
-    _fit._epoch.lower(
-        jax.tree_util.Partial(task.loss),
-        tx,
-        params,
-        state,
-        data,
-        key,
-        0,
-        32,
-        False,
-        batches=batches,
-    )
+    _fit._epoch.lower(model, tx, params, None, state, data, key, 0, 32, False, sharding=batches)
     .compile()
     .as_text()
 )

@@ -50,3 +50,17 @@ def optax_rules():
     """
     with jax.numpy_dtype_promotion("standard"):
         yield
+
+
+def reordered_sum_drift(terms: int, dtype=np.float32) -> float:
+    """How far a computation may drift, relative, when ``terms`` roundings change order.
+
+    A sum of n terms in any order is within ``(n - 1) u`` of the exact sum, relative to
+    the sum of magnitudes (Higham, *Accuracy and Stability of Numerical Algorithms*, 4.2;
+    ``u = eps / 2`` is the unit roundoff). A training run sums every example's gradient
+    term once per epoch, so ``terms = epochs * examples`` enter its trajectory; taken to
+    add up linearly (no amplification by the dynamics) the drift is at most ``terms * u``.
+    Data-parallel training differs from one device only in that order, so this bounds it,
+    whatever order the machine's reduction picks; a lost or doubled share is off by O(1).
+    """
+    return terms * float(np.finfo(dtype).eps) / 2

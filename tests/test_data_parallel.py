@@ -9,9 +9,15 @@ import sys
 
 import pytest
 
+from .helpers import reordered_sum_drift
+
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
-F32 = 1e-5  # float32, the batch's sum reduced in another order across devices
+
+def bound(facts) -> float:
+    """The derived float32 bound: 3 epochs of the 1437 digits' gradient terms summed in
+    another order, 2.6e-4 (seen: 4.5e-6 on one x86_64 CPU, 1.1e-5 on another)."""
+    return reordered_sum_drift(facts["epochs"] * facts["examples"])
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +39,16 @@ def test_equal_to_one_device_and_replicated(facts, case):
     assert facts["devices"] == 8
     got = facts[case]
     for what in ("params", "opt_state", "loss", "val_loss"):
-        assert got[what] < F32, (what, got[what])
+        assert got[what] < bound(facts), (what, got[what], bound(facts))
     assert got["params_replicated"]
 
 
 def test_flat_params(facts):
-    assert facts["flat"]["params"] < F32 and facts["flat"]["loss"] < F32
+    assert facts["flat"]["params"] < bound(facts) and facts["flat"]["loss"] < bound(facts)
 
 
 def test_params_sharded_on_the_mesh_keep_their_sharding(facts):
-    assert facts["kept_sharding"] and facts["kept_sharding_params"] < F32
+    assert facts["kept_sharding"] and facts["kept_sharding_params"] < bound(facts)
 
 
 def test_the_gradients_are_summed_across_devices(facts):

@@ -16,6 +16,8 @@ import time
 import numpy as np
 import pytest
 
+from .helpers import reordered_sum_drift
+
 SCRIPT = pathlib.Path(__file__).with_name("multiprocess_sweep.py")
 TIMEOUT_S = 240
 
@@ -80,7 +82,9 @@ def test_sweep_across_two_processes_gives_every_process_the_whole_result():
         fref = r.pop("fit_reference")
         for key in ("fit_loss", "fit_val_loss", "fit_w"):
             assert r[key] == results[0][key]
-            np.testing.assert_allclose(r[key], fref[key[4:]], rtol=1e-5, atol=1e-7)
+            # 3 epochs of 64 examples' terms summed in another order (helpers.reordered_sum_drift)
+            rtol = reordered_sum_drift(3 * 64)
+            np.testing.assert_allclose(r[key], fref[key[4:]], rtol=rtol, atol=1e-7)
         for a, b in zip(r["final_loss"], ref["final_loss"]):
             for x, y in zip(a, b):
                 assert abs(x - y) <= 1e-6 * max(1.0, abs(y)), (x, y)

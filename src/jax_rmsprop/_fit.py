@@ -1,14 +1,15 @@
 """Training on data: :func:`fit`, with Keras's ``Model.fit`` semantics, an epoch per program.
 
-Each epoch is one compiled program: a ``lax.scan`` over the full minibatches (the data
-stay on the device; a batch is a gather by index from the epoch's permutation) and one
-more step on the last, partial batch. The epochs are a Python loop, so the loss of each
-one can be reported as it ends.
+Each epoch is one compiled program (the epoch kernel, :mod:`._epoch`): a ``lax.scan`` over
+the minibatches with the data on the device. The epochs are a Python loop, so each one's
+logs can be reported, checked for early stopping and checkpointed as it ends.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -18,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from jax.tree_util import Partial
 
-from . import _faults, _resume
-from . import _loop as loop
+from . import _epoch as kernel
+from . import _faults, _inputs, _resume
+from . import _model as models
 from .checkpoint import _host
 
 
@@ -29,189 +30,109 @@ class History(NamedTuple):
     """The result of :func:`fit`.
 
     Attributes:
-      params: the trained parameters.
+      params: the trained parameters; for a Flax NNX module, the module itself, trained
+        in place.
       opt_state: the optimizer state after the last step (to continue training).
-      loss: shape ``(epochs,)``: each epoch's training loss, the mean of its minibatch
+      loss: shape ``(epochs run,)``: each epoch's training loss, the mean of its minibatch
         losses (each taken before its step) weighted by batch size, as Keras reports it.
-      val_loss: shape ``(epochs,)``: the loss on ``validation`` after each epoch, or
+      val_loss: shape ``(epochs run,)``: the loss on ``validation`` after each epoch, or
         ``None`` without ``validation``.
+      history: Keras's ``History.history``: ``"loss"``, each metric, and with validation
+        ``"val_loss"`` and ``"val_<metric>"``, one value per epoch run (training metrics
+        are batch-size-weighted epoch means; validation ones in evaluation mode).
+      state: the model state of the functional form after training (``None`` otherwise).
+      epoch: the epochs run, counted from 0 as Keras's ``History.epoch``
+        (``initial_epoch`` to the last).
+      best_epoch: with ``patience``, the epoch whose monitored value was best.
+      stopped_epoch: the epoch after which early stopping ended the run, or ``None``.
     """
 
     params: Any
     opt_state: Any
     loss: np.ndarray
     val_loss: np.ndarray | None
-
-
-def _batches(perm: jax.Array, batch_size: int, drop_last: bool):
-    """The full batches' indices ``(k, batch_size)`` and the partial batch's (or None)."""
-    full = perm.shape[0] // batch_size
-    rest = perm[full * batch_size :]
-    head = perm[: full * batch_size].reshape(full, batch_size)
-    return head, (None if drop_last or rest.shape[0] == 0 else rest)
-
-
-def _take(data: Any, idx: jax.Array, sharding=None) -> Any:
-    """Examples ``idx`` of ``data``, their axis spread by ``sharding`` when given."""
-    batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
-    if sharding is None:
-        return batch
-    if len(idx) % sharding.mesh.size:  # the last, partial batch: every device takes it all
-        return batch
-    explicit = jax.sharding.AxisType.Explicit in sharding.mesh.axis_types
-    split = jax.sharding.reshard if explicit else jax.lax.with_sharding_constraint
-    return jax.tree.map(lambda a: split(a, _leading(sharding, a.ndim)), batch)
-
-
-def _leading(sharding: NamedSharding, ndim: int) -> NamedSharding:
-    """``sharding``'s split of the leading axis, for an array of rank ``ndim``."""
-    spec = PartitionSpec(sharding.spec[0], *([None] * (ndim - 1)))
-    return NamedSharding(sharding.mesh, spec)
-
-
-def _order(data: Any, rows: jax.Array | None, key=None, epoch=None) -> jax.Array:
-    """The examples' indices in visiting order.
-
-    All of ``data``, or only ``rows`` of it (a fold); permuted by ``fold_in(key, epoch)``
-    when a key is given.
-    """
-    n = jax.tree.leaves(data)[0].shape[0] if rows is None else rows.shape[0]
-    perm = (
-        jnp.arange(n) if key is None else jax.random.permutation(jax.random.fold_in(key, epoch), n)
-    )
-    return perm if rows is None else rows[perm]
-
-
-def train_epoch(
-    loss,
-    tx,
-    params,
-    opt_state,
-    data,
-    key,
-    epoch,
-    batch_size,
-    drop_last=False,
-    rows=None,
-    batches=None,
-):
-    """One epoch (traced): ``(params, opt_state, mean loss)``; shared by fit and sweeps.
-
-    ``rows`` restricts the epoch to those examples of ``data`` (cross-validation folds);
-    ``batches`` (a sharding) spreads each batch's examples over devices (data parallel).
-    """
-    perm = _order(data, rows, key, epoch)
-
-    def train(carry, idx):
-        params, opt_state = carry
-        f, g = jax.value_and_grad(loss)(params, _take(data, idx, batches))
-        return loop.apply(tx, params, opt_state, g), f
-
-    head, rest = _batches(perm, batch_size, drop_last)
-    (params, opt_state), fs = jax.lax.scan(train, (params, opt_state), head)
-    total, count = jnp.sum(fs) * batch_size, head.size
-    if rest is not None:
-        (params, opt_state), f = train((params, opt_state), rest)
-        total, count = total + f * rest.shape[0], count + rest.shape[0]
-    return params, opt_state, total / count
+    history: dict[str, np.ndarray]
+    state: Any = None
+    epoch: tuple[int, ...] = ()
+    best_epoch: int | None = None
+    stopped_epoch: int | None = None
 
 
 _epoch = jax.jit(
-    train_epoch,
-    static_argnames=("tx", "batch_size", "drop_last", "batches"),
-    donate_argnames=("params", "opt_state"),
+    kernel.train_epoch,
+    static_argnames=("model", "tx", "batch_size", "drop_last", "sharding"),
+    donate_argnames=("params", "state", "opt_state"),
 )
+_evaluate = jax.jit(kernel.evaluate, static_argnames=("model", "batch_size", "sharding"))
 
 
 @functools.partial(jax.jit, static_argnames=("tx",))
-def _start(tx, params, opt_state):
-    """Fresh copies of the parameters (the epochs donate theirs) and the optimizer state."""
+def _start(tx, params, state, opt_state):
+    """Fresh copies of the parameters, model state and optimizer state.
+
+    The epochs donate theirs; ``tx.init(params)`` without an ``opt_state``.
+    """
     copy = functools.partial(jax.tree.map, jnp.copy)
-    return copy(params), tx.init(params) if opt_state is None else copy(opt_state)
+    return copy(params), copy(state), tx.init(params) if opt_state is None else copy(opt_state)
 
 
-def evaluate(loss, params, data, batch_size, rows=None, batches=None):
-    """The loss on ``data`` (or its ``rows``), traced, in batches weighted by size."""
-    order = _order(data, rows)
-    n = order.shape[0]
-    head, rest = _batches(order, batch_size, drop_last=False)
-    fs = jax.lax.map(lambda idx: loss(params, _take(data, idx, batches)), head)
-    total = jnp.sum(fs) * batch_size
-    if rest is not None:
-        total = total + loss(params, _take(data, rest, batches)) * rest.shape[0]
-    return total / n
+_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
 
 
-_evaluate = jax.jit(evaluate, static_argnames=("batch_size", "batches"))
+@dataclasses.dataclass
+class _EarlyStopping:
+    """Keras's ``EarlyStopping(monitor, patience, mode, restore_best_weights)``, on the host.
 
-
-def _length(name: str, data: Any, call: str = "fit") -> int:
-    """The common leading axis of ``data``'s leaves; ``ValueError`` naming ``name`` if none."""
-    leaves = jax.tree_util.tree_leaves_with_path(data)
-    if not leaves:
-        raise ValueError(f"`{call}({name}=...)` needs at least one array.")
-    sizes = {jax.tree_util.keystr(p) or "<root>": np.shape(a)[:1] for p, a in leaves}
-    if len(set(sizes.values())) != 1 or () in sizes.values():
-        raise ValueError(
-            f"`{call}({name}=...)`: every array needs the same leading (example) axis; got "
-            + ", ".join(f"{k}: {v[0] if v else 'a scalar'}" for k, v in sizes.items())
-        )
-    return int(next(iter(sizes.values()))[0])
-
-
-def _check(loss, params, data, validation, epochs, batch_size, call="fit") -> int:
-    """Every check of :func:`fit`'s arguments, before anything compiles; returns len(data).
-
-    ``call`` names the arguments' owner in the errors (``fit``, or ``Task`` for a sweep).
+    An epoch improves when its monitored value is below (``min``) or above (``max``) the
+    best so far; after ``patience`` epochs without improvement the run stops, and with
+    ``restore`` the best epoch's parameters and model state replace the last ones (as in
+    Keras, only when the run stops early).
     """
-    n = _length("data", data, call)
-    if validation is not None:
-        _length("validation", validation, call)
-        want: Any = jax.tree.structure(data)  # (Any: PyTreeDef is opaque to mypy)
-        if jax.tree.structure(validation) != want:
-            raise ValueError(f"`{call}(validation=...)` must have the structure of `data`.")
-    if not isinstance(epochs, int | np.integer) or epochs < 1:
-        raise ValueError(f"`fit(epochs=...)` must be a positive int; got {epochs!r}.")
-    if not isinstance(batch_size, int | np.integer) or not 1 <= batch_size <= n:
-        raise ValueError(
-            f"`{call}(batch_size=...)` must be an int in [1, {n}] (the number of examples); "
-            f"got {batch_size!r}."
-        )
-    out = _loss_out(loss, _signature(params), _signature(data, rows=int(batch_size)))
-    shape = getattr(out, "shape", type(out).__name__)
-    if shape != ():
-        raise ValueError(f"`{call}(loss=...)` must return a scalar for one batch; got {shape}.")
-    return n
+
+    monitor: str
+    patience: int
+    sign: float  # +1: lower is better; -1: higher is better
+    restore: bool
+    best: float = math.inf
+    best_epoch: int | None = None
+    wait: int = 0
+    kept: Any = None
+
+    def update(self, epoch: int, logs: dict[str, float], weights: Callable[[], Any]) -> bool:
+        """Takes the epoch's logs; returns whether training stops after it."""
+        if self.restore and self.kept is None:
+            self.kept = weights()
+        self.wait += 1
+        value = self.sign * logs[self.monitor]
+        if value < self.best:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore:
+                self.kept = weights()
+            return False
+        return self.wait >= self.patience and epoch > 0
 
 
-def _signature(tree: Any, rows: int | None = None) -> tuple:
-    """A hashable description of ``tree``: structure, and each leaf's shape and dtype.
-
-    With ``rows``, the leading axis is replaced by it (the signature of one batch).
-    """
-    leaves, treedef = jax.tree.flatten(tree)
-
-    def describe(a):
-        shape = tuple(np.shape(a))
-        dtype = np.dtype(a.dtype) if hasattr(a, "dtype") else np.result_type(a)
-        return (shape if rows is None else (rows, *shape[1:])), dtype
-
-    return treedef, tuple(describe(a) for a in leaves)
-
-
-@functools.lru_cache(maxsize=64)
-def _loss_out(loss: Callable, params_sig: tuple, batch_sig: tuple) -> Any:
-    """What ``loss`` returns for these abstract arguments (traced once per signature)."""
-
-    def abstract(sig):
-        treedef, leaves = sig
-        return jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
-
-    return jax.eval_shape(loss, abstract(params_sig), abstract(batch_sig))
+def _direction(monitor: str, mode: str) -> float:
+    """+1 if lower ``monitor`` is better, -1 if higher (Keras's ``mode``, ``auto`` by name)."""
+    if mode == "min":
+        return 1.0
+    if mode == "max":
+        return -1.0
+    if mode != "auto":
+        raise ValueError(f"`fit(mode=...)` must be 'auto', 'min' or 'max'; got {mode!r}.")
+    name = monitor.removeprefix("val_")
+    if "loss" in name or "error" in name:
+        return 1.0
+    if any(w in name for w in ("acc", "auc", "precision", "recall", "f1")):
+        return -1.0
+    raise ValueError(
+        f"`fit(mode='auto')` cannot tell whether {monitor!r} should go down or up: pass "
+        "mode='min' or mode='max'."
+    )
 
 
 def fit(
-    loss: Callable[[Any, Any], jax.Array],
+    loss: Callable[..., Any],
     params: Any,
     tx: optax.GradientTransformation,
     data: Any,
@@ -222,32 +143,68 @@ def fit(
     validation: Any = None,
     drop_last: bool = False,
     opt_state: Any = None,
+    state: Any = None,
+    rng: jax.Array | None = None,
+    initial_epoch: int = 0,
+    patience: int | None = None,
+    monitor: str = "val_loss",
+    mode: str = "auto",
+    restore_best: bool = False,
+    verbose: int = 0,
     callback: Callable[[int, float, float | None], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
     mesh: Mesh | None = None,
 ) -> History:
-    """Trains ``params`` on ``data`` with minibatches, as ``keras.Model.fit`` does.
+    r"""Trains a model on ``data`` with minibatches, as ``keras.Model.fit`` does.
 
     Each epoch visits every example once, in order (Keras's ``shuffle=False``) or, with
     ``key``, in a fresh permutation drawn from ``jax.random.fold_in(key, epoch)``
     (deterministic per key). Each step is ``params <- params + tx.update(grad, state,
-    params)`` on one minibatch; the last, smaller batch is trained on unless
-    ``drop_last``. An epoch is one compiled program; a second call with the same
-    ``loss`` function, ``tx`` and shapes reuses it.
+    params, value=loss)`` on one minibatch (the loss value reaches transformations that
+    take it, such as ``optax.contrib.reduce_on_plateau``); the last, smaller batch is
+    trained on unless ``drop_last``. An epoch is one compiled program; a second call with
+    the same ``loss`` function, ``tx`` and shapes reuses it.
+
+    Three kinds of model:
+
+    - **parameters and a pure loss**: ``loss(params, batch)`` returns a scalar, or
+      ``(scalar, metrics)`` with ``metrics`` a dict of per-batch scalars (accuracy...);
+    - **a Flax NNX module** as ``params``: ``loss(model, batch)`` returns the same. The
+      module's ``nnx.Param`` leaves are trained; it runs in training mode during the
+      steps (dropout on, batch statistics used and their running averages updated, its
+      RNG streams advancing inside the compiled epoch) and in evaluation mode for
+      validation; it is trained in place (``History.params`` is the module);
+    - **the functional form** with model ``state`` (Equinox ``eqx.nn.State``, Flax
+      ``batch_stats``, ``()`` for none): ``loss(params, state, batch, *, key, training)``
+      returns ``(scalar, new_state)`` or ``(scalar, new_state, metrics)``; ``key`` is
+      ``fold_in(fold_in(rng, epoch), step)`` (``None`` without ``rng``) and ``training``
+      is ``False`` for validation, whose new state is discarded.
 
     Args:
-      loss: ``loss(params, batch) -> scalar``, the mean over the batch's examples.
-      params: any pytree of arrays (a dict, :class:`~jax_rmsprop.Flat`, Flax NNX
-        ``nnx.state(model, nnx.Param)``, Equinox arrays).
+      loss: the loss of one batch (the mean over its examples), in one of the forms above.
+      params: any pytree of arrays, or a Flax NNX module.
       tx: any optax transformation.
       data: a pytree of arrays sharing their leading (example) axis, e.g. ``(x, y)``.
-      epochs: passes over the data.
+      epochs: the epoch to stop at, as Keras's: epochs ``initial_epoch .. epochs - 1`` run.
       batch_size: examples per step.
       key: a ``jax.random`` key to shuffle with; ``None`` keeps the order.
       validation: data of the same structure, evaluated after each epoch (in batches of
         ``batch_size``, weighted like the training loss).
       drop_last: skip the last, partial batch of each epoch.
       opt_state: the optimizer state to start from (default ``tx.init(params)``).
+      state: the functional form's model state (see above).
+      rng: the functional form's key for the model's randomness (dropout).
+      initial_epoch: the epoch to start at, to continue a run: ``fit(epochs=2)`` then
+        ``fit(epochs=4, initial_epoch=2, opt_state=...)`` equals ``fit(epochs=4)`` bit for
+        bit, shuffling and dropout included.
+      patience: stop after this many epochs without improvement of ``monitor`` (Keras's
+        ``EarlyStopping``); ``None`` trains every epoch.
+      monitor: ``"val_loss"``, ``"loss"``, or any metric, ``val_`` prefixed for validation.
+      mode: ``"min"``, ``"max"``, or ``"auto"`` (``max`` for accuracy-like names).
+      restore_best: when early stopping ends the run, return the best epoch's parameters
+        and model state (Keras's ``restore_best_weights``; the optimizer state is the
+        last one).
+      verbose: 1 prints one line per epoch with its logs; 0 (default) prints nothing.
       callback: called as ``callback(epoch, loss, val_loss)`` after each epoch (it
         waits for the epoch to finish).
       checkpoint: a directory: the state after each epoch is saved there
@@ -270,78 +227,219 @@ def fit(
     Raises:
       ValueError: before anything compiles, for arrays of ``data`` (or ``validation``)
         whose leading axes differ, ``batch_size`` < 1 or larger than the data, ``epochs``
-        < 1, or a ``loss`` that does not return a scalar; for a ``checkpoint`` of another
-        call.
+        < 1, ``initial_epoch`` outside ``[0, epochs)``, a ``loss`` that does not return a
+        scalar (or scalar metrics), a ``monitor`` that is not logged; for a ``checkpoint``
+        of another call.
     """
-    _check(loss, params, data, validation, epochs, batch_size)
-    loss_fn = loss if isinstance(loss, Partial) else Partial(loss)
-    batches = None
+    user_model = params
+    model, params, state = models.split(loss, params, state)
+    _inputs.check_data(data, validation, epochs, batch_size)
+    dtype, names = _inputs.loss_output(model, params, state, _inputs.batch_of(data, batch_size))
+    stopper = _early_stopping(
+        epochs, initial_epoch, patience, monitor, mode, restore_best, names, validation
+    )
+    sharding = None
     if mesh is not None:
         if batch_size % mesh.size:
             raise ValueError(
                 f"`fit(batch_size={batch_size})` must be a multiple of the mesh's {mesh.size} "
                 "devices, to split every batch evenly (data parallel)."
             )
-        batches = NamedSharding(mesh, PartitionSpec(mesh.axis_names))
-        params, opt_state, data, validation, key = _replicate(
-            mesh, (params, opt_state, data, validation, key)
+        sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names))
+        params, state, opt_state, data, validation, key, rng = _replicate(
+            mesh, (params, state, opt_state, data, validation, key, rng)
         )
-    params, opt_state = _start(tx, params, opt_state)
-    resume = None
-    if checkpoint is not None:
-        print_ = _fingerprint(loss_fn, tx, params, opt_state, data, validation, batch_size, key)
-        resume = _resume.Resume(checkpoint, "fit", print_ | {"drop_last": str(bool(drop_last))})
+    params, state, opt_state = _start(tx, params, state, opt_state)
     if mesh is None:
         data = jax.tree.map(jnp.asarray, data)
         validation = None if validation is None else jax.tree.map(jnp.asarray, validation)
-    losses: list[Any] = []
-    val_losses: list[Any] = []
-    if resume is not None and (got := resume.load(lambda _: (params, opt_state))) is not None:
-        (params, opt_state), position = got
-        # the losses' dtype (the same signature as the check's: traced once)
-        dtype = _loss_out(loss, _signature(params), _signature(data, rows=int(batch_size))).dtype
-        losses = [jnp.asarray(f, dtype) for f in position["loss"]]
-        val_losses = [jnp.asarray(f, dtype) for f in position["val_loss"]]
-        if len(losses) > epochs:
-            raise ValueError(
-                f"`fit(checkpoint=...)`: {resume.path} holds {len(losses)} epochs, more than "
-                f"epochs={epochs}."
-            )
+    run = _Run(model, tx, data, validation, key, rng, int(batch_size), bool(drop_last), sharding)
+    resume = None
+    if checkpoint is not None:
+        print_ = _fingerprint(run, params, state, opt_state, initial_epoch, stopper)
+        resume = _resume.Resume(checkpoint, "fit", print_)
+    logs = _Logs(names, validation is not None, dtype)
+    carry = (params, state, opt_state)
+    first = initial_epoch
+    if resume is not None and (got := resume.load(lambda _: _saved(carry, stopper))) is not None:
+        carry, first = _resumed(got, logs, stopper, initial_epoch, epochs, resume.path)
+        if verbose:
+            print(f"resumed from epoch {first} ({resume.path})", flush=True)
     try:
-        for epoch in range(len(losses), epochs):
-            params, opt_state, f = _epoch(
-                loss_fn,
-                tx,
-                params,
-                opt_state,
-                data,
-                key,
-                epoch,
-                batch_size,
-                bool(drop_last),
-                batches=batches,
-            )
-            losses.append(f)
-            if validation is not None:
-                val_losses.append(
-                    _evaluate(loss_fn, params, validation, batch_size, batches=batches)
-                )
-            if resume is not None and (resume.ready() or epoch == epochs - 1):
-                # written in the background while the next epoch runs
-                resume.save(_copy((params, opt_state)), _position(list(losses), list(val_losses)))
-            if callback is not None:
-                callback(epoch, float(f), float(val_losses[-1]) if val_losses else None)
-        if resume is not None:
-            resume.flush()
-        # (collectives complete here at the latest: the losses come to the host)
-        return History(
-            params,
-            opt_state,
-            np.array([_host(f) for f in losses]),
-            np.array([_host(f) for f in val_losses]) if val_losses else None,
+        carry, stopped = _epochs(
+            run, carry, first, epochs, logs, stopper, resume, verbose, callback
         )
     except jax.errors.JaxRuntimeError as err:  # another process died?
         raise _faults.translate(err, "fit", None if resume is None else resume.path) from err
+    params, state, opt_state = carry
+    if stopped is not None and stopper is not None and stopper.restore:
+        params, state = stopper.kept
+    history = logs.arrays()  # (collectives complete here at the latest)
+    return History(
+        models.write_back(user_model, params, state),
+        opt_state,
+        history["loss"],
+        history.get("val_loss"),
+        history,
+        state if model.kind == models.FUNCTIONAL else None,
+        tuple(range(initial_epoch, initial_epoch + len(history["loss"]))),
+        None if stopper is None else stopper.best_epoch,
+        stopped,
+    )
+
+
+class _Run(NamedTuple):
+    """What stays fixed across a fit's epochs."""
+
+    model: models.Model
+    tx: optax.GradientTransformation
+    data: Any
+    validation: Any
+    key: Any
+    rng: Any
+    batch_size: int
+    drop_last: bool
+    sharding: NamedSharding | None
+
+
+class _Logs:
+    """Each logged quantity's values so far (device scalars, or floats from a checkpoint)."""
+
+    def __init__(self, metrics: tuple[str, ...], validation: bool, dtype: Any):
+        train = ["loss", *metrics]
+        self.names = train + ([f"val_{n}" for n in train] if validation else [])
+        self.values: dict[str, list] = {n: [] for n in self.names}
+        self.dtype = dtype
+
+    def add(self, train: dict, val: dict | None) -> None:
+        for k, v in train.items():
+            self.values[k].append(v)
+        for k, v in (val or {}).items():
+            self.values[f"val_{k}"].append(v)
+
+    def last(self) -> dict[str, float]:
+        return {k: float(v[-1]) for k, v in self.values.items()}
+
+    def floats(self) -> dict[str, list[float]]:
+        return {k: [float(_host(x)) for x in v] for k, v in self.values.items()}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, self.dtype) for k, v in self.floats().items()}
+
+    def __len__(self) -> int:
+        return len(self.values["loss"])
+
+
+def _early_stopping(epochs, initial_epoch, patience, monitor, mode, restore, names, validation):
+    """The checks of ``fit``'s epoch controls; an :class:`_EarlyStopping` with ``patience``."""
+    if not isinstance(initial_epoch, int | np.integer) or not 0 <= initial_epoch < epochs:
+        raise ValueError(
+            f"`fit(initial_epoch=...)` must be an int in [0, epochs={epochs}) (Keras's meaning: "
+            f"`epochs` is the epoch to stop at); got {initial_epoch!r}."
+        )
+    if patience is None:
+        if restore:
+            raise ValueError("`fit(restore_best=True)` needs `patience` (early stopping).")
+        return None
+    if not isinstance(patience, int | np.integer) or patience < 0:
+        raise ValueError(f"`fit(patience=...)` must be an int >= 0; got {patience!r}.")
+    logged = ["loss", *names] + (
+        ["val_loss", *[f"val_{n}" for n in names]] if validation is not None else []
+    )
+    if monitor not in logged:
+        raise ValueError(
+            f"`fit(monitor={monitor!r})` is not logged; this fit logs {logged}"
+            + ("" if validation is not None else " (val_ ones need `validation`)")
+            + "."
+        )
+    return _EarlyStopping(monitor, int(patience), _direction(monitor, mode), bool(restore))
+
+
+def _epochs(run: _Run, carry, first, epochs, logs, stopper, resume, verbose, callback):
+    """Trains epochs ``first .. epochs - 1``; returns the carry and the epoch stopped at."""
+    stopped = None
+    for epoch in range(first, epochs):
+        params, state, opt_state, train = _epoch(
+            run.model,
+            run.tx,
+            *carry,
+            run.data,
+            run.key,
+            epoch,
+            run.batch_size,
+            run.drop_last,
+            sharding=run.sharding,
+            rng=run.rng,
+        )
+        carry = (params, state, opt_state)
+        val = None
+        if run.validation is not None:
+            val = _evaluate(
+                run.model, params, state, run.validation, run.batch_size, sharding=run.sharding
+            )
+        logs.add(train, val)
+        if stopper is not None and stopper.update(
+            epoch, logs.last(), functools.partial(_copy, carry[:2])
+        ):
+            stopped = epoch
+        if verbose:
+            print(
+                f"Epoch {epoch + 1}/{epochs} - "
+                + " - ".join(f"{k}: {v:.4g}" for k, v in logs.last().items()),
+                flush=True,
+            )
+        last = stopped is not None or epoch == epochs - 1
+        if resume is not None and (resume.ready() or last):
+            # written in the background while the next epoch runs
+            resume.save(_saved(_copy(carry), stopper), _position(logs, stopper))
+        if callback is not None:
+            callback(epoch, float(train["loss"]), None if val is None else float(val["loss"]))
+        if stopped is not None:
+            break
+    if resume is not None:
+        resume.flush()
+    return carry, stopped
+
+
+def _saved(carry, stopper) -> tuple:
+    """The arrays of a checkpoint: the carry, and the best weights kept for ``restore_best``."""
+    return carry, None if stopper is None or not stopper.restore else (stopper.kept or carry[:2])
+
+
+def _position(logs: _Logs, stopper) -> Callable[[], dict]:
+    """The checkpoint's position, computed in the writer thread.
+
+    The logs so far (floats: JSON round-trips them exactly) and the early-stopping counters.
+    """
+    values = {k: list(v) for k, v in logs.values.items()}
+    early = None if stopper is None else [stopper.best, stopper.best_epoch, stopper.wait]
+
+    def position() -> dict:
+        return {
+            "logs": {k: [float(_host(x)) for x in v] for k, v in values.items()},
+            "early": early,
+        }
+
+    return position
+
+
+def _resumed(got, logs: _Logs, stopper, initial_epoch, epochs, path):
+    """Restores a checkpoint's logs and early-stopping counters.
+
+    Returns the carry and the epoch to continue from.
+    """
+    (carry, kept), position = got
+    for k in logs.names:
+        logs.values[k] = list(position["logs"][k])
+    if len(logs) > epochs - initial_epoch:
+        raise ValueError(
+            f"`fit(checkpoint=...)`: {path} holds {len(logs)} epochs, more than "
+            f"epochs={epochs} (from initial_epoch={initial_epoch})."
+        )
+    if stopper is not None:
+        stopper.best, stopper.best_epoch, stopper.wait = position["early"]
+        stopper.kept = kept
+    return carry, initial_epoch + len(logs)
 
 
 def _replicate(mesh: Mesh, tree: Any) -> Any:
@@ -372,27 +470,49 @@ def _probe(tx, params, opt_state):
     return tx.update(jax.tree.map(jnp.ones_like, params), opt_state, params)[0]
 
 
-_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))  # the epochs donate theirs
+@functools.partial(jax.jit, static_argnames=("tx",))
+def _probe(tx, params, opt_state):
+    """``tx``'s update from a gradient of ones (and a loss value of 0).
+
+    It identifies the optimizer in a fingerprint.
+    """
+    ones = jax.tree.map(jnp.ones_like, params)
+    if isinstance(tx, optax.GradientTransformationExtraArgs):
+        return tx.update(ones, opt_state, params, value=jnp.zeros(()))[0]
+    return tx.update(ones, opt_state, params)[0]
 
 
-def _position(losses: list, val_losses: list) -> Callable[[], dict]:
-    """The checkpoint's position: the losses so far (floats: JSON round-trips them exactly)."""
-    return lambda: {"loss": [float(f) for f in losses], "val_loss": [float(f) for f in val_losses]}
-
-
-def _fingerprint(loss, tx, params, opt_state, data, validation, batch_size, key) -> dict:
+def _fingerprint(run: _Run, params, state, opt_state, initial_epoch, stopper) -> dict:
     """What decides a fit's numbers, as text: a resumed call must match it exactly.
 
     The optimizer is known by its initial state and by its first update from a gradient
     of ones (two optimizers that agree on both are taken as the same).
     """
-    key_text = "None" if key is None else _resume.digest(key)
+
+    def maybe(x):
+        return "None" if x is None else _resume.digest(x)
+
+    early = (
+        "None"
+        if stopper is None
+        else (
+            f"{stopper.monitor} patience={stopper.patience} sign={stopper.sign} "
+            f"restore={stopper.restore}"
+        )
+    )
     return {
-        "loss": _resume.name_of(loss),
+        "loss": _resume.name_of(run.model.loss),
+        "model": run.model.kind,
         "params": _resume.describe(params),
         "initial params": _resume.digest(params),
+        "model state": "None" if state is None else _resume.describe(state),
+        "initial model state": maybe(state),
         "optimizer state": _resume.describe(opt_state),
         "initial optimizer state": _resume.digest(opt_state),
-        "optimizer (first update from ones)": _resume.digest(_probe(tx, params, opt_state)),
-        "key": key_text,
-    } | _resume.data_entries(data, validation, batch_size)
+        "optimizer (first update from ones)": _resume.digest(_probe(run.tx, params, opt_state)),
+        "key": maybe(run.key),
+        "rng": maybe(run.rng),
+        "drop_last": str(run.drop_last),
+        "initial_epoch": str(int(initial_epoch)),
+        "early stopping": early,
+    } | _resume.data_entries(run.data, run.validation, run.batch_size)

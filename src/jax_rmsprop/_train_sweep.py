@@ -1,7 +1,7 @@
 """Sweeps of whole trainings: every configuration x seed trained with ``fit``'s epochs.
 
 One compiled program per chunk of configurations: ``vmap`` over the hyperparameters and
-the seeds of a ``lax.scan`` over the epochs of :func:`~jax_rmsprop._fit.train_epoch`, so a
+the seeds of a ``lax.scan`` over the epochs of :func:`~jax_rmsprop._epoch.train_epoch`, so a
 cell equals ``fit`` run alone with that configuration and seed.
 """
 
@@ -22,8 +22,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.tree_util import Partial
 
 from . import _resume
+from ._epoch import evaluate, train_epoch
 from ._faults import translate
-from ._fit import _check, evaluate, train_epoch
+from ._inputs import batch_of, check_data, loss_output
+from ._model import PURE, Model
 from ._sweep_progress import Progress, SweepInterrupted, fingerprint
 from .checkpoint import _host as to_host
 from .problems import Task
@@ -157,6 +159,7 @@ def _train_chunk(
     Starts from ``carry`` (``None``: initialise); returns the new carries and each
     epoch's losses.
     """
+    model = Model(PURE, loss)
 
     def one(vals, s, rows, carry):
         tx = make_tx(optimizer, names, options, vals)
@@ -166,13 +169,27 @@ def _train_chunk(
             carry = _fresh_run(init, tx, init_key)
 
         def epoch(carry: _Run, e):
-            params, opt_state, f = train_epoch(
-                loss, tx, carry.params, carry.opt_state, data, shuffle_key, e, bs, rows=train_rows
+            params, _, opt_state, logs = train_epoch(
+                model,
+                tx,
+                carry.params,
+                None,
+                carry.opt_state,
+                data,
+                shuffle_key,
+                e,
+                bs,
+                rows=train_rows,
             )
+            f = logs["loss"]
             if val_rows is not None:  # cross-validation: the held-out fold of ``data``
-                v = evaluate(loss, params, data, bs, rows=val_rows)
+                v = evaluate(model, params, None, data, bs, rows=val_rows)["loss"]
             else:
-                v = f if validation is None else evaluate(loss, params, validation, bs)
+                v = (
+                    f
+                    if validation is None
+                    else evaluate(model, params, None, validation, bs)["loss"]
+                )
             new = carry._replace(params=params, opt_state=opt_state, last=(f, v), ran=carry.ran + 1)
             carry = new if patience is None else _early_stop(patience, carry, new)
             return carry, carry.last
@@ -494,7 +511,9 @@ def _result(prog: Progress, names, cells, shape, per_cfg, task, folds) -> Traini
 
 def _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience, mesh):
     params0 = task.init(seed_keys(seed, 0)[0])
-    _check(task.loss, params0, task.data, task.validation, 1, task.batch_size, call="Task")
+    check_data(task.data, task.validation, 1, task.batch_size, call="Task")
+    batch = batch_of(task.data, task.batch_size)
+    loss_output(Model(PURE, task.loss), params0, None, batch, call="Task")
     fold_rows = _folds(folds, jax.tree.leaves(task.data)[0].shape[0], task.batch_size)
     k = 1 if folds is None else folds
     # every (configuration, seed, fold) run, the fold varying fastest, then the seed

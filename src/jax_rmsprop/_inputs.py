@@ -1,0 +1,76 @@
+"""Checks of training arguments, shared by ``fit`` and training sweeps, before compiling.
+
+Each error names the argument as the user wrote it: ``fit(batch_size=...)``, or
+``Task(batch_size=...)`` for a sweep (``call`` says which).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from ._model import Model
+
+
+def length(name: str, data: Any, call: str = "fit") -> int:
+    """The common leading axis of ``data``'s leaves; ``ValueError`` naming ``name`` if none."""
+    leaves = jax.tree_util.tree_leaves_with_path(data)
+    if not leaves:
+        raise ValueError(f"`{call}({name}=...)` needs at least one array.")
+    sizes = {jax.tree_util.keystr(p) or "<root>": np.shape(a)[:1] for p, a in leaves}
+    if len(set(sizes.values())) != 1 or () in sizes.values():
+        raise ValueError(
+            f"`{call}({name}=...)`: every array needs the same leading (example) axis; got "
+            + ", ".join(f"{k}: {v[0] if v else 'a scalar'}" for k, v in sizes.items())
+        )
+    return int(next(iter(sizes.values()))[0])
+
+
+def check_data(data, validation, epochs, batch_size, call: str = "fit") -> int:
+    """Data, validation, ``epochs`` and ``batch_size``; returns the number of examples."""
+    n = length("data", data, call)
+    if validation is not None:
+        length("validation", validation, call)
+        want: Any = jax.tree.structure(data)  # (Any: PyTreeDef is opaque to mypy)
+        if jax.tree.structure(validation) != want:
+            raise ValueError(f"`{call}(validation=...)` must have the structure of `data`.")
+    if not isinstance(epochs, int | np.integer) or epochs < 1:
+        raise ValueError(f"`fit(epochs=...)` must be a positive int; got {epochs!r}.")
+    if not isinstance(batch_size, int | np.integer) or not 1 <= batch_size <= n:
+        raise ValueError(
+            f"`{call}(batch_size=...)` must be an int in [1, {n}] (the number of examples); "
+            f"got {batch_size!r}."
+        )
+    return n
+
+
+def batch_of(data: Any, batch_size: int) -> Any:
+    """The abstract first batch of ``data``: each leaf's leading axis set to ``batch_size``."""
+
+    def one(a):
+        dtype = a.dtype if hasattr(a, "dtype") else np.result_type(a)
+        return jax.ShapeDtypeStruct((int(batch_size), *np.shape(a)[1:]), dtype)
+
+    return jax.tree.map(one, data)
+
+
+def loss_output(model: Model, params, state, batch, call: str = "fit"):
+    """Traces one batch's loss: ``(loss dtype, metric names)``, checked to be scalars."""
+    key = jax.random.key(0)
+    f, (_, metrics) = jax.eval_shape(
+        lambda p, s, b: model.apply(p, s, b, key, True), params, state, batch
+    )
+    shape = getattr(f, "shape", type(f).__name__)
+    if shape != ():
+        raise ValueError(f"`{call}(loss=...)` must return a scalar for one batch; got {shape}.")
+    for name, value in metrics.items():
+        if getattr(value, "shape", None) != ():
+            raise ValueError(
+                f"`{call}(loss=...)`: metric {name!r} must be a scalar per batch; got "
+                f"{getattr(value, 'shape', type(value).__name__)}."
+            )
+        if name == "loss" or name.startswith("val_"):
+            raise ValueError(f"`{call}(loss=...)`: a metric may not be named {name!r}.")
+    return np.dtype(f.dtype), tuple(metrics)

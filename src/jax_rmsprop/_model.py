@@ -1,0 +1,156 @@
+"""What ``fit`` and training sweeps train: the model protocol, written once.
+
+Three forms of model reach the epoch kernel (:mod:`._epoch`) as one thing, a
+:class:`Model` (static: it is hashed into the compiled epoch) plus two pytrees, the
+trainable ``params`` and the model ``state`` that is not trained (batch-norm statistics,
+random-number streams):
+
+- a pure loss: ``loss(params, batch)``; no state;
+- the functional form, for Equinox and any library: ``loss(params, state, batch, *, key,
+  training)`` returns ``(loss, state)`` or ``(loss, state, metrics)``;
+- a Flax NNX module: ``loss(model, batch)``; the module is split once into its
+  ``nnx.Param`` leaves and the rest, and merged back inside each step, in training mode
+  (dropout on, batch statistics used and their averages updated) for the steps and in
+  evaluation mode for validation.
+
+Every form may return metrics: the pure and NNX losses as ``(loss, metrics)``, with
+``metrics`` a dict of per-batch scalars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+
+PURE, FUNCTIONAL, NNX = "pure", "functional", "nnx"
+
+
+def is_nnx_module(obj: Any) -> bool:
+    """Whether ``obj`` is a Flax NNX module (without importing flax when it is absent)."""
+    nnx = _nnx_or_none()
+    return nnx is not None and isinstance(obj, nnx.Module)
+
+
+def _nnx_or_none():
+    try:
+        from flax import nnx
+    except ImportError:  # pragma: no cover - flax is optional
+        return None
+    return nnx
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """How one batch's loss, metrics and new model state are computed (static, hashable).
+
+    Attributes:
+      kind: ``"pure"``, ``"functional"`` or ``"nnx"``.
+      loss: the user's loss function.
+      train_def: an NNX module's graph in training mode (``None`` for the other forms).
+      eval_def: its graph in evaluation mode.
+    """
+
+    kind: str
+    loss: Callable
+    train_def: Any = None
+    eval_def: Any = None
+
+    def apply(self, params, state, batch, key, training: bool):
+        """``(loss, (state, metrics))`` of one batch."""
+        if self.kind == PURE:
+            loss, metrics = _split_metrics(self.loss(params, batch), "loss(params, batch)")
+            return loss, (state, metrics)
+        if self.kind == FUNCTIONAL:
+            out = self.loss(params, state, batch, key=key, training=training)
+            return _functional_out(out, state, training)
+        from flax import nnx
+
+        model = nnx.merge(self.train_def if training else self.eval_def, params, state)
+        loss, metrics = self._nnx_loss(model, batch)
+        if training:
+            _, _, state = nnx.split(model, nnx.Param, ...)
+        return loss, (state, metrics)
+
+    def value_and_grad(self, params, state, batch, key):
+        """``((loss, (state, metrics)), grads)`` of one training step.
+
+        An NNX module is merged first and differentiated with ``nnx.value_and_grad``
+        (mutations of its batch statistics and RNG counters inside a plain ``jax.grad`` of
+        a merged module are refused by Flax), then split again for its new state.
+        """
+        if self.kind != NNX:
+            return jax.value_and_grad(self.apply, has_aux=True)(params, state, batch, key, True)
+        from flax import nnx
+
+        model = nnx.merge(self.train_def, params, state)
+        (loss, metrics), grads = nnx.value_and_grad(self._nnx_loss, has_aux=True)(model, batch)
+        _, _, state = nnx.split(model, nnx.Param, ...)
+        return (loss, (state, metrics)), grads
+
+    def _nnx_loss(self, model, batch):
+        return _split_metrics(self.loss(model, batch), "loss(model, batch)")
+
+
+def _split_metrics(out: Any, call: str) -> tuple[Any, dict]:
+    """A loss's output as ``(scalar, metrics)``: a bare scalar has no metrics."""
+    if isinstance(out, tuple):
+        if len(out) != 2 or not isinstance(out[1], Mapping):
+            raise TypeError(
+                f"`{call}` must return a scalar or (scalar, metrics) with metrics a dict of "
+                f"scalars; got a tuple of {len(out)}."
+            )
+        return out[0], dict(out[1])
+    return out, {}
+
+
+def _functional_out(out: Any, state: Any, training: bool) -> tuple[Any, tuple[Any, dict]]:
+    """``(loss, (state, metrics))`` from a functional loss's ``(loss, state[, metrics])``."""
+    if not isinstance(out, tuple) or len(out) not in (2, 3):
+        raise TypeError(
+            "`loss(params, state, batch, key=..., training=...)` must return (loss, state) "
+            "or (loss, state, metrics)."
+        )
+    metrics = dict(out[2]) if len(out) == 3 else {}
+    new_state = out[1] if training else state  # evaluation leaves the model state alone
+    return out[0], (new_state, metrics)
+
+
+def split(loss: Callable, model: Any, state: Any) -> tuple[Model, Any, Any]:
+    """``(Model, params, state)`` for what the user passed as ``params`` (and ``state``).
+
+    An NNX module is split into its ``nnx.Param`` leaves and the rest; ``state`` (not
+    ``None``) selects the functional form; otherwise the loss is pure.
+    """
+    if is_nnx_module(model):
+        from flax import nnx
+
+        if state is not None:
+            raise ValueError(
+                "`fit(state=...)` is for the functional form; an NNX module keeps its own "
+                "state (pass the module alone)."
+            )
+        train = nnx.view(
+            model, deterministic=False, use_running_average=False, raise_if_not_found=False
+        )
+        evals = nnx.view(
+            model, deterministic=True, use_running_average=True, raise_if_not_found=False
+        )
+        train_def, params, rest = nnx.split(train, nnx.Param, ...)
+        eval_def = nnx.graphdef(evals)
+        return Model(NNX, loss, train_def, eval_def), params, rest
+    if state is not None:
+        return Model(FUNCTIONAL, loss), model, state
+    return Model(PURE, loss), model, None
+
+
+def write_back(model: Any, params: Any, state: Any) -> Any:
+    """What the user gets back: an NNX module updated in place, else the params."""
+    if is_nnx_module(model):
+        from flax import nnx
+
+        nnx.update(model, params, state)
+        return model
+    return params
