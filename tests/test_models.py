@@ -1,0 +1,354 @@
+"""fit on real models: Flax NNX modules (dropout, batch-norm), the functional form with model
+state (Equinox), metrics and a Keras-style history, Keras's fit controls."""
+
+import importlib.util
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jax_rmsprop
+from jax_rmsprop import compat
+
+from .helpers import optax_rules
+
+nnx = pytest.importorskip("flax.nnx")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden" / "keras_fit_bn_digits.npz"
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Net(nnx.Module):
+    """Dense(h) - BatchNorm - ReLU - Dropout - Dense(10): Keras's model and its NNX twin."""
+
+    def __init__(self, rngs, hidden=32, rate=0.0, din=64, epsilon=1e-3):
+        self.dense1 = nnx.Linear(din, hidden, rngs=rngs)
+        self.bn = nnx.BatchNorm(hidden, momentum=0.99, epsilon=epsilon, rngs=rngs)
+        self.drop = nnx.Dropout(rate, rngs=rngs)
+        self.dense2 = nnx.Linear(hidden, 10, rngs=rngs)
+
+    def __call__(self, x):
+        return self.dense2(self.drop(nnx.relu(self.bn(self.dense1(x)))))
+
+
+def loss_and_accuracy(model, batch):
+    x, y = batch
+    logits = model(x)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, {
+        "accuracy": jnp.mean((jnp.argmax(logits, -1).astype(y.dtype) == y).astype(jnp.float32))
+    }
+
+
+def _digits(n=None):
+    pytest.importorskip("sklearn", reason="scikit-learn ships the digits data set")
+    x, y, xv, yv = _script("make_fit_golden").digits()
+    return (x[:n], y[:n]), (xv, yv)
+
+
+def _set(model: Net, w):
+    """Keras's get_weights() order (scripts/make_fit_bn_golden.NAMES) into the NNX twin."""
+    k1, b1, gamma, beta, mean, var, k2, b2 = (jnp.asarray(a) for a in w)
+    for var, value in zip(_get(model), (k1, b1, gamma, beta, mean, var, k2, b2)):
+        var.set_value(value)
+
+
+def _get(model: Net):
+    m = model
+    return [
+        m.dense1.kernel,
+        m.dense1.bias,
+        m.bn.scale,
+        m.bn.bias,
+        m.bn.mean,
+        m.bn.var,
+        m.dense2.kernel,
+        m.dense2.bias,
+    ]
+
+
+def test_an_nnx_batch_norm_model_reproduces_keras_fit_with_accuracy():
+    """Keras 3 Dense-BatchNormalization-ReLU-Dense with metrics=["accuracy"], recorded by
+    scripts/make_fit_bn_golden.py, against fit on the NNX twin from the same weights."""
+    gold = np.load(GOLDEN)
+    names = _script("make_fit_bn_golden").NAMES
+    train, val = _digits()
+    model = Net(nnx.Rngs(0))
+    _set(model, [gold[f"w0/{n}"] for n in names])
+    hist = jax_rmsprop.fit(
+        loss_and_accuracy,
+        model,
+        compat.keras_rmsprop(),
+        train,
+        epochs=5,
+        batch_size=32,
+        validation=val,
+    )
+    msg = str(gold["version"])
+    assert hist.params is model and set(hist.history) == {
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+    }
+    for k in ("loss", "val_loss"):
+        np.testing.assert_allclose(hist.history[k], gold[f"history/{k}"], rtol=1e-5, err_msg=msg)
+    # accuracies: equal up to one example (a logit tie broken by float rounding)
+    for k, n in (("accuracy", len(train[0])), ("val_accuracy", len(val[0]))):
+        np.testing.assert_allclose(hist.history[k], gold[f"history/{k}"], atol=1.01 / n, rtol=0)
+    for n, got in zip(names, _get(model)):
+        want = gold[f"final/{n}"]
+        # dense1's bias feeds batch-norm, which subtracts the batch mean: its gradient is 0
+        # in exact arithmetic, and both frameworks move it by RMSProp-normalised rounding
+        # noise; it is held to 1e-4 of its scale, every other array to 1e-5
+        tol = 1e-4 if n == "dense1/bias" else 1e-5
+        np.testing.assert_allclose(
+            got.get_value(), want, rtol=tol, atol=tol * np.abs(want).max(), err_msg=f"{n} {msg}"
+        )
+    np.testing.assert_array_equal(hist.loss, hist.history["loss"])
+
+
+def _dropout_fit(rate, epochs=2, **kw):
+    model = Net(nnx.Rngs(0, dropout=1), hidden=16, rate=rate)
+    train, val = _digits(300)
+    hist = jax_rmsprop.fit(
+        loss_and_accuracy,
+        model,
+        jax_rmsprop.rmsprop(1e-3),
+        train,
+        epochs=epochs,
+        batch_size=32,
+        validation=val,
+        **kw,
+    )
+    return model, hist
+
+
+def test_dropout_is_deterministic_per_module_and_changes_training():
+    a, ha = _dropout_fit(0.5)
+    b, hb = _dropout_fit(0.5)
+    np.testing.assert_array_equal(ha.loss, hb.loss)
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(a, nnx.Param), nnx.state(b, nnx.Param))
+    _, h0 = _dropout_fit(0.0)
+    assert not np.array_equal(ha.loss, h0.loss)
+    # every step draws a fresh mask: the module's dropout stream advanced once per step
+    assert int(a.drop.rngs.count.get_value()) == 2 * int(np.ceil(300 / 32))
+
+
+def test_validation_runs_in_evaluation_mode():
+    model, hist = _dropout_fit(0.5)
+    _, val = _digits(300)
+    model.eval()  # dropout off, running statistics: what fit's validation uses
+    loss, metrics = loss_and_accuracy(model, val)
+    np.testing.assert_allclose(hist.val_loss[-1], loss, rtol=1e-6)
+    np.testing.assert_allclose(hist.history["val_accuracy"][-1], metrics["accuracy"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("key", [None, jax.random.key(3)], ids=["ordered", "shuffled"])
+def test_continuing_with_initial_epoch_equals_one_fit_bit_for_bit(key):
+    whole_model, whole = _dropout_fit(0.5, epochs=4, key=key)
+    model, first = _dropout_fit(0.5, epochs=2, key=key)
+    train, val = _digits(300)
+    rest = jax_rmsprop.fit(
+        loss_and_accuracy,
+        model,
+        jax_rmsprop.rmsprop(1e-3),
+        train,
+        epochs=4,
+        initial_epoch=2,
+        opt_state=first.opt_state,
+        batch_size=32,
+        validation=val,
+        key=key,
+    )
+    assert rest.epoch == (2, 3)
+    for k in whole.history:
+        np.testing.assert_array_equal(
+            np.concatenate([first.history[k], rest.history[k]]), whole.history[k]
+        )
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        nnx.state(model, nnx.Param),
+        nnx.state(whole_model, nnx.Param),
+    )
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        nnx.state(model, nnx.BatchStat),
+        nnx.state(whole_model, nnx.BatchStat),
+    )
+
+
+def _plateau_problem():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = x @ np.array([1.0, -2.0, 0.5], np.float32) + rng.normal(size=64).astype(np.float32)
+    return {"w": jnp.zeros(3, jnp.float32)}, (x, y)
+
+
+def _mse(params, batch):
+    x, y = batch
+    return jnp.mean((x @ params["w"] - y) ** 2)
+
+
+def test_reduce_on_plateau_gets_the_loss_and_lowers_the_scale():
+    params, data = _plateau_problem()
+    tx = optax.chain(
+        jax_rmsprop.rmsprop(0.3), optax.contrib.reduce_on_plateau(patience=2, factor=0.5)
+    )
+    with optax_rules():  # optax.contrib mixes dtypes inside
+        hist = jax_rmsprop.fit(_mse, params, tx, data, epochs=20, batch_size=64)
+    scale = float(hist.opt_state[1].scale)
+    assert scale < 0.5  # the noise floor is a plateau: lowered at least twice
+    plain = jax_rmsprop.fit(_mse, params, jax_rmsprop.rmsprop(0.3), data, epochs=20, batch_size=64)
+    assert hist.loss[-1] < plain.loss[-1]  # RMSProp at a fixed 0.3 rattles around the floor
+
+
+def test_reduce_on_plateau_trains_in_a_sweep():
+    params, data = _plateau_problem()
+    task = jax_rmsprop.Task(_mse, lambda key: params, data, 64)
+
+    def optimizer(learning_rate):
+        return optax.chain(
+            jax_rmsprop.rmsprop(learning_rate),
+            optax.contrib.reduce_on_plateau(patience=2, factor=0.5),
+        )
+
+    with optax_rules():  # optax.contrib mixes dtypes inside
+        res = jax_rmsprop.sweep(
+            task, {"learning_rate": np.array([0.03, 0.3])}, 20, optimizer=optimizer
+        )
+        hist = jax_rmsprop.fit(_mse, params, optimizer(0.3), data, epochs=20, batch_size=64)
+    np.testing.assert_allclose(res.loss[1, 0], hist.loss, rtol=1e-5)
+
+
+def test_early_stopping_restores_the_best_epoch_like_keras():
+    params, data = _plateau_problem()
+    val = (data[0][:20], data[1][:20])
+    kw = dict(batch_size=16, validation=val)
+    tx = jax_rmsprop.rmsprop(0.3)
+    hist = jax_rmsprop.fit(_mse, params, tx, data, epochs=50, patience=3, restore_best=True, **kw)
+    assert hist.stopped_epoch is not None and hist.stopped_epoch == hist.best_epoch + 3
+    assert len(hist.loss) == hist.stopped_epoch + 1
+    best = int(np.argmin(hist.val_loss))
+    assert hist.best_epoch == best
+    again = jax_rmsprop.fit(_mse, params, tx, data, epochs=best + 1, **kw)
+    np.testing.assert_array_equal(hist.params["w"], again.params["w"])
+    # max mode on a metric: stops when "neg" stops rising (here: as val_loss stops falling)
+    neg = jax_rmsprop.fit(
+        lambda p, b: (_mse(p, b), {"neg_mse": -_mse(p, b)}),
+        params,
+        tx,
+        data,
+        epochs=50,
+        patience=3,
+        monitor="val_neg_mse",
+        mode="max",
+        **kw,
+    )
+    assert neg.best_epoch == hist.best_epoch and neg.stopped_epoch == hist.stopped_epoch
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (
+            dict(initial_epoch=3, epochs=3),
+            "`fit(initial_epoch=...)` must be an int in [0, epochs=3)",
+        ),
+        (dict(patience=2, monitor="val_accuracy"), "`fit(monitor='val_accuracy')` is not logged"),
+        (dict(patience=2, monitor="loss", mode="up"), "`fit(mode=...)` must be 'auto'"),
+        (dict(restore_best=True), "`fit(restore_best=True)` needs `patience`"),
+        (dict(patience=-1), "`fit(patience=...)` must be an int >= 0"),
+    ],
+)
+def test_bad_controls_are_refused_naming_the_argument(kw, words):
+    params, data = _plateau_problem()
+    kw = {"epochs": 3} | kw
+    with pytest.raises(ValueError) as err:
+        jax_rmsprop.fit(_mse, params, jax_rmsprop.rmsprop(0.1), data, batch_size=16, **kw)
+    assert words in str(err.value) and len(str(err.value)) < 400
+
+
+def test_a_metric_that_is_not_a_scalar_is_refused():
+    params, data = _plateau_problem()
+
+    def loss(p, b):
+        return _mse(p, b), {"err": b[0] @ p["w"] - b[1]}
+
+    with pytest.raises(ValueError, match="metric 'err' must be a scalar per batch"):
+        jax_rmsprop.fit(loss, params, jax_rmsprop.rmsprop(0.1), data, epochs=1, batch_size=16)
+
+
+def test_an_equinox_model_with_batch_norm_and_dropout_trains_through_the_functional_form():
+    eqx = pytest.importorskip("equinox")
+
+    class EqxNet(eqx.Module):
+        dense1: eqx.nn.Linear
+        bn: eqx.nn.BatchNorm
+        drop: eqx.nn.Dropout
+        dense2: eqx.nn.Linear
+
+        def __init__(self, key):
+            k1, k2 = jax.random.split(key)
+            f32 = jnp.float32  # (the test suite runs with x64 enabled)
+            self.dense1 = eqx.nn.Linear(64, 32, key=k1, dtype=f32)
+            self.bn = eqx.nn.BatchNorm(32, axis_name="batch", mode="batch", dtype=f32)
+            self.drop = eqx.nn.Dropout(0.2)
+            self.dense2 = eqx.nn.Linear(32, 10, key=k2, dtype=f32)
+
+        def __call__(self, x, state, key):
+            h, state = self.bn(self.dense1(x), state)
+            return self.dense2(self.drop(jax.nn.relu(h), key=key)), state
+
+    model, state = eqx.nn.make_with_state(EqxNet)(jax.random.key(0))
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def loss(params, state, batch, *, key, training):
+        net = eqx.nn.inference_mode(eqx.combine(params, static), value=not training)
+        x, y = batch
+        keys = jax.random.split(key, x.shape[0]) if training else None
+        forward = jax.vmap(
+            net, axis_name="batch", in_axes=(0, None, 0 if training else None), out_axes=(0, None)
+        )
+        logits, state = forward(x, state, keys)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return (
+            loss,
+            state,
+            {"accuracy": jnp.mean((jnp.argmax(logits, -1).astype(y.dtype) == y).astype(jnp.float32))},
+        )
+
+    train, val = _digits(600)
+    fit = lambda **kw: jax_rmsprop.fit(  # noqa: E731
+        loss,
+        params,
+        jax_rmsprop.rmsprop(1e-3),
+        train,
+        epochs=3,
+        batch_size=32,
+        validation=val,
+        state=state,
+        rng=jax.random.key(1),
+        **kw,
+    )
+    hist = fit()
+    acc = hist.history["val_accuracy"]
+    assert acc[-1] > 0.5 and acc[-1] > acc[0]  # chance is 0.1
+    assert hist.loss[-1] < hist.loss[0]
+    # the state moved (batch-norm running statistics), and the run is deterministic per rng
+    assert not jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), hist.state, state))
+    np.testing.assert_array_equal(fit().loss, hist.loss)
+    # validation is the inference-mode loss of the returned params and state
+    v, _, m = loss(hist.params, hist.state, val, key=None, training=False)
+    np.testing.assert_allclose(hist.val_loss[-1], v, rtol=1e-6)
+    np.testing.assert_allclose(hist.history["val_accuracy"][-1], m["accuracy"], rtol=1e-6)
