@@ -21,6 +21,7 @@ def test_version_and_help(capsys):
     assert exit_.value.code == 0 and "demo" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_prints_the_seed_table_and_writes_the_pictures(tmp_path, capsys):
     with optax_rules():  # the demo compares with optax's sgd, adam and adagrad
         assert cli.main(["demo", "--out", str(tmp_path)]) == 0
@@ -101,6 +102,7 @@ def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys):
     assert err.count("\n") == 1 and err.startswith("jax-rmsprop: error:") and message in err
 
 
+@pytest.mark.slow
 def test_sweep_command_on_the_digits_task(tmp_path, capsys):
     code = cli.main(
         [
@@ -143,6 +145,7 @@ def test_sweep_command_refuses_bad_seeds(capsys):
     assert "--seeds must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_the_partial_table_and_a_rerun_resumes(tmp_path):
     """SIGINT in the middle of a digits sweep: the finished configurations' table, the
     checkpoint's path, exit 130; the same command again ends like an uninterrupted one."""

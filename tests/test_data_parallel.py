@@ -11,6 +11,8 @@ import pytest
 
 from .helpers import reordered_sum_drift
 
+pytestmark = pytest.mark.slow  # subprocess: 8 simulated devices
+
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
 

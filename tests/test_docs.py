@@ -40,6 +40,7 @@ def test_every_guide_page_has_examples():
     assert guides <= names, guides - names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=lambda p: p.name)
 def test_site_examples_run(page):
     """Every ``python`` block of a docs page runs, in order, in a fresh interpreter (as a

@@ -49,6 +49,7 @@ def _ids(kw):
     [(jnp.complex128, 1e-8, 1e-13, GRID), (jnp.complex64, 1e-6, 1e-6, GRID[::3])],
     ids=["complex128", "complex64"],
 )
+@pytest.mark.slow
 def test_complex_equal_to_optax(dtype, eps, rtol, grid):
     grads, x0 = _complex_grads(dtype), _complex_x0(dtype)
     for kw in grid:

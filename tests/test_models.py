@@ -289,6 +289,7 @@ def test_a_metric_that_is_not_a_scalar_is_refused():
         jax_rmsprop.fit(loss, params, jax_rmsprop.rmsprop(0.1), data, epochs=1, batch_size=16)
 
 
+@pytest.mark.slow  # compiles an Equinox model twice (~10 s)
 def test_an_equinox_model_with_batch_norm_and_dropout_trains_through_the_functional_form():
     eqx = pytest.importorskip("equinox")
 

@@ -18,6 +18,8 @@ import pytest
 
 from .helpers import reordered_sum_drift
 
+pytestmark = pytest.mark.slow  # subprocesses: two JAX processes
+
 SCRIPT = pathlib.Path(__file__).with_name("multiprocess_sweep.py")
 TIMEOUT_S = 240
 

@@ -78,6 +78,7 @@ def _same(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fit", "sweep"])
 def test_killed_and_run_again_ends_bit_identical(kind, tmp_path):
     seed = random.randrange(2**32)

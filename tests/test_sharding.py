@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocess: 8 simulated devices
+
 CONFIGS = ["plain", "centered_momentum", "bias_wd_bf16state"]
 MODES = ["auto", "explicit"]
 

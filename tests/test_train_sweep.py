@@ -30,6 +30,7 @@ def _task(validation=True):
 GRID = {"learning_rate": np.array([1e-3, 1e-2, 1e-1]), "decay": np.array([0.5, 0.9])}
 
 
+@pytest.mark.slow
 def test_each_cell_equals_fit_with_its_seeds_keys():
     task = _task()
     res = jax_rmsprop.sweep(task, GRID, 3, seeds=2, seed=7)
@@ -79,6 +80,7 @@ def test_chunks_give_the_same_numbers_and_report_progress():
     assert calls == [(5, 12), (10, 12), (12, 12)]
 
 
+@pytest.mark.slow
 def test_chunks_are_sized_by_memory_when_not_given(monkeypatch):
     """Without ``chunk_size``, XLA's accounting of the whole program decides: all runs in
     one program when it fits the budget, else chunks that do, with the same numbers."""
@@ -163,6 +165,7 @@ def test_training_sweep_errors():
         jax_rmsprop.sweep(dataclasses.replace(task, data=(x, y[:-1])), GRID, 2)
 
 
+@pytest.mark.slow
 def test_the_digits_task_trains_like_fit():
     pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
     task = jax_rmsprop.problems.get("digits")
@@ -251,6 +254,7 @@ def test_random_search_and_patience_errors():
         jax_rmsprop.sweep(_task(), GRID, 2, patience=0)
 
 
+@pytest.mark.slow
 def test_k_fold_cross_validation_trains_each_fold_like_fit_on_its_split():
     task = _task()  # 64 examples: 4 folds of 16
     res = jax_rmsprop.sweep(task, {"learning_rate": np.array([1e-2, 1e-1])}, 2, seeds=2, folds=4)
@@ -292,6 +296,7 @@ def test_rungs_of_successive_halving():
     assert _train_sweep._rungs(100, 4, 2) == [1, 2, 4]  # limited by the epochs
 
 
+@pytest.mark.slow
 def test_successive_halving_continues_the_best_and_equals_the_full_grid_where_it_trains():
     task = _task()
     grid = {"learning_rate": np.logspace(-3, 0, 9)}

@@ -6,6 +6,7 @@ Each error names the argument as the user wrote it: ``fit(batch_size=...)``, or
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -57,20 +58,45 @@ def batch_of(data: Any, batch_size: int) -> Any:
 
 
 def loss_output(model: Model, params, state, batch, call: str = "fit"):
-    """Traces one batch's loss: ``(loss dtype, metric names)``, checked to be scalars."""
-    key = jax.random.key(0)
-    f, (_, metrics) = jax.eval_shape(
-        lambda p, s, b: model.apply(p, s, b, key, True), params, state, batch
-    )
-    shape = getattr(f, "shape", type(f).__name__)
-    if shape != ():
-        raise ValueError(f"`{call}(loss=...)` must return a scalar for one batch; got {shape}.")
-    for name, value in metrics.items():
-        if getattr(value, "shape", None) != ():
+    """Traces one batch's loss: ``(loss dtype, metric names)``, checked to be scalars.
+
+    Traced once per model and signature (shapes and dtypes of the arguments).
+    """
+    dtype, metrics = _traced(model, _signature(params), _signature(state), _signature(batch))
+    if isinstance(dtype, str):  # the loss's output shape, not a scalar
+        raise ValueError(f"`{call}(loss=...)` must return a scalar for one batch; got {dtype}.")
+    for name, shape in metrics:
+        if shape != ():
             raise ValueError(
-                f"`{call}(loss=...)`: metric {name!r} must be a scalar per batch; got "
-                f"{getattr(value, 'shape', type(value).__name__)}."
+                f"`{call}(loss=...)`: metric {name!r} must be a scalar per batch; got {shape}."
             )
         if name == "loss" or name.startswith("val_"):
             raise ValueError(f"`{call}(loss=...)`: a metric may not be named {name!r}.")
-    return np.dtype(f.dtype), tuple(metrics)
+    return dtype, tuple(name for name, _ in metrics)
+
+
+def _signature(tree: Any) -> tuple:
+    """A hashable description of ``tree``: its structure and each leaf's shape and dtype."""
+    leaves, treedef = jax.tree.flatten(tree)
+    dtypes = [a.dtype if hasattr(a, "dtype") else np.result_type(a) for a in leaves]
+    return treedef, tuple((tuple(np.shape(a)), d) for a, d in zip(leaves, dtypes))
+
+
+@functools.lru_cache(maxsize=64)
+def _traced(model: Model, params_sig: tuple, state_sig: tuple, batch_sig: tuple):
+    """``(dtype or shape text, ((metric, shape), ...))`` of the loss for these signatures."""
+
+    def abstract(sig):
+        treedef, leaves = sig
+        return jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
+
+    key = jax.random.key(0)
+    f, (_, metrics) = jax.eval_shape(
+        lambda p, s, b: model.apply(p, s, b, key, True),
+        abstract(params_sig),
+        abstract(state_sig),
+        abstract(batch_sig),
+    )
+    shape = getattr(f, "shape", type(f).__name__)
+    described = tuple((name, getattr(v, "shape", type(v).__name__)) for name, v in metrics.items())
+    return (np.dtype(f.dtype) if shape == () else str(shape)), described

@@ -132,18 +132,36 @@ def split(loss: Callable, model: Any, state: Any) -> tuple[Model, Any, Any]:
                 "`fit(state=...)` is for the functional form; an NNX module keeps its own "
                 "state (pass the module alone)."
             )
-        train = nnx.view(
-            model, deterministic=False, use_running_average=False, raise_if_not_found=False
-        )
-        evals = nnx.view(
-            model, deterministic=True, use_running_average=True, raise_if_not_found=False
-        )
-        train_def, params, rest = nnx.split(train, nnx.Param, ...)
-        eval_def = nnx.graphdef(evals)
+        graph, params, rest = nnx.split(model, nnx.Param, ...)
+        train_def, eval_def = _modes(model, graph)
         return Model(NNX, loss, train_def, eval_def), params, rest
     if state is not None:
         return Model(FUNCTIONAL, loss), model, state
     return Model(PURE, loss), model, None
+
+
+_MODES: dict[Any, tuple[Any, Any]] = {}
+
+
+def _modes(model: Any, graph: Any) -> tuple[Any, Any]:
+    """The module's graph in training and in evaluation mode (cached by its graph).
+
+    ``nnx.view`` with ``deterministic``/``use_running_average`` set as ``Module.train()``
+    and ``Module.eval()`` set them, without changing the user's module.
+    """
+    if graph not in _MODES:
+        from flax import nnx
+
+        modes = []
+        for on in (False, True):
+            view = nnx.view(
+                model, deterministic=on, use_running_average=on, raise_if_not_found=False
+            )
+            modes.append(nnx.split(view, nnx.Param, ...)[0])
+        if len(_MODES) > 64:
+            _MODES.clear()
+        _MODES[graph] = (modes[0], modes[1])
+    return _MODES[graph]
 
 
 def write_back(model: Any, params: Any, state: Any) -> Any:
