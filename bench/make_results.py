@@ -127,6 +127,20 @@ def main(path, *later):
             [[e["rounds"], f"{e['fit_ms']:.3f}", f"{e['python-loop_ms']:.3f}", keras_ms,
               f"**{e['python-loop/fit']}x**", f"**{e['keras/fit']}**"]],
         )  # fmt: skip
+    for b in by_group.get("fit-nnx", {}).values():
+        e = b["extra_info"]
+        kernels = ["fit", "hand-scan", "python-loop", "nnx-optimizer", "keras"]
+        lines += _table(
+            f"one training epoch, dropout + batch-norm Flax NNX digits model ({e['examples']} "
+            f"examples, batch {e['batch_size']}), round-robin",
+            ["rounds", *[f"{k} ms" for k in kernels if f"{k}_ms" in e],
+             *[f"{k}/fit" for k in kernels[1:] if f"{k}/fit" in e],
+             "hand-scan/fit (10 epochs)", "keras/fit (10 epochs)"],
+            [[e["rounds"], *[f"{e[f'{k}_ms']:.3f}" for k in kernels if f"{k}_ms" in e],
+              *[f"**{e[f'{k}/fit']}**" for k in kernels[1:] if f"{k}/fit" in e],
+              f"**{e['hand-scan/fit (10 epochs)']}**",
+              f"**{e.get('keras/fit (10 epochs)', 'not installed')}**"]],
+        )  # fmt: skip
     for b in by_group.get("digits-sweep", {}).values():
         e = b["extra_info"]
         lines += _table(

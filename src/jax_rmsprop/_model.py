@@ -58,6 +58,13 @@ class Model:
     train_def: Any = None
     eval_def: Any = None
 
+    def __post_init__(self):
+        # hashed at every compiled call (a static argument): an NNX graph hashes slowly
+        object.__setattr__(self, "_hash", hash((self.kind, self.loss, self.train_def)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
     def apply(self, params, state, batch, key, training: bool):
         """``(loss, (state, metrics))`` of one batch."""
         if self.kind == PURE:
@@ -133,23 +140,29 @@ def split(loss: Callable, model: Any, state: Any) -> tuple[Model, Any, Any]:
                 "state (pass the module alone)."
             )
         graph, params, rest = nnx.split(model, nnx.Param, ...)
-        train_def, eval_def = _modes(model, graph)
-        return Model(NNX, loss, train_def, eval_def), params, rest
+        return _nnx_model(loss, model, graph), params, rest
     if state is not None:
         return Model(FUNCTIONAL, loss), model, state
     return Model(PURE, loss), model, None
 
 
-_MODES: dict[Any, tuple[Any, Any]] = {}
+_MODELS: dict[tuple[Callable, int, int], Model] = {}
 
 
-def _modes(model: Any, graph: Any) -> tuple[Any, Any]:
-    """The module's graph in training and in evaluation mode (cached by its graph).
+def _nnx_model(loss: Callable, model: Any, graph: Any) -> Model:
+    """The :class:`Model` of an NNX module with graph ``graph``.
 
-    ``nnx.view`` with ``deterministic``/``use_running_average`` set as ``Module.train()``
-    and ``Module.eval()`` set them, without changing the user's module.
+    Cached: the same object for every call with an equal graph, so that the compiled
+    epoch's cache finds it at once.
+
+    Its training and evaluation graphs are ``nnx.view``s with ``deterministic`` and
+    ``use_running_average`` set as ``Module.train()`` and ``Module.eval()`` set them,
+    leaving the user's module as it is.
     """
-    if graph not in _MODES:
+    # keyed by the module object and its graph's hash: comparing two NNX graphs for
+    # equality takes longer than a small model's epoch
+    key = (loss, id(model), hash(graph))
+    if key not in _MODELS:
         from flax import nnx
 
         modes = []
@@ -158,10 +171,10 @@ def _modes(model: Any, graph: Any) -> tuple[Any, Any]:
                 model, deterministic=on, use_running_average=on, raise_if_not_found=False
             )
             modes.append(nnx.split(view, nnx.Param, ...)[0])
-        if len(_MODES) > 64:
-            _MODES.clear()
-        _MODES[graph] = (modes[0], modes[1])
-    return _MODES[graph]
+        if len(_MODELS) > 64:
+            _MODELS.clear()
+        _MODELS[key] = Model(NNX, loss, modes[0], modes[1])
+    return _MODELS[key]
 
 
 def write_back(model: Any, params: Any, state: Any) -> Any:
