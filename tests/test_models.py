@@ -31,8 +31,8 @@ def _script(name):
 class Net(nnx.Module):
     """Dense(h) - BatchNorm - ReLU - Dropout - Dense(10): Keras's model and its NNX twin."""
 
-    def __init__(self, rngs, hidden=32, rate=0.0, din=64, epsilon=1e-3):
-        self.dense1 = nnx.Linear(din, hidden, rngs=rngs)
+    def __init__(self, rngs, hidden=32, rate=0.0, din=64, epsilon=1e-3, bias=True):
+        self.dense1 = nnx.Linear(din, hidden, use_bias=bias, rngs=rngs)
         self.bn = nnx.BatchNorm(hidden, momentum=0.99, epsilon=epsilon, rngs=rngs)
         self.drop = nnx.Dropout(rate, rngs=rngs)
         self.dense2 = nnx.Linear(hidden, 10, rngs=rngs)
@@ -58,9 +58,8 @@ def _digits(n=None):
 
 def _set(model: Net, w):
     """Keras's get_weights() order (scripts/make_fit_bn_golden.NAMES) into the NNX twin."""
-    k1, b1, gamma, beta, mean, var, k2, b2 = (jnp.asarray(a) for a in w)
-    for var, value in zip(_get(model), (k1, b1, gamma, beta, mean, var, k2, b2)):
-        var.set_value(value)
+    for variable, value in zip(_get(model), w, strict=True):
+        variable.set_value(jnp.asarray(value))
 
 
 def _get(model: Net):
@@ -326,7 +325,11 @@ def test_an_equinox_model_with_batch_norm_and_dropout_trains_through_the_functio
         return (
             loss,
             state,
-            {"accuracy": jnp.mean((jnp.argmax(logits, -1).astype(y.dtype) == y).astype(jnp.float32))},
+            {
+                "accuracy": jnp.mean(
+                    (jnp.argmax(logits, -1).astype(y.dtype) == y).astype(jnp.float32)
+                )
+            },
         )
 
     train, val = _digits(600)
@@ -353,3 +356,134 @@ def test_an_equinox_model_with_batch_norm_and_dropout_trains_through_the_functio
     v, _, m = loss(hist.params, hist.state, val, key=None, training=False)
     np.testing.assert_allclose(hist.val_loss[-1], v, rtol=1e-6)
     np.testing.assert_allclose(hist.history["val_accuracy"][-1], m["accuracy"], rtol=1e-6)
+
+
+def _nnx_task(n=200, rate=0.3):
+    train, val = _digits(n)
+
+    def init(key):
+        # no bias before batch-norm: its gradient is 0 in exact arithmetic, so RMSProp
+        # moves it by lr-sized steps on rounding noise, which a vmap rounds differently
+        return Net(nnx.Rngs(key), hidden=16, rate=rate, bias=False)
+
+    return jax_rmsprop.Task(loss_and_accuracy, init, train, 32, val)
+
+
+def test_a_sweep_of_an_nnx_model_trains_each_cell_like_fit_with_its_seed():
+    """Dropout + batch-norm NNX model, learning rate x decay x 2 seeds, one program; every
+    cell (loss, accuracy, validation) equals fit on init(seed's key) alone."""
+    from jax_rmsprop import _train_sweep
+
+    task = _nnx_task()
+    grid = {"learning_rate": np.array([1e-3, 1e-2]), "decay": np.array([0.9, 0.99])}
+    res = jax_rmsprop.sweep(task, grid, 2, seeds=2, seed=5)
+    assert set(res.metrics) == {"accuracy", "val_accuracy"}
+    assert res.metrics["accuracy"].shape == res.loss.shape == (2, 2, 2, 2)
+    for i, j, s in [(1, 0, 0), (0, 1, 1)]:
+        init_key, shuffle_key = _train_sweep.seed_keys(5, s)
+        tx = jax_rmsprop.rmsprop(grid["learning_rate"][i], decay=grid["decay"][j])
+        hist = jax_rmsprop.fit(
+            task.loss,
+            task.init(init_key),
+            tx,
+            task.data,
+            epochs=2,
+            batch_size=32,
+            key=shuffle_key,
+            validation=task.validation,
+        )
+        for name, got in [
+            ("loss", res.loss),
+            ("val_loss", res.val_loss),
+            ("accuracy", res.metrics["accuracy"]),
+            ("val_accuracy", res.metrics["val_accuracy"]),
+        ]:
+            np.testing.assert_allclose(
+                got[i, j, s], hist.history[name], rtol=2e-5, atol=1e-6, err_msg=name
+            )
+    # ranked by validation accuracy, highest first (auto mode)
+    top = res.best(2, by="val_accuracy")
+    mean = res.metrics["val_accuracy"][..., -1].mean(-1)
+    assert top[0]["score"] == pytest.approx(mean.max()) and top[0]["score"] >= top[1]["score"]
+    with pytest.raises(ValueError, match="`by='f1'` is not recorded"):
+        res.best(1, by="f1")
+
+
+def test_a_sweep_of_the_functional_form_uses_the_seed_model_key():
+    from jax_rmsprop import _train_sweep
+
+    params, data = _plateau_problem()
+
+    def loss(p, state, batch, *, key, training):
+        noise = jax.random.normal(key, (), jnp.float32) * 0.01 if training else 0.0
+        return _mse(p, batch) + noise, state + 1, {"steps": state.astype(jnp.float32)}
+
+    def init(key):
+        return {"w": 0.1 * jax.random.normal(key, (3,), jnp.float32)}, jnp.zeros((), jnp.int32)
+
+    task = jax_rmsprop.Task(loss, init, data, 16, model_state=True)
+    res = jax_rmsprop.sweep(task, {"learning_rate": np.array([0.01, 0.1])}, 3, seeds=2)
+    init_key, shuffle_key = _train_sweep.seed_keys(0, 1)
+    p0, s0 = init(init_key)
+    hist = jax_rmsprop.fit(
+        loss,
+        p0,
+        jax_rmsprop.rmsprop(0.1),
+        data,
+        epochs=3,
+        batch_size=16,
+        key=shuffle_key,
+        state=s0,
+        rng=_train_sweep.model_key(0, 1),
+    )
+    np.testing.assert_allclose(res.loss[1, 1], hist.loss, rtol=1e-5)
+    np.testing.assert_allclose(res.metrics["steps"][1, 1], hist.history["steps"], rtol=1e-6)
+    assert int(hist.state) == 12  # the state went through every step: 3 epochs x 4 batches
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_keeps_its_metrics(tmp_path):
+    task = _nnx_task(n=128, rate=0.0)
+    grid = {"learning_rate": np.array([1e-3, 1e-2, 3e-2])}
+    first = jax_rmsprop.sweep(task, grid, 3, halving=3, checkpoint=tmp_path, chunk_size=1)
+    again = jax_rmsprop.sweep(task, grid, 3, halving=3, checkpoint=tmp_path, chunk_size=1)
+    for name in first.metrics:
+        np.testing.assert_array_equal(again.metrics[name], first.metrics[name])
+    assert np.isnan(first.metrics["val_accuracy"][..., -1]).sum() == 2  # two not continued
+
+
+@pytest.mark.slow
+def test_an_nnx_fit_with_a_checkpoint_continues_bit_identical(tmp_path):
+    """The module's RNG streams (typed keys) are saved as their data and wrapped again."""
+    train, val = _digits(200)
+    tx = jax_rmsprop.rmsprop(1e-3)
+
+    def run(epochs, checkpoint=None):
+        model = Net(nnx.Rngs(0, dropout=1), hidden=16, rate=0.5)
+        hist = jax_rmsprop.fit(
+            loss_and_accuracy,
+            model,
+            tx,
+            train,
+            epochs=epochs,
+            batch_size=32,
+            key=jax.random.key(2),
+            validation=val,
+            checkpoint=checkpoint,
+        )
+        return model, hist
+
+    run(2, tmp_path)
+    resumed_model, resumed = run(4, tmp_path)  # a fresh module: epochs 2, 3 from the file
+    whole_model, whole = run(4)
+    for k in whole.history:
+        np.testing.assert_array_equal(resumed.history[k], whole.history[k])
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        checkpoint_data(nnx.state(resumed_model)),
+        checkpoint_data(nnx.state(whole_model)),
+    )
+
+
+def checkpoint_data(tree):
+    return jax_rmsprop.checkpoint.key_data(tree)

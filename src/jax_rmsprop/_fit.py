@@ -112,25 +112,6 @@ class _EarlyStopping:
         return self.wait >= self.patience and epoch > 0
 
 
-def _direction(monitor: str, mode: str) -> float:
-    """+1 if lower ``monitor`` is better, -1 if higher (Keras's ``mode``, ``auto`` by name)."""
-    if mode == "min":
-        return 1.0
-    if mode == "max":
-        return -1.0
-    if mode != "auto":
-        raise ValueError(f"`fit(mode=...)` must be 'auto', 'min' or 'max'; got {mode!r}.")
-    name = monitor.removeprefix("val_")
-    if "loss" in name or "error" in name:
-        return 1.0
-    if any(w in name for w in ("acc", "auc", "precision", "recall", "f1")):
-        return -1.0
-    raise ValueError(
-        f"`fit(mode='auto')` cannot tell whether {monitor!r} should go down or up: pass "
-        "mode='min' or mode='max'."
-    )
-
-
 def fit(
     loss: Callable[..., Any],
     params: Any,
@@ -352,7 +333,7 @@ def _early_stopping(epochs, initial_epoch, patience, monitor, mode, restore, nam
             + ("" if validation is not None else " (val_ ones need `validation`)")
             + "."
         )
-    return _EarlyStopping(monitor, int(patience), _direction(monitor, mode), bool(restore))
+    return _EarlyStopping(monitor, int(patience), _inputs.direction(monitor, mode), bool(restore))
 
 
 def _epochs(run: _Run, carry, first, epochs, logs, stopper, resume, verbose, callback):

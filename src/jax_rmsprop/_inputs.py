@@ -100,3 +100,22 @@ def _traced(model: Model, params_sig: tuple, state_sig: tuple, batch_sig: tuple)
     shape = getattr(f, "shape", type(f).__name__)
     described = tuple((name, getattr(v, "shape", type(v).__name__)) for name, v in metrics.items())
     return (np.dtype(f.dtype) if shape == () else str(shape)), described
+
+
+def direction(monitor: str, mode: str, call: str = "fit") -> float:
+    """+1 if lower ``monitor`` is better, -1 if higher (Keras's ``mode``, ``auto`` by name)."""
+    if mode == "min":
+        return 1.0
+    if mode == "max":
+        return -1.0
+    if mode != "auto":
+        raise ValueError(f"`{call}(mode=...)` must be 'auto', 'min' or 'max'; got {mode!r}.")
+    name = monitor.removeprefix("val_")
+    if "loss" in name or "error" in name:
+        return 1.0
+    if any(w in name for w in ("acc", "auc", "precision", "recall", "f1")):
+        return -1.0
+    raise ValueError(
+        f"`{call}(mode='auto')` cannot tell whether {monitor!r} should go down or up: pass "
+        "mode='min' or mode='max'."
+    )

@@ -27,7 +27,7 @@ from . import checkpoint as ckpt
 def describe(tree: Any) -> str:
     """The structure, shapes and dtypes of ``tree`` (no values), as text."""
     leaves, treedef = jax.tree.flatten(tree)
-    shapes = ", ".join(f"{np.dtype(a.dtype).name}{list(np.shape(a))}" for a in leaves)
+    shapes = ", ".join(f"{a.dtype}{list(np.shape(a))}" for a in leaves)
     return f"{treedef} [{shapes}]"
 
 

@@ -47,16 +47,20 @@ class Progress:
     chunk: int | None = None  # runs per program in this rung, once chosen
     carry_in: Any = None  # this rung's starting carries (successive halving), or None
     kept: list = dataclasses.field(default_factory=list)  # carries of this rung's done runs
+    metrics: dict = dataclasses.field(default_factory=dict)  # name -> (runs, epochs), NaN
 
     @classmethod
-    def start(cls, runs: int, epochs: int, configs: int) -> Progress:
+    def start(cls, runs: int, epochs: int, configs: int, metrics=()) -> Progress:
         loss = np.full((runs, epochs), np.nan)
-        return cls(loss, loss.copy(), np.zeros(runs, np.int64), np.arange(configs))
+        logged = {m: loss.copy() for m in metrics}
+        return cls(loss, loss.copy(), np.zeros(runs, np.int64), np.arange(configs), metrics=logged)
 
     def arrays(self) -> dict[str, Any]:
         """A snapshot to save (copies: the sweep goes on writing its own arrays)."""
         out = {"loss": self.loss.copy(), "val": self.val.copy(), "ran": self.ran.copy()}
         out["alive"] = self.alive
+        if self.metrics:
+            out["metrics"] = {k: v.copy() for k, v in self.metrics.items()}
         if self.carry_in is not None:
             out["carry_in"] = self.carry_in
         if self.kept:
@@ -74,7 +78,7 @@ class Progress:
         }
 
     @staticmethod
-    def like(position: dict, runs: int, epochs: int, per_config: int, run: Any) -> dict:
+    def like(position: dict, runs: int, epochs: int, per_config: int, run: Any, metrics=()) -> dict:
         """The template of :meth:`arrays` at ``position``; ``run``: one run's abstract carry."""
         sds = jax.ShapeDtypeStruct
         stack = lambda n: jax.tree.map(lambda a: sds((n, *a.shape), a.dtype), run)  # noqa: E731
@@ -84,6 +88,8 @@ class Progress:
             "ran": sds((runs,), np.int64),
             "alive": sds((position["alive"],), np.int64),
         }
+        if metrics:
+            out["metrics"] = {m: sds((runs, epochs), np.float64) for m in metrics}
         if position["carry_in"]:
             out["carry_in"] = stack(position["alive"] * per_config)
         if position["kept"]:
@@ -102,6 +108,7 @@ class Progress:
             position["chunk"],
             arrays.get("carry_in"),
             [arrays["kept"]] if "kept" in arrays else [],
+            dict(arrays.get("metrics", {})),
         )
 
 

@@ -24,10 +24,12 @@ from jax.tree_util import Partial
 from . import _resume
 from ._epoch import evaluate, train_epoch
 from ._faults import translate
-from ._inputs import batch_of, check_data, loss_output
-from ._model import PURE, Model
+from ._inputs import batch_of, check_data, direction, loss_output
+from ._model import FUNCTIONAL, NNX, Model
+from ._model import split as split_model
 from ._sweep_progress import Progress, SweepInterrupted, fingerprint
 from .checkpoint import _host as to_host
+from .checkpoint import key_data, with_keys
 from .problems import Task
 
 LOG_UNIFORM = ("learning_rate", "lr")  # drawn log-uniformly in random search
@@ -52,6 +54,11 @@ def seed_keys(seed: Any, s: Any) -> tuple[jax.Array, jax.Array]:
     return jax.random.fold_in(k, 0), jax.random.fold_in(k, 1)
 
 
+def model_key(seed: Any, s: Any) -> jax.Array:
+    """Seed ``s``'s key for a functional model's randomness (``fit(rng=...)``): then 2."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), s), 2)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingSweepResult:
     """The outcome of a training sweep; arrays are shaped ``(*grid, seeds, epochs)``.
@@ -62,38 +69,61 @@ class TrainingSweepResult:
       val_loss: each epoch's validation loss, or ``None`` without validation data.
       epochs_run: shape ``(*grid, seeds)``: epochs trained before early stopping (all of
         them without ``patience``); later epochs repeat the last losses.
+      metrics: each metric the task's loss returns, per epoch, and its ``val_`` twin
+        (evaluation mode on the validation data), shaped like ``loss``.
     """
 
     configs: dict[str, np.ndarray]
     loss: np.ndarray
     val_loss: np.ndarray | None
     epochs_run: np.ndarray
+    metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
-    def _final(self) -> np.ndarray:
-        """Each run's last validation loss (else training loss): ``(*grid, seeds)``."""
-        return (self.val_loss if self.val_loss is not None else self.loss)[..., -1]
+    def history(self, name: str) -> np.ndarray:
+        """``"loss"``, ``"val_loss"`` or a metric, ``(*grid, seeds, epochs)``."""
+        if name == "loss":
+            return self.loss
+        if name == "val_loss" and self.val_loss is not None:
+            return self.val_loss
+        if name in self.metrics:
+            return self.metrics[name]
+        known = ["loss", *(["val_loss"] if self.val_loss is not None else []), *self.metrics]
+        raise ValueError(f"`by={name!r}` is not recorded by this sweep; it has {known}.")
 
-    def score(self) -> np.ndarray:
+    def _final(self, by: str | None = None) -> np.ndarray:
+        """Each run's last value of ``by`` (default: validation loss, else training loss)."""
+        if by is None:
+            return (self.val_loss if self.val_loss is not None else self.loss)[..., -1]
+        return self.history(by)[..., -1]
+
+    def score(self, by: str | None = None, mode: str = "auto") -> np.ndarray:
         """The ranking score of each cell (grid-shaped), lower is better.
 
-        The final validation loss (else training loss) averaged over seeds; ``inf`` where
-        a seed ended non-finite.
+        The final value of ``by`` (default: the validation loss, else the training loss)
+        averaged over seeds, negated where higher is better (``mode``: ``"min"``,
+        ``"max"``, or ``"auto"``: accuracy-like names are maximised); ``inf`` where a
+        seed ended non-finite.
         """
-        final = self._final()
+        final = self._final(by) * (1.0 if by is None else direction(by, mode, "best"))
         return np.where(np.isfinite(final).all(-1), final.mean(-1), np.inf)
 
-    def spread(self) -> np.ndarray:
-        """The standard deviation over seeds of each cell's final loss (grid-shaped)."""
-        return self._final().std(-1)
+    def spread(self, by: str | None = None) -> np.ndarray:
+        """The standard deviation over seeds of each cell's final value (grid-shaped)."""
+        return self._final(by).std(-1)
 
-    def best(self, k: int = 5) -> list[dict[str, float]]:
-        """The ``k`` best cells by :meth:`score`, with the spread over seeds."""
-        score = self.score().ravel()
-        spread = self.spread().ravel()
+    def best(self, k: int = 5, by: str | None = None, mode: str = "auto") -> list[dict[str, float]]:
+        """The ``k`` best cells by :meth:`score` (of ``by``), with the spread over seeds.
+
+        Each row holds the configuration, ``score`` (the mean final value of ``by``,
+        as recorded) and ``seed_std``.
+        """
+        score = self.score(by, mode).ravel()
+        sign = 1.0 if by is None else direction(by, mode, "best")
+        spread = self.spread(by).ravel()
         rows = []
         for i in np.argsort(score, kind="stable")[:k]:
             row = {name: float(v.ravel()[i]) for name, v in self.configs.items()}
-            row |= {"score": float(score[i]), "seed_std": float(spread[i])}
+            row |= {"score": float(score[i] * sign), "seed_std": float(spread[i])}
             rows.append(row)
         return rows
 
@@ -102,20 +132,35 @@ class _Run(NamedTuple):
     """One training run's state between epochs (a pytree: vmapped, carried across rungs)."""
 
     params: Any
+    state: Any  # the model state (batch-norm statistics, RNG streams), or None
     opt_state: Any
-    last: tuple[jax.Array, jax.Array]  # the last epoch's (training, validation) loss
+    last: tuple[dict, dict]  # the last epoch's (training, validation) logs: loss, metrics
     best: jax.Array  # the best validation loss so far (early stopping)
     wait: jax.Array  # epochs since it improved
     ran: jax.Array  # epochs trained
     stopped: jax.Array
 
 
-def _fresh_run(init, tx, key) -> _Run:
+def _fresh_run(model: Model, metrics: tuple[str, ...], init, tx, key) -> _Run:
     """A run before its first epoch: ``init(key)``, ``tx.init``, no losses yet."""
-    params = init(key)
+    params, state = _initial(model, init, key)
     inf = jnp.asarray(jnp.inf, jax.tree.leaves(params)[0].dtype)
+    logs = {"loss": inf} | {m: jnp.full((), jnp.nan, inf.dtype) for m in metrics}
     zero = jnp.zeros((), jnp.int32)
-    return _Run(params, tx.init(params), (inf, inf), inf, zero, zero, jnp.zeros((), bool))
+    return _Run(params, state, tx.init(params), (logs, logs), inf, zero, zero, jnp.zeros((), bool))
+
+
+def _initial(model: Model, init, key) -> tuple[Any, Any]:
+    """``(params, model state)`` of a fresh run: ``init(key)`` split as the model's kind says."""
+    made = init(key)
+    if model.kind == NNX:
+        from flax import nnx
+
+        _, params, state = nnx.split(made, nnx.Param, ...)
+        return params, state
+    if model.kind == FUNCTIONAL:
+        return made
+    return made, None
 
 
 def _early_stop(patience: int, prev: _Run, new: _Run) -> _Run:
@@ -124,7 +169,7 @@ def _early_stop(patience: int, prev: _Run, new: _Run) -> _Run:
     A run that has waited ``patience`` epochs without improving stands still from then
     on, repeating its last losses.
     """
-    v = new.last[1]
+    v = new.last[1]["loss"]
     improved = v < prev.best
     wait = jnp.where(improved, 0, prev.wait + 1)
     moved = new._replace(
@@ -134,10 +179,19 @@ def _early_stop(patience: int, prev: _Run, new: _Run) -> _Run:
 
 
 @functools.partial(
-    jax.jit, static_argnames=("optimizer", "names", "options", "epochs", "bs", "patience")
+    jax.jit,
+    static_argnames=(
+        "model",
+        "metrics",
+        "optimizer",
+        "names",
+        "options",
+        "epochs",
+        "bs",
+        "patience",
+    ),
 )
 def _train_chunk(
-    loss,
     init,
     data,
     validation,
@@ -147,6 +201,8 @@ def _train_chunk(
     rows,
     carry,
     first,
+    model,
+    metrics,
     optimizer,
     names,
     options,
@@ -157,40 +213,33 @@ def _train_chunk(
     """``epochs`` epochs from epoch ``first`` of every run in the chunk.
 
     Starts from ``carry`` (``None``: initialise); returns the new carries and each
-    epoch's losses.
+    epoch's (training, validation) logs.
     """
-    model = Model(PURE, loss)
 
     def one(vals, s, rows, carry):
         tx = make_tx(optimizer, names, options, vals)
         init_key, shuffle_key = seed_keys(root, s)
+        rng = model_key(root, s) if model.kind == FUNCTIONAL else None
         train_rows, val_rows = (None, None) if rows is None else rows
+        fresh = functools.partial(_fresh_run, model, metrics, init, tx)
         if carry is None:
-            carry = _fresh_run(init, tx, init_key)
+            carry = fresh(init_key)
+        else:  # from the host: keys (NNX RNG streams) come back as their data
+            carry = with_keys(carry, jax.eval_shape(fresh, init_key))
 
         def epoch(carry: _Run, e):
-            params, _, opt_state, logs = train_epoch(
-                model,
-                tx,
-                carry.params,
-                None,
-                carry.opt_state,
-                data,
-                shuffle_key,
-                e,
-                bs,
-                rows=train_rows,
-            )
-            f = logs["loss"]
+            params, state, opt_state, logs = train_epoch(
+                model, tx, carry.params, carry.state, carry.opt_state, data, shuffle_key, e, bs,
+                rows=train_rows, rng=rng,
+            )  # fmt: skip
             if val_rows is not None:  # cross-validation: the held-out fold of ``data``
-                v = evaluate(model, params, None, data, bs, rows=val_rows)["loss"]
+                val = evaluate(model, params, state, data, bs, rows=val_rows)
             else:
-                v = (
-                    f
-                    if validation is None
-                    else evaluate(model, params, None, validation, bs)["loss"]
-                )
-            new = carry._replace(params=params, opt_state=opt_state, last=(f, v), ran=carry.ran + 1)
+                val = logs if validation is None else evaluate(model, params, state, validation, bs)
+            new = carry._replace(
+                params=params, state=state, opt_state=opt_state, last=(logs, val),
+                ran=carry.ran + 1,
+            )  # fmt: skip
             carry = new if patience is None else _early_stop(patience, carry, new)
             return carry, carry.last
 
@@ -288,7 +337,7 @@ class _Plan:
     k: int  # folds (1 without cross-validation)
     fold_rows: tuple[np.ndarray, np.ndarray] | None
     dtype: Any
-    args: tuple  # (loss, init, data, validation)
+    args: tuple  # (init, data, validation)
     static: dict[str, Any]
     chunk_size: int | None  # the user's; None: sized by memory (``chunk``)
     mesh: Mesh | None
@@ -352,13 +401,13 @@ class _Plan:
 
     def abstract_run(self) -> _Run:
         """The shapes and dtypes of one run's carry (nothing is computed)."""
-        init = self.args[1]
+        init = self.args[0]
         vals = tuple(jax.ShapeDtypeStruct((), self.dtype) for _ in self.runs)
         st = self.static
 
         def fresh(v):
             tx = make_tx(st["optimizer"], st["names"], st["options"], v)
-            return _fresh_run(init, tx, seed_keys(self.root, 0)[0])
+            return _fresh_run(st["model"], st["metrics"], init, tx, seed_keys(self.root, 0)[0])
 
         return jax.eval_shape(fresh, vals)
 
@@ -375,13 +424,13 @@ class _Plan:
             part = np.minimum(np.arange(begin, begin + chunk), idx.size - 1)  # pad
             c = None if carry is None else jax.tree.map(lambda a: a[part], carry)  # noqa: B023
             values, seed, rows, c = self._inputs(idx[part], c)
-            out, (f, v) = _train_chunk(
+            out, logs = _train_chunk(
                 *self.args, values, self.root, seed, rows, c, first, **self.static, epochs=epochs
             )
             take = min(chunk, idx.size - begin)
             kept = out if keep else out.ran
-            kept = jax.tree.map(lambda a, n=take: to_host(a)[:n], kept)
-            yield begin + take, kept, to_host(f)[:take], to_host(v)[:take]
+            kept, (f, v) = jax.tree.map(lambda a, n=take: to_host(a)[:n], (key_data(kept), logs))
+            yield begin + take, kept, f, v
 
 
 def _rungs(n_configs: int, epochs: int, eta: int) -> list[int]:
@@ -429,14 +478,17 @@ def sweep_task(
     )
     n_cfg, per_cfg = cells[0].size, seeds * plan.k
     rungs = [epochs] if halving is None else _rungs(n_cfg, epochs, halving)
-    prog = Progress.start(n_cfg * per_cfg, epochs, n_cfg)
+    names_logged = _logged(plan.static["metrics"])
+    prog = Progress.start(n_cfg * per_cfg, epochs, n_cfg, names_logged)
     resume = None
     if checkpoint is not None:
         settings = dict(epochs=epochs, seeds=seeds, seed=seed, samples=samples, folds=folds)
         settings |= dict(patience=patience, halving=halving)
         print_ = fingerprint(task, plan.params0, names, cells, optimizer, options, **settings)
         resume = _resume.Resume(checkpoint, "sweep", print_)
-        like = lambda pos: Progress.like(pos, n_cfg * per_cfg, epochs, per_cfg, plan.abstract_run())  # noqa: E731
+        like = lambda pos: Progress.like(  # noqa: E731
+            pos, n_cfg * per_cfg, epochs, per_cfg, plan.abstract_run(), names_logged
+        )
         if (got := resume.load(like, host=True)) is not None:
             prog = Progress.restored(*got)
     try:
@@ -456,6 +508,11 @@ def sweep_task(
     return _result(prog, names, cells, shape, per_cfg, task, folds)
 
 
+def _logged(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The metrics a sweep records beside the losses: each, and its ``val_`` twin."""
+    return (*metrics, *[f"val_{m}" for m in metrics])
+
+
 def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress) -> None:
     """Trains the rest of ``prog``'s rung, chunk by chunk, then moves it to the next rung.
 
@@ -472,7 +529,10 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress) -> No
     chunks = plan.train(idx, prog.carry_in, first, target - first, keep, prog.chunk, prog.done)
     for done, kept, f, v in chunks:
         rows = idx[prog.done : done]
-        prog.loss[rows, first:target], prog.val[rows, first:target] = f, v
+        prog.loss[rows, first:target], prog.val[rows, first:target] = f["loss"], v["loss"]
+        for name, values in prog.metrics.items():  # "accuracy", "val_accuracy"...
+            log, key = (v, name[4:]) if name.startswith("val_") else (f, name)
+            values[rows, first:target] = log[key]
         prog.ran[rows] = kept.ran if keep else kept
         if keep:
             prog.kept.append(kept)
@@ -501,19 +561,27 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress) -> No
 def _result(prog: Progress, names, cells, shape, per_cfg, task, folds) -> TrainingSweepResult:
     grid_shape = (*shape, per_cfg, prog.loss.shape[1])
     has_val = task.validation is not None or folds is not None
+    metrics = {
+        name: values.reshape(grid_shape)
+        for name, values in prog.metrics.items()
+        if has_val or not name.startswith("val_")
+    }
     return TrainingSweepResult(
         configs={name: c.reshape(shape) for name, c in zip(names, cells)},
         loss=prog.loss.reshape(grid_shape),
         val_loss=prog.val.reshape(grid_shape) if has_val else None,
         epochs_run=prog.ran.reshape(grid_shape[:-1]),
+        metrics=metrics,
     )
 
 
 def _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience, mesh):
-    params0 = task.init(seed_keys(seed, 0)[0])
+    made = task.init(seed_keys(seed, 0)[0])
+    params0, state0 = made if task.model_state else (made, None)
+    model, params0, state0 = split_model(task.loss, params0, state0)
     check_data(task.data, task.validation, 1, task.batch_size, call="Task")
     batch = batch_of(task.data, task.batch_size)
-    loss_output(Model(PURE, task.loss), params0, None, batch, call="Task")
+    _, metrics = loss_output(model, params0, state0, batch, call="Task")
     fold_rows = _folds(folds, jax.tree.leaves(task.data)[0].shape[0], task.batch_size)
     k = 1 if folds is None else folds
     # every (configuration, seed, fold) run, the fold varying fastest, then the seed
@@ -527,8 +595,10 @@ def _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size
         k=k,
         fold_rows=fold_rows,
         dtype=jax.tree.leaves(params0)[0].dtype,
-        args=(wrap(task.loss), wrap(task.init), jax.tree.map(jnp.asarray, task.data), val),
+        args=(wrap(task.init), jax.tree.map(jnp.asarray, task.data), val),
         static=dict(
+            model=model,
+            metrics=metrics,
             optimizer=optimizer,
             names=names,
             options=tuple(sorted((options or {}).items())),

@@ -63,6 +63,37 @@ def _entries(tree: Any) -> tuple[dict[str, Any], Any]:
     return out, treedef
 
 
+def is_key(a: Any) -> bool:
+    """Whether ``a`` is a typed ``jax.random`` key (array or abstract value)."""
+    dtype = getattr(a, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def key_data(tree: Any) -> Any:
+    """``tree`` with each typed key replaced by its raw data (``jax.random.key_data``).
+
+    Keys (a Flax NNX module's RNG streams, a shuffling key) have no NumPy form: they are
+    stored and moved to the host as their data, and :func:`with_keys` wraps them again.
+    """
+    return jax.tree.map(lambda a: jax.random.key_data(a) if is_key(a) else a, tree)
+
+
+def with_keys(tree: Any, like: Any) -> Any:
+    """``tree`` (from :func:`key_data`) with the keys of ``like`` wrapped again."""
+
+    def wrap(a, want):
+        if is_key(want) and not is_key(a):  # (the key dtype names its implementation)
+            return jax.random.wrap_key_data(a, impl=want.dtype._impl)
+        return a
+
+    return jax.tree.map(wrap, tree, like)
+
+
+def _key_data_like(like: Any) -> Any:
+    """``like`` with each key leaf replaced by the abstract value of its data."""
+    return jax.tree.map(lambda a: jax.eval_shape(jax.random.key_data, a) if is_key(a) else a, like)
+
+
 def _npz(path: str | os.PathLike) -> Path:
     """The one path rule of :func:`save` and :func:`restore`: ``.npz`` added if missing."""
     p = Path(path)
@@ -83,7 +114,7 @@ def save(path: str | os.PathLike, tree: Any, metadata: Any = None, packed: bool 
       The path written.
     """
     arrays = {} if metadata is None else {_METADATA: np.array(json.dumps(metadata))}
-    entries = _entries(tree)[0]
+    entries = _entries(key_data(tree))[0]
     hosted = jax.device_get([_host(a) if _spans_processes(a) else a for a in entries.values()])
     if packed:
         hosted = [np.asarray(a) for a in hosted]  # (tobytes: C order, any layout)
@@ -149,7 +180,8 @@ def restore(path: str | os.PathLike, like: Any, host: bool = False) -> Any:
       host: return NumPy arrays (on the host, float64 kept as it is) instead.
 
     Returns:
-      A pytree with the structure of ``like`` and the checkpoint's values.
+      A pytree with the structure of ``like`` and the checkpoint's values (typed keys
+      are stored as their data; with ``host`` they stay data, see :func:`with_keys`).
 
     Raises:
       ValueError: if the checkpoint lacks a leaf of ``like``, holds a leaf that ``like``
@@ -168,7 +200,7 @@ def restore(path: str | os.PathLike, like: Any, host: bool = False) -> Any:
             raw = buffer[offset : offset + nbytes]
             values[key] = raw.view(jnp.dtype(dtype)).reshape(tuple(shape))
             offset += nbytes
-    expected, treedef = _entries(like)
+    expected, treedef = _entries(_key_data_like(like))
     problems = []
     missing = sorted(set(expected) - set(values))
     extra = sorted(set(values) - set(expected))
@@ -198,4 +230,5 @@ def restore(path: str | os.PathLike, like: Any, host: bool = False) -> Any:
             out.append(a)
         else:
             out.append(jax.device_put(a, sharding) if sharding is not None else jnp.asarray(a))
-    return jax.tree_util.tree_unflatten(treedef, out)
+    tree = jax.tree_util.tree_unflatten(treedef, out)
+    return tree if host else with_keys(tree, like)

@@ -57,21 +57,31 @@ class Problem:
 class Task:
     """A training problem to sweep: what :func:`~jax_rmsprop.fit` takes but the optimizer.
 
+    The same models as ``fit``: parameters with a pure loss, a Flax NNX module, or the
+    functional form with model state (``model_state=True``).
+
     Attributes:
-      loss: ``loss(params, batch) -> scalar``.
-      init: ``init(key) -> params``, the initialisation of one seed.
+      loss: ``loss(params, batch)`` (or ``loss(model, batch)`` for an NNX module, or
+        ``loss(params, state, batch, *, key, training)`` with ``model_state``), returning a
+        scalar or ``(scalar, metrics)`` (the functional form: ``(scalar, state[, metrics])``).
+      init: ``init(key)``, the initialisation of one seed: parameters, an NNX module, or
+        ``(params, state)`` with ``model_state``.
       data: the training data, arrays sharing their leading axis.
       batch_size: examples per step.
       validation: data to evaluate after each epoch, or ``None``.
       name: a short name for tables and files.
+      model_state: ``init`` returns ``(params, state)`` and ``loss`` is the functional
+        form (``fit(state=...)``); its key for seed ``s`` is
+        ``fold_in(fold_in(key(seed), s), 2)``.
     """
 
-    loss: Callable[[Any, Any], jax.Array]
+    loss: Callable[..., Any]
     init: Callable[[jax.Array], Any]
     data: Any
     batch_size: int
     validation: Any = None
     name: str = "task"
+    model_state: bool = False
 
 
 def _make(name, loss, x0, minimizer=None):

@@ -1,0 +1,78 @@
+"""Group nnx-sweep: 16 x 16 configurations x 3 seeds of a dropout + batch-norm NNX model.
+
+One program (``sweep`` of a ``Task`` whose ``init`` returns the module) against a Python
+loop of ``fit`` calls, one per (configuration, seed), with one ``inject_hyperparams``
+optimizer so the loop does not recompile (a few configurations of the loop are timed and
+compared per training, as the full loop would take minutes).
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jax_rmsprop
+from jax_rmsprop import _train_sweep
+
+from .helpers import round_robin
+
+nnx = pytest.importorskip("flax.nnx")
+pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
+
+from .test_fit_nnx import Net  # noqa: E402
+
+GRID = {"learning_rate": np.logspace(-4, -1, 16), "decay": np.linspace(0.5, 0.99, 16)}
+SEEDS, EPOCHS = 3, 3
+RUNS = 16 * 16 * SEEDS
+TX = optax.inject_hyperparams(jax_rmsprop.rmsprop, hyperparam_dtype=jnp.float32)(
+    learning_rate=1e-3, decay=0.9
+)
+
+
+def loss(model, batch):
+    x, y = batch
+    logits = model(x)
+    xent = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return xent, {"accuracy": jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))}
+
+
+def _task():
+    digits = jax_rmsprop.problems.digits()
+    return jax_rmsprop.Task(loss, lambda key: Net(nnx.Rngs(key)), digits.data, 32,
+                            digits.validation)
+
+
+def _loop_of_fits(task, configs):
+    for lr, decay in configs:
+        for s in range(SEEDS):
+            init_key, shuffle_key = _train_sweep.seed_keys(0, s)
+            model = task.init(init_key)
+            state = TX.init(nnx.state(model, nnx.Param))
+            state.hyperparams["learning_rate"] = jnp.float32(lr)
+            state.hyperparams["decay"] = jnp.float32(decay)
+            jax_rmsprop.fit(task.loss, model, TX, task.data, epochs=EPOCHS,
+                            batch_size=task.batch_size, key=shuffle_key,
+                            validation=task.validation, opt_state=state)
+
+
+@pytest.mark.benchmark(group="nnx-sweep")
+def test_nnx_sweep(benchmark, device):
+    task = _task()
+    few = list(zip(GRID["learning_rate"][::5], GRID["decay"][::5]))  # 4 configurations
+    kernels = {
+        "program": lambda: jax_rmsprop.sweep(task, GRID, EPOCHS, seeds=SEEDS),
+        "fit-loop": lambda: _loop_of_fits(task, few),
+    }
+    result = kernels["program"]()  # compile and warm up outside the timer
+    kernels["fit-loop"]()
+    med = round_robin(benchmark, kernels, rounds=2)
+    per_run = {"program": med["program"] / RUNS, "fit-loop": med["fit-loop"] / (4 * SEEDS)}
+    best = result.best(1, by="val_accuracy")[0]
+    benchmark.extra_info.update(
+        device=device,
+        runs=RUNS,
+        epochs=EPOCHS,
+        **{"fit-loop/program (per run)": round(per_run["fit-loop"] / per_run["program"], 2)},
+        best_val_accuracy=round(best["score"], 4),
+    )
+    assert 0.5 < best["score"] <= 1.0  # the best configuration learned the digits
