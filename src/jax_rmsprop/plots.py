@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from ._inputs import direction
 from ._sweep import SweepResult
 from ._train_sweep import TrainingSweepResult
 from .problems import Problem
@@ -140,14 +141,20 @@ def sweep_heatmap(
     *,
     title: str,
     spread: np.ndarray | None = None,
-    label: str = "final loss (log)",
+    label: str | None = None,
+    by: str | None = None,
+    mode: str = "auto",
 ) -> Path:
-    """Final loss over a 2-D grid (log axes where log-spaced); x marks divergence.
+    """A 2-D grid's final values as a heatmap; red x marks divergence.
 
-    For a training sweep, the loss is its :meth:`~TrainingSweepResult.score` (the mean
-    over seeds), non-finite cells are marked, and with several seeds a second panel
-    shows the spread over seeds (:meth:`~TrainingSweepResult.spread`). ``spread``
-    (grid-shaped) draws that panel from other values.
+    Each cell is centred on its grid values, with edges halfway between neighbours
+    (geometric midpoints on log axes, used where the values are log-spaced or span two
+    decades), and the grid values are the ticks. For a training sweep the value is its
+    :meth:`~TrainingSweepResult.score` of ``by`` (default: the validation loss) as the mean
+    over seeds, e.g. ``by="val_accuracy"``; runs that successive halving did not continue
+    are marked apart from diverged ones, and with several seeds a second panel shows the
+    spread over seeds (``spread``, grid-shaped, draws it from other values). Losses are
+    coloured on a log scale, other metrics on a linear one.
     """
     plt = _plt()
     names = list(result.configs)
@@ -155,32 +162,80 @@ def sweep_heatmap(
         raise ValueError(f"sweep_heatmap needs a 2-D grid; this one has {names}.")
     a = result.configs[names[0]][:, 0]
     b = result.configs[names[1]][0, :]
+    stopped = np.zeros(a.shape + b.shape, bool)
+    what = "final loss"
     if isinstance(result, TrainingSweepResult):
-        loss = result.score()
-        diverged = ~np.isfinite(loss)
+        sign = 1.0 if by is None else direction(by, mode, "sweep_heatmap")
+        values = result.score(by, mode) * sign
+        bad = ~np.isfinite(values)
+        full = result.loss.shape[-1]
+        stopped = bad & (result.epochs_run.min(-1) < full)  # halving did not continue them
+        diverged = bad & ~stopped
         if spread is None and result.loss.shape[-2] > 1:
-            spread = result.spread()
+            spread = result.spread(by)
+        seeds = result.loss.shape[-2]
+        what = by or ("validation loss" if result.val_loss is not None else "training loss")
+        what = f"final {what}" + (f", mean over {seeds} seeds" if seeds > 1 else "")
     else:
-        loss, diverged = result.final_loss, result.diverged
-    loss = np.where(diverged, np.nan, loss)
+        values, diverged = result.final_loss, result.diverged
+    values = np.where(diverged | stopped, np.nan, values)
+    log = by is None or "loss" in by
+    label = label or (what + (" (log)" if log else ""))
     panels = 1 if spread is None else 2
     fig, axes = plt.subplots(1, panels, figsize=(8 * panels, 6.5), squeeze=False)
-    _grid_panel(axes[0, 0], a, b, loss, label, log=True)
+    _grid_panel(axes[0, 0], a, b, values, label, log=log)
     if spread is not None:
-        spread = np.where(diverged, np.nan, spread)
+        spread = np.where(diverged | stopped, np.nan, spread)
         _grid_panel(axes[0, 1], a, b, spread, "spread over seeds (std)", log=False)
     for ax in axes[0]:
-        bad = np.argwhere(diverged)
-        if bad.size:
-            ax.scatter(b[bad[:, 1]], a[bad[:, 0]], marker="x", color="red", s=12, label="diverged")
+        for mask, marker, color, name in (
+            (diverged, "x", "red", "diverged"),
+            (stopped, "o", "0.6", "not continued (halving)"),
+        ):
+            cells = np.argwhere(mask)
+            if cells.size:
+                ax.scatter(b[cells[:, 1]], a[cells[:, 0]], marker=marker, color=color, s=14,
+                           label=name)  # fmt: skip
+        if diverged.any() or stopped.any():
             ax.legend(loc="upper right")
         ax.set(xlabel=names[1], ylabel=names[0])
     fig.suptitle(title)
     return _save(fig, out)
 
 
+def _log_axis(v: np.ndarray) -> bool:
+    """Whether grid values ``v`` belong on a log axis.
+
+    They do when positive and log-spaced, or spanning two decades.
+    """
+    if v.size < 2 or v.min() <= 0:
+        return False
+    steps = np.diff(np.log(v))
+    return bool(np.allclose(steps, steps[0]) and v.size > 2) or v.max() / v.min() >= 100
+
+
+def cell_edges(v: np.ndarray, log: bool) -> np.ndarray:
+    """The edges of cells centred on the grid values ``v``.
+
+    Midpoints between neighbours (geometric on a log axis); the outer edges as far out as
+    the inner ones.
+    """
+    v = np.asarray(v, np.float64)
+    w = np.log(v) if log else v
+    if w.size == 1:
+        edges = np.array([w[0] - 0.5, w[0] + 0.5]) if not log else w[0] + np.log([0.5, 2.0])
+    else:
+        mid = (w[:-1] + w[1:]) / 2
+        edges = np.concatenate([[2 * w[0] - mid[0]], mid, [2 * w[-1] - mid[-1]]])
+    return np.exp(edges) if log else edges
+
+
 def _grid_panel(ax, a, b, values, label, log):
-    """One heatmap of ``values`` over the grid ``a x b``, log-scaled axes where log-spaced."""
+    """One heatmap of ``values`` over the grid ``a x b``.
+
+    Cells centred on the grid values, the grid values as ticks, log-scaled axes where the
+    values are.
+    """
     from matplotlib.colors import LogNorm
 
     norm = None
@@ -188,11 +243,25 @@ def _grid_panel(ax, a, b, values, label, log):
     if log:
         values = np.where(values > 0, values, np.nan)
         norm = LogNorm(vmin=max(pos.min(), 1e-300), vmax=pos.max()) if pos.size else None
-    mesh = ax.pcolormesh(b, a, values, norm=norm, cmap="viridis", shading="nearest")
+    log_a, log_b = _log_axis(a), _log_axis(b)
+    mesh = ax.pcolormesh(
+        cell_edges(b, log_b), cell_edges(a, log_a), values, norm=norm, cmap="viridis",
+        shading="flat",
+    )  # fmt: skip
     ax.figure.colorbar(mesh, ax=ax, label=label)
-    for axis, v in (("y", a), ("x", b)):
-        if v.size > 2 and v.min() > 0 and np.allclose(np.diff(np.log(v)), np.log(v[1] / v[0])):
+    for axis, v, is_log in (("y", a, log_a), ("x", b, log_b)):
+        if is_log:
             getattr(ax, f"set_{axis}scale")("log")
+        every = max(1, -(-v.size // 8))  # at most 8 labels
+        getattr(ax, f"set_{axis}ticks")(v, [f"{x:.3g}" if i % every == 0 else ""
+                                            for i, x in enumerate(v)])  # fmt: skip
+        getattr(ax, f"{axis}axis").set_minor_locator(_null_locator())
+
+
+def _null_locator():
+    from matplotlib.ticker import NullLocator
+
+    return NullLocator()
 
 
 def _save(fig, out: str | Path) -> Path:

@@ -19,6 +19,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 __all__ = [
+    "digits_nnx",
     "Problem",
     "Task",
     "digits",
@@ -246,6 +247,57 @@ def digits(hidden: int = 32, batch_size: int = 32, n_train: int = 1437) -> Task:
         (x[n_train:], y[n_train:]),
         "digits",
     )
+
+
+@functools.cache
+def _nnx_digits_class():
+    """The NNX module class of :func:`digits_nnx`.
+
+    Made once: flax is imported lazily, and one class keeps one compiled epoch.
+    """
+    from flax import nnx
+
+    class DigitsNet(nnx.Module):
+        """Dense(hidden) - BatchNorm - ReLU - Dropout(rate) - Dense(10)."""
+
+        def __init__(self, hidden: int, rate: float, rngs: nnx.Rngs):
+            # no bias before batch-norm, which subtracts the batch mean anyway
+            self.dense1 = nnx.Linear(64, hidden, use_bias=False, rngs=rngs)
+            self.bn = nnx.BatchNorm(hidden, rngs=rngs)
+            self.drop = nnx.Dropout(rate, rngs=rngs)
+            self.dense2 = nnx.Linear(hidden, 10, rngs=rngs)
+
+        def __call__(self, x):
+            return self.dense2(self.drop(nnx.relu(self.bn(self.dense1(x)))))
+
+    return DigitsNet
+
+
+def _nnx_digits_net(hidden: int, rate: float, key: jax.Array):
+    from flax import nnx
+
+    return _nnx_digits_class()(hidden, rate, nnx.Rngs(key))
+
+
+def _nnx_digits_loss(model, batch):
+    x, y = batch
+    logits = model(x)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    xent = -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+    hits = (jnp.argmax(logits, axis=-1).astype(y.dtype) == y).astype(jnp.float32)
+    return xent, {"accuracy": jnp.mean(hits)}
+
+
+def digits_nnx(hidden: int = 32, rate: float = 0.2, batch_size: int = 32) -> Task:
+    """The digits task with a Flax NNX model: dropout, batch-norm, and accuracy.
+
+    ``init(key)`` returns a ``Dense(hidden) - BatchNorm - ReLU - Dropout(rate) -
+    Dense(10)`` module (its dropout stream drawn from ``key``); the loss returns the
+    cross-entropy and ``{"accuracy": ...}``. Needs flax and scikit-learn.
+    """
+    base = digits(hidden, batch_size)
+    init = functools.partial(_nnx_digits_net, hidden, rate)
+    return Task(_nnx_digits_loss, init, base.data, batch_size, base.validation, "digits-nnx")
 
 
 _TASKS = {"digits": digits}

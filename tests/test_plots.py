@@ -1,0 +1,113 @@
+"""The sweep heatmap, read back from the drawn artists: cell edges, ticks, labels, marks."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+import jax_rmsprop  # noqa: E402
+from jax_rmsprop import plots  # noqa: E402
+from jax_rmsprop._train_sweep import TrainingSweepResult  # noqa: E402
+
+
+@pytest.fixture
+def drawn(monkeypatch, tmp_path):
+    """Draws a heatmap and returns its figure (kept open) instead of only the file."""
+    figures = []
+
+    def keep(fig, out):
+        figures.append(fig)
+        return out
+
+    monkeypatch.setattr(plots, "_save", keep)
+
+    def draw(result, **kw):
+        plots.sweep_heatmap(result, tmp_path / "h.png", title="t", **kw)
+        return figures[-1]
+
+    yield draw
+    import matplotlib.pyplot as plt
+
+    for fig in figures:
+        plt.close(fig)
+
+
+def _result(lr, decay, final, epochs_run=None, seeds=1, accuracy=None):
+    shape = (lr.size, decay.size)
+    loss = np.broadcast_to(final[..., None, None], (*shape, seeds, 2)).copy()
+    ran = np.full((*shape, seeds), 2) if epochs_run is None else epochs_run
+    metrics = (
+        {}
+        if accuracy is None
+        else {"val_accuracy": np.broadcast_to(accuracy[..., None, None], (*shape, seeds, 2)).copy()}
+    )
+    configs = dict(zip(["learning_rate", "decay"], np.meshgrid(lr, decay, indexing="ij")))
+    return TrainingSweepResult(configs, loss, loss.copy(), ran, metrics)
+
+
+def _mesh(fig):
+    from matplotlib.collections import QuadMesh
+
+    return next(c for c in fig.axes[0].collections if isinstance(c, QuadMesh))
+
+
+def test_cells_are_centred_on_log_spaced_values_with_geometric_edges(drawn):
+    lr = np.array([1e-4, 1e-3, 1e-2, 1e-1])
+    decay = np.array([0.5, 0.9, 0.99])
+    fig = drawn(_result(lr, decay, np.arange(12.0).reshape(4, 3) + 1))
+    ax = fig.axes[0]
+    coords = _mesh(fig).get_coordinates()  # (rows + 1, cols + 1, 2): x, y of the corners
+    y_edges = coords[:, 0, 1]
+    np.testing.assert_allclose(y_edges, [10**-4.5, 10**-3.5, 10**-2.5, 10**-1.5, 10**-0.5])
+    # every log-spaced row is equally tall on its log axis: the 1e-4 row included
+    np.testing.assert_allclose(np.diff(np.log10(y_edges)), 1.0)
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "linear"
+    np.testing.assert_allclose(ax.get_yticks(), lr)
+    np.testing.assert_allclose(ax.get_xticks(), decay)
+    x_edges = coords[0, :, 0]
+    np.testing.assert_allclose(x_edges, [0.3, 0.7, 0.945, 1.035])  # arithmetic midpoints
+    assert _mesh(fig).colorbar.ax.get_ylabel() == "final validation loss (log)"
+    # each cell's value is the one at its centre
+    np.testing.assert_allclose(
+        _mesh(fig).get_array().reshape(4, 3), np.arange(12.0).reshape(4, 3) + 1
+    )
+
+
+def test_halving_leftovers_are_not_marked_as_diverged(drawn):
+    lr, decay = np.array([1e-3, 1e-2]), np.array([0.9, 0.99])
+    final = np.array([[0.5, np.nan], [np.nan, 0.4]])
+    ran = np.array([[2, 1], [2, 2]])[..., None]  # (0, 1) was not continued; (1, 0) diverged
+    fig = drawn(_result(lr, decay, final, ran))
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["diverged", "not continued (halving)"]
+    marks = {c.get_label(): c.get_offsets().data.tolist() for c in fig.axes[0].collections[1:]}
+    assert marks["diverged"] == [[0.9, 1e-2]]
+    assert marks["not continued (halving)"] == [[0.99, 1e-3]]
+
+
+def test_a_metric_is_drawn_on_a_linear_scale_and_named(drawn):
+    lr, decay = np.array([1e-3, 1e-2]), np.array([0.9, 0.99])
+    acc = np.array([[0.8, 0.9], [0.95, 0.7]])
+    fig = drawn(_result(lr, decay, np.ones((2, 2)), seeds=3, accuracy=acc), by="val_accuracy")
+    assert _mesh(fig).colorbar.ax.get_ylabel() == "final val_accuracy, mean over 3 seeds"
+    np.testing.assert_allclose(_mesh(fig).get_array().reshape(2, 2), acc)
+    assert _mesh(fig).norm.__class__.__name__ == "Normalize"
+
+
+def test_cell_edges_of_one_value_and_of_a_linear_grid():
+    np.testing.assert_allclose(
+        plots.cell_edges(np.array([1.0, 2.0, 4.0]), log=False), [0.5, 1.5, 3.0, 5.0]
+    )
+    np.testing.assert_allclose(plots.cell_edges(np.array([1e-3]), log=True), [5e-4, 2e-3])
+
+
+def test_a_real_sweep_draws(drawn):
+    task = jax_rmsprop.Task(
+        lambda p, b: ((b[0] @ p - b[1]) ** 2).mean(),
+        lambda key: np.zeros(3, np.float32),
+        (np.ones((8, 3), np.float32), np.ones(8, np.float32)),
+        4,
+    )
+    grid = {"learning_rate": np.array([1e-3, 1e-2, 1e-1]), "decay": np.array([0.5, 0.9])}
+    fig = drawn(jax_rmsprop.sweep(task, grid, 2))
+    assert _mesh(fig).get_array().size == 6
