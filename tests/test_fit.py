@@ -194,6 +194,27 @@ def test_a_second_call_reuses_the_compiled_epoch():
     assert _fit._epoch._cache_size() == before
 
 
+def test_equal_optimizers_share_the_compiled_epoch():
+    """A fresh but equal ``rmsprop(...)`` per call (what a loop writes) compiles once;
+    another value or another variant compiles anew."""
+    params, data = _problem()
+    jax_rmsprop.fit(regression_loss, params, jax_rmsprop.rmsprop(0.02), data, epochs=1,
+                    batch_size=16)  # fmt: skip
+    before = _fit._epoch._cache_size()
+    for _ in range(3):
+        jax_rmsprop.fit(regression_loss, params, jax_rmsprop.rmsprop(0.02), data, epochs=1,
+                        batch_size=16)  # fmt: skip
+    assert _fit._epoch._cache_size() == before
+    assert jax_rmsprop.rmsprop(0.02) == jax_rmsprop.rmsprop(0.02)
+    assert jax_rmsprop.compat.torch_rmsprop(lr=0.1) == jax_rmsprop.compat.torch_rmsprop(lr=0.1)
+    assert jax_rmsprop.rmsprop(0.02) != jax_rmsprop.rmsprop(0.03)
+    assert jax_rmsprop.rmsprop(0.02) != jax_rmsprop.rmsprop(0.02, centered=True)
+    assert jax_rmsprop.rmsprop(0.02) != jax_rmsprop.rmsprop(np.float32(0.02))  # another dtype
+    jax_rmsprop.fit(regression_loss, params, jax_rmsprop.rmsprop(0.03), data, epochs=1,
+                    batch_size=16)  # fmt: skip
+    assert _fit._epoch._cache_size() == before + 1
+
+
 def _not_scalar(params, batch):
     return batch[0] @ params["w"]
 

@@ -424,9 +424,78 @@ def transform(
         bias_correction,
         None if state_dtype is None else jnp.dtype(state_dtype),
     )
-    return optax.GradientTransformationExtraArgs(
-        functools.partial(_init, variant, hp), functools.partial(_update, api, variant, hp)
-    )
+    return optax.GradientTransformationExtraArgs(_Init(variant, hp), _Update(api, variant, hp))
+
+
+def _value_key(x: Any) -> Any:
+    """A hashable stand-in for one hyperparameter.
+
+    Its value for Python and NumPy scalars (with the type, which decides the arithmetic),
+    else the object itself (schedules are compared as functions; arrays by identity).
+    """
+    if x is None or isinstance(x, bool | int | float | complex | str):
+        return (type(x).__name__, x)
+    if isinstance(x, np.generic):
+        return (x.dtype.name, x.item())
+    try:
+        hash(x)
+    except TypeError:
+        return ("id", id(x))
+    return ("obj", x)
+
+
+class _ByValue:
+    """``init``/``update`` of one configuration, equal to those of an equal configuration.
+
+    Equal optimizers then share compiled programs: ``jax.jit`` hashes a static ``tx`` by
+    its functions, and ``fit(..., rmsprop(1e-2))`` called twice compiles once.
+    """
+
+    __slots__ = ("_key",)
+
+    def _fields(self) -> tuple:
+        raise NotImplementedError
+
+    @property
+    def key(self) -> tuple:
+        try:
+            return self._key
+        except AttributeError:
+            *static, hp = self._fields()
+            self._key = (type(self).__name__, *static, tuple(_value_key(v) for v in hp))
+            return self._key
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.key == self.key  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+class _Init(_ByValue):
+    __slots__ = ("variant", "hp")
+
+    def __init__(self, variant: _Variant, hp: Hyperparams):
+        self.variant, self.hp = variant, hp
+
+    def _fields(self) -> tuple:
+        return self.variant, self.hp
+
+    def __call__(self, params: Any) -> RMSPropState:
+        return _init(self.variant, self.hp, params)
+
+
+class _Update(_ByValue):
+    __slots__ = ("api", "variant", "hp")
+
+    def __init__(self, api: str, variant: _Variant, hp: Hyperparams):
+        self.api, self.variant, self.hp = api, variant, hp
+
+    def _fields(self) -> tuple:
+        return self.api, self.variant, self.hp
+
+    def __call__(self, grads, state: RMSPropState, params=None, **extra):
+        return _update(self.api, self.variant, self.hp, grads, state, params, **extra)
 
 
 def rmsprop(
