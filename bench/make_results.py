@@ -141,6 +141,15 @@ def main(path, *later):
               f"**{e['hand-scan/fit (10 epochs)']}**",
               f"**{e.get('keras/fit (10 epochs)', 'not installed')}**"]],
         )  # fmt: skip
+    for b in by_group.get("nnx-sweep", {}).values():
+        e = b["extra_info"]
+        lines += _table(
+            f"NNX sweep: {e['runs']} runs (256 configurations x 3 seeds, dropout + batch-norm) "
+            f"x {e['epochs']} epochs, round-robin",
+            ["one program ms", "fit-loop/program per run", "best validation accuracy"],
+            [[f"{b['stats']['median'] * 1e3:.0f}", f"**{e['fit-loop/program (per run)']}x**",
+              e["best_val_accuracy"]]],
+        )  # fmt: skip
     for b in by_group.get("digits-sweep", {}).values():
         e = b["extra_info"]
         lines += _table(
