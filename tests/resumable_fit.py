@@ -33,19 +33,23 @@ def run_fit(directory, out, sleep_s):
 
     schedule = optax.cosine_decay_schedule(3e-3, EPOCHS * 16)
     tx = jax_rmsprop.rmsprop(schedule, momentum=0.9, centered=True)
-    hist = jax_rmsprop.fit(
-        t.loss,
-        t.init(jax.random.key(0)),
-        tx,
-        t.data,
-        epochs=EPOCHS,
-        batch_size=t.batch_size,
-        key=jax.random.key(1),
-        validation=t.validation,
-        callback=callback,
-        checkpoint=directory,
-    )
-    print("TRAINED", len(first), flush=True)
+    try:
+        hist = jax_rmsprop.fit(
+            t.loss,
+            t.init(jax.random.key(0)),
+            tx,
+            t.data,
+            epochs=EPOCHS,
+            batch_size=t.batch_size,
+            key=jax.random.key(1),
+            validation=t.validation,
+            callback=callback,
+            checkpoint=directory,
+        )
+    except jax_rmsprop.FitInterrupted as stop:  # SIGINT/SIGTERM: the finished epochs saved
+        print("INTERRUPTED", len(stop.partial.loss), flush=True)  # epochs finished in all
+        sys.exit(130)
+    print("TRAINED", len(first), "FIRST", first[0] if first else EPOCHS, flush=True)
     checkpoint.save(
         out,
         {
@@ -65,9 +69,14 @@ def run_sweep(directory, out, sleep_s):
         time.sleep(sleep_s)
 
     grid = {"learning_rate": np.logspace(-3, -1, 4), "decay": np.array([0.5, 0.9, 0.99])}
-    res = jax_rmsprop.sweep(
-        task(), grid, 6, seeds=2, chunk_size=4, halving=2, progress=progress, checkpoint=directory
-    )
+    try:
+        res = jax_rmsprop.sweep(
+            task(), grid, 6, seeds=2, chunk_size=4, halving=2, progress=progress,
+            checkpoint=directory,
+        )  # fmt: skip
+    except jax_rmsprop.SweepInterrupted:  # SIGINT/SIGTERM: the finished chunks saved
+        print("INTERRUPTED", len(chunks), flush=True)
+        sys.exit(130)
     print("TRAINED", len(chunks), flush=True)
     checkpoint.save(out, {"loss": res.loss, "val_loss": res.val_loss, "ran": res.epochs_run})
 

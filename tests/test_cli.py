@@ -182,3 +182,13 @@ def test_ctrl_c_prints_the_partial_table_and_a_rerun_resumes(tmp_path):
     assert (out / "sweep_digits.csv").read_text() == (
         tmp_path / "fresh" / "sweep_digits.csv"
     ).read_text()
+
+
+def test_a_corrupt_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "sweep.npz").write_bytes(b"garbage")
+    argv = ["sweep", "digits", "--learning-rate", "1e-3:1e-2:2:log", "--decay", "0.9:0.99:2"]
+    code = cli.main([*argv, "--steps", "1", "--no-progress", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and len(err) < 400
+    assert "sweep.npz is not a readable jax-rmsprop checkpoint" in err and "--restart" in err

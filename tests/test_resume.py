@@ -28,7 +28,9 @@ SCRIPT = Path(__file__).with_name("resumable_fit.py")
 TIMEOUT_S = 300
 
 
-def _run(kind, directory, out, sleep_s=0.0):
+def _run(kind, directory, out, sleep_s=0.0, first=False):
+    """Runs the script to the end: the epochs (chunks) it trained, and with ``first`` the
+    first epoch it trained."""
     done = subprocess.run(
         [sys.executable, str(SCRIPT), kind, str(directory), str(out), str(sleep_s)],
         capture_output=True,
@@ -37,7 +39,8 @@ def _run(kind, directory, out, sleep_s=0.0):
         env=_env(),
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return int(next(ln for ln in done.stdout.splitlines() if ln.startswith("TRAINED")).split()[1])
+    words = next(ln for ln in done.stdout.splitlines() if ln.startswith("TRAINED")).split()
+    return (int(words[1]), int(words[3])) if first else int(words[1])
 
 
 def _env():
@@ -47,13 +50,18 @@ def _env():
     return env
 
 
-def _kill_at_random(kind, directory, out, sleep_s, rng):
-    """Starts the run, SIGKILLs it a random time after its first checkpoint appeared."""
+def _kill_at_random(kind, directory, out, sleep_s, rng, sig=signal.SIGKILL):
+    """Starts the run and sends it ``sig`` a random time after its first checkpoint appeared.
+
+    Returns what it finished before it stopped (printed as ``INTERRUPTED n`` after a
+    SIGINT or SIGTERM), or None (SIGKILL).
+    """
     log = Path(directory).with_suffix(".log")
-    with open(log, "w") as err:
+    stdout = Path(directory).with_suffix(".out")
+    with open(log, "w") as err, open(stdout, "w") as std:
         proc = subprocess.Popen(
             [sys.executable, str(SCRIPT), kind, str(directory), str(out), str(sleep_s)],
-            stdout=subprocess.DEVNULL,
+            stdout=std,
             stderr=err,
             env=_env(),
         )
@@ -65,12 +73,17 @@ def _kill_at_random(kind, directory, out, sleep_s, rng):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 5 * sleep_s))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == -signal.SIGKILL and not Path(out).exists()
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL and not Path(out).exists()
+        return None
+    assert proc.returncode == 130, log.read_text()[-3000:]  # stopped at a boundary, saved
+    line = next(ln for ln in stdout.read_text().splitlines() if ln.startswith("INTERRUPTED"))
+    return int(line.split()[1])
 
 
 def _same(a, b):
@@ -79,16 +92,28 @@ def _same(a, b):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGKILL", "SIGINT", "SIGTERM"])  # fmt: skip
 @pytest.mark.parametrize("kind", ["fit", "sweep"])
-def test_killed_and_run_again_ends_bit_identical(kind, tmp_path):
+def test_killed_and_run_again_ends_bit_identical(kind, sig, tmp_path):
+    """Killed (SIGKILL), interrupted (SIGINT) or terminated (SIGTERM) at a random point, then
+    run again: the same arrays as a never-stopped run. After SIGINT/SIGTERM the run saved
+    what finished, and the rerun starts at the first unfinished epoch (chunk), not earlier."""
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     ref = tmp_path / "ref.npz"
     # the fit's 30 epochs; the sweep's chunks of 4 runs: 24 runs, then 12, then 6
     whole = _run(kind, tmp_path / "never-killed", ref)
     assert whole == (30 if kind == "fit" else 6 + 3 + 2)
-    _kill_at_random(kind, tmp_path / "ckpt", tmp_path / "out.npz", 0.1, rng)
-    rest = _run(kind, tmp_path / "ckpt", tmp_path / "out.npz")
+    finished = _kill_at_random(kind, tmp_path / "ckpt", tmp_path / "out.npz", 0.1, rng, sig)
+    if kind == "fit":
+        rest, first = _run(kind, tmp_path / "ckpt", tmp_path / "out.npz", first=True)
+        if finished is not None:
+            assert first == finished and rest == whole - finished, (finished, first, seed)
+    else:
+        rest = _run(kind, tmp_path / "ckpt", tmp_path / "out.npz")
+        if finished is not None:
+            assert rest == whole - finished, (finished, rest, seed)
     assert rest < whole, f"the rerun did not continue (seed {seed})"
     a = np.load(tmp_path / "out.npz")
     b = np.load(ref)
@@ -267,3 +292,79 @@ def test_a_problem_sweep_goes_on_from_its_last_chunk(tmp_path):
         np.testing.assert_array_equal(getattr(done, name), getattr(whole, name))
     with pytest.raises(ValueError, match=r"tol: 1e-08 in the checkpoint, 1e-06 in this call"):
         jax_rmsprop.sweep(problem, grid, 400, tol=1e-6, chunk_steps=50, checkpoint=tmp_path)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_fit_after_the_epoch_in_flight_saved_and_a_rerun_goes_on(signum, tmp_path):
+    """Ctrl-C or SIGTERM at epoch 2: epochs 0-2 finish and are saved, FitInterrupted
+    carries them; the same call resumes at epoch 3 and ends equal to an uninterrupted run."""
+    loss, p0, data = _regression()
+    tx = jax_rmsprop.rmsprop(0.01, momentum=0.9)
+    kw = dict(epochs=6, batch_size=8, key=jax.random.key(3))
+    whole = jax_rmsprop.fit(loss, p0, tx, data, **kw)
+    seen = []
+
+    def signal_at_epoch_2(epoch, f, v):
+        seen.append(epoch)
+        if epoch == 2:
+            os.kill(os.getpid(), signum)
+
+    with pytest.raises(jax_rmsprop.FitInterrupted) as info:
+        jax_rmsprop.fit(loss, p0, tx, data, **kw, checkpoint=tmp_path, callback=signal_at_epoch_2)
+    stop = info.value
+    assert seen == [0, 1, 2] and stop.signal == signal.Signals(signum).name
+    assert stop.checkpoint == tmp_path / "fit.npz" and stop.checkpoint.exists()
+    np.testing.assert_array_equal(stop.partial.loss, whole.loss[:3])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    seen.clear()
+    rest = jax_rmsprop.fit(
+        loss, p0, tx, data, **kw, checkpoint=tmp_path, callback=lambda e, f, v: seen.append(e)
+    )
+    assert seen == [3, 4, 5]  # the first unfinished epoch, not earlier
+    _same((rest.params, rest.opt_state, rest.loss), (whole.params, whole.opt_state, whole.loss))
+
+
+def test_a_signal_without_a_checkpoint_still_returns_what_finished():
+    loss, p0, data = _regression()
+
+    def interrupt(epoch, f, v):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(jax_rmsprop.FitInterrupted) as info:
+        jax_rmsprop.fit(loss, p0, jax_rmsprop.rmsprop(0.01), data, epochs=5, batch_size=8,
+                        callback=interrupt)  # fmt: skip
+    assert info.value.checkpoint is None and len(info.value.partial.loss) == 2
+    assert isinstance(info.value, KeyboardInterrupt)  # uncaught, it ends a script as Ctrl-C
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"this is not a checkpoint", "not an .npz file of arrays"),
+        (b"", "the file is empty"),
+        (None, "truncated"),  # the first half of a real checkpoint
+        ("foreign", "it holds no fingerprint"),  # another library's npz
+        ("pickled", "it holds no fingerprint"),  # an npz of pickled objects: never unpickled
+    ],
+    ids=["garbage", "empty", "truncated", "foreign", "pickled"],
+)
+def test_an_unreadable_checkpoint_is_refused_naming_the_file(tmp_path, content, why):
+    loss, p0, data = _regression()
+    kw = dict(epochs=2, batch_size=8, checkpoint=tmp_path)
+    path = tmp_path / "fit.npz"
+    if content is None:
+        jax_rmsprop.fit(loss, p0, jax_rmsprop.rmsprop(0.01), data, **kw)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif content == "foreign":
+        np.savez(path, weights=np.ones(3))
+    elif content == "pickled":
+        np.savez(path, meta=np.array([{"a": 1}], dtype=object))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(jax_rmsprop.CheckpointCorrupt) as info:
+        jax_rmsprop.fit(loss, p0, jax_rmsprop.rmsprop(0.01), data, **kw)
+    msg = str(info.value)
+    assert str(path) in msg and why in msg and "delete it" in msg
+    assert "allow_pickle" not in msg and len(msg) < 400
+    assert isinstance(info.value, ValueError)

@@ -9,8 +9,11 @@ from ._fit import History as History
 from ._fit import fit as fit
 from ._flat import Flat as Flat
 from ._flat import flatten as flatten
+from ._resume import CheckpointCorrupt as CheckpointCorrupt
+from ._resume import CheckpointMismatch as CheckpointMismatch
 from ._run import Trajectory as Trajectory
 from ._run import run as run
+from ._signals import FitInterrupted as FitInterrupted
 from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
 from ._sweep_progress import SweepInterrupted as SweepInterrupted
@@ -22,6 +25,9 @@ from ._version import __version__ as __version__
 from .problems import Task as Task
 
 __all__ = [
+    "CheckpointCorrupt",
+    "CheckpointMismatch",
+    "FitInterrupted",
     "Flat",
     "History",
     "ProcessLost",

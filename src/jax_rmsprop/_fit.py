@@ -23,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from . import _epoch as kernel
 from . import _faults, _inputs, _resume
 from . import _model as models
+from ._signals import FitInterrupted, Interrupts
 from .checkpoint import _host
 
 
@@ -206,6 +207,9 @@ def fit(
       A :class:`History`.
 
     Raises:
+      FitInterrupted: on Ctrl-C or SIGTERM, after the epoch in flight (saved to
+        ``checkpoint``, so the same call resumes from the next epoch); it carries the
+        finished epochs' ``History``. A second Ctrl-C stops at once.
       ValueError: before anything compiles, for arrays of ``data`` (or ``validation``)
         whose leading axes differ, ``batch_size`` < 1 or larger than the data, ``epochs``
         < 1, ``initial_epoch`` outside ``[0, epochs)``, a ``loss`` that does not return a
@@ -246,17 +250,23 @@ def fit(
         carry, first = _resumed(got, logs, stopper, initial_epoch, epochs, resume.path)
         if verbose:
             print(f"resumed from epoch {first} ({resume.path})", flush=True)
-    try:
-        carry, stopped = _epochs(
-            run, carry, first, epochs, logs, stopper, resume, verbose, callback
-        )
-    except jax.errors.JaxRuntimeError as err:  # another process died?
-        raise _faults.translate(err, "fit", None if resume is None else resume.path) from err
+    path = None if resume is None else resume.path
+    with Interrupts() as interrupts:
+        try:
+            carry, stopped = _epochs(
+                run, carry, first, epochs, logs, stopper, resume, verbose, callback, interrupts
+            )
+        except jax.errors.JaxRuntimeError as err:  # another process died?
+            raise _faults.translate(err, "fit", path) from err
+        except KeyboardInterrupt:  # a second Ctrl-C: the epoch in flight is lost
+            if resume is not None:
+                resume.flush()
+            raise FitInterrupted(None, path, "SIGINT") from None
     params, state, opt_state = carry
     if stopped is not None and stopper is not None and stopper.restore:
         params, state = stopper.kept
     history = logs.arrays()  # (collectives complete here at the latest)
-    return History(
+    hist = History(
         models.write_back(user_model, params, state),
         opt_state,
         history["loss"],
@@ -267,6 +277,9 @@ def fit(
         None if stopper is None else stopper.best_epoch,
         stopped,
     )
+    if interrupts.requested is not None:
+        raise FitInterrupted(hist, path, interrupts.requested)
+    return hist
 
 
 class _Run(NamedTuple):
@@ -336,8 +349,11 @@ def _early_stopping(epochs, initial_epoch, patience, monitor, mode, restore, nam
     return _EarlyStopping(monitor, int(patience), _inputs.direction(monitor, mode), bool(restore))
 
 
-def _epochs(run: _Run, carry, first, epochs, logs, stopper, resume, verbose, callback):
-    """Trains epochs ``first .. epochs - 1``; returns the carry and the epoch stopped at."""
+def _epochs(run: _Run, carry, first, epochs, logs, stopper, resume, verbose, callback, signals):
+    """Trains epochs ``first .. epochs - 1``; returns the carry and the epoch stopped at.
+
+    A signal (``signals.requested``) stops it after the epoch in flight, which is saved.
+    """
     stopped = None
     for epoch in range(first, epochs):
         params, state, opt_state, train = _epoch(
@@ -369,13 +385,13 @@ def _epochs(run: _Run, carry, first, epochs, logs, stopper, resume, verbose, cal
                 + " - ".join(f"{k}: {v:.4g}" for k, v in logs.last().items()),
                 flush=True,
             )
-        last = stopped is not None or epoch == epochs - 1
+        if callback is not None:
+            callback(epoch, float(train["loss"]), None if val is None else float(val["loss"]))
+        last = stopped is not None or epoch == epochs - 1 or signals.requested is not None
         if resume is not None and (resume.ready() or last):
             # written in the background while the next epoch runs
             resume.save(_saved(_copy(carry), stopper), _position(logs, stopper))
-        if callback is not None:
-            callback(epoch, float(train["loss"]), None if val is None else float(val["loss"]))
-        if stopped is not None:
+        if stopped is not None or signals.requested is not None:
             break
     if resume is not None:
         resume.flush()

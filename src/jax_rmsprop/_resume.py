@@ -14,6 +14,7 @@ import hashlib
 import os
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,32 @@ import jax
 import numpy as np
 
 from . import checkpoint as ckpt
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint written by a different call: the message lists what differs."""
+
+
+class CheckpointCorrupt(ValueError):
+    """A checkpoint file that cannot be read (garbage, truncated, empty, another format)."""
+
+
+def _why(err: BaseException, path: Path) -> str:
+    """What is wrong with an unreadable checkpoint file, in words."""
+    if isinstance(err, EOFError) or (path.exists() and path.stat().st_size == 0):
+        return "the file is empty"
+    if isinstance(err, zipfile.BadZipFile):
+        return "not a complete .npz file: truncated, or another format"
+    if isinstance(err, ValueError):  # NumPy's refusal of pickled data, never bypassed
+        return "not an .npz file of arrays: another format, or pickled objects"
+    return f"{type(err).__name__}: {str(err)[:80]}"
+
+
+def _unreadable(call: str, path: Path, why: str) -> CheckpointCorrupt:
+    return CheckpointCorrupt(
+        f"`{call}(checkpoint=...)`: {path} is not a readable jax-rmsprop checkpoint ({why}); "
+        "delete it (or pass --restart, or another directory) to start afresh."
+    )
 
 
 def describe(tree: Any) -> str:
@@ -107,13 +134,19 @@ class Resume:
         as is ``host``).
 
         Raises:
-          ValueError: the checkpoint was written by a call with another fingerprint; the
-            message lists every entry that differs, with both values.
+          CheckpointMismatch: the checkpoint was written by a call with another
+            fingerprint; the message lists every entry that differs, with both values.
+          CheckpointCorrupt: the file cannot be read as a checkpoint of this library.
         """
         if not self.path.exists():
             return None
-        meta = ckpt.metadata(self.path) or {}
-        stored = meta.get("fingerprint", {})
+        try:
+            meta = ckpt.metadata(self.path)
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise _unreadable(self.call, self.path, _why(err, self.path)) from None
+        if not isinstance(meta, dict) or "fingerprint" not in meta or "position" not in meta:
+            raise _unreadable(self.call, self.path, "it holds no fingerprint")
+        stored = meta["fingerprint"]
         differs = [
             f"{k}: {stored.get(k, '(absent)')!s} in the checkpoint, "
             f"{self.fingerprint.get(k, '(absent)')!s} in this call"
@@ -121,13 +154,16 @@ class Resume:
             if stored.get(k) != self.fingerprint.get(k)
         ]
         if differs:
-            raise ValueError(
+            raise CheckpointMismatch(
                 f"`{self.call}(checkpoint=...)`: {self.path} was written by a different call "
                 "(delete it, or pass another directory, to start afresh):\n  "
                 + "\n  ".join(differs)
             )
         position = meta["position"]
-        return ckpt.restore(self.path, like(position), host), position
+        try:
+            return ckpt.restore(self.path, like(position), host), position
+        except (OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            raise _unreadable(self.call, self.path, _why(err, self.path)) from None
 
     def save(self, arrays: Any, position: Callable[[], dict]) -> None:
         """Writes ``arrays`` and the loop's ``position()`` (JSON) atomically, in the background.

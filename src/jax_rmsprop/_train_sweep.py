@@ -27,6 +27,7 @@ from ._faults import translate
 from ._inputs import batch_of, check_data, direction, loss_output
 from ._model import FUNCTIONAL, NNX, Model
 from ._model import split as split_model
+from ._signals import Interrupts
 from ._sweep_progress import Progress, SweepInterrupted, fingerprint
 from .checkpoint import _host as to_host
 from .checkpoint import key_data, with_keys
@@ -492,8 +493,9 @@ def sweep_task(
         if (got := resume.load(like, host=True)) is not None:
             prog = Progress.restored(*got)
     try:
-        while prog.rung < len(rungs):
-            _rung(plan, prog, rungs, per_cfg, halving, resume, progress)
+        with Interrupts() as signals:  # Ctrl-C, SIGTERM: stop after the chunk in flight
+            while prog.rung < len(rungs):
+                _rung(plan, prog, rungs, per_cfg, halving, resume, progress, signals)
     except jax.errors.JaxRuntimeError as err:  # another process died?
         raise translate(err, "sweep", None if resume is None else resume.path) from err
     except KeyboardInterrupt:
@@ -513,7 +515,7 @@ def _logged(metrics: tuple[str, ...]) -> tuple[str, ...]:
     return (*metrics, *[f"val_{m}" for m in metrics])
 
 
-def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress) -> None:
+def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress, signals) -> None:
     """Trains the rest of ``prog``'s rung, chunk by chunk, then moves it to the next rung.
 
     After each chunk the checkpoint (if any) is given the progress; at a rung's end,
@@ -541,6 +543,8 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress) -> No
             resume.save(prog.arrays(), prog.position)
         if progress is not None:
             progress(done, idx.size)
+        if signals.requested is not None:  # saved below (the sweep's finally)
+            raise KeyboardInterrupt
     carry_in = None
     if keep:
         score = prog.val[idx, target - 1].reshape(prog.alive.size, per_cfg).mean(-1)

@@ -148,6 +148,7 @@ def _interrupted(stop, top: int) -> int:
 
 def _sweep(args) -> int:
     from . import problems, report
+    from ._resume import CheckpointCorrupt, CheckpointMismatch
     from ._sweep import SweepResult, sweep
     from ._sweep_progress import SweepInterrupted
 
@@ -184,10 +185,10 @@ def _sweep(args) -> int:
         if progress is not None:
             progress.close()
         return _interrupted(stop, args.top)
-    except ValueError as err:
-        if "written by a different call" not in str(err):
-            raise
+    except CheckpointMismatch as err:
         raise UsageError(f"{err}\n  (or add --restart)") from None
+    except CheckpointCorrupt as err:
+        raise UsageError(str(err)) from None
     finally:
         if progress is not None:
             progress.close()

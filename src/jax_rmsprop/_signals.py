@@ -1,0 +1,58 @@
+"""Ctrl-C and SIGTERM during a long call, taken at the next epoch boundary.
+
+A scheduler or a preempted cloud machine sends SIGTERM; a user presses Ctrl-C. Raising at
+once would leave the epoch in flight half-done and its donated inputs gone, so
+:class:`Interrupts` only records the signal; the loop checks :attr:`Interrupts.requested`
+after each epoch, saves, and stops. A second Ctrl-C raises ``KeyboardInterrupt`` at once.
+Handlers are installed only in the main thread (Python delivers signals there) and the
+previous ones are restored on exit.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+
+class Interrupts:
+    """A context that turns SIGINT and SIGTERM into a request to stop at a boundary."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None  # the signal's name once one arrived
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during :func:`~jax_rmsprop.fit`, stopped at an epoch boundary.
+
+    Attributes:
+      partial: the :class:`~jax_rmsprop.History` of the epochs that finished.
+      checkpoint: the checkpoint file holding them (the same call resumes from the next
+        epoch), or ``None`` without ``checkpoint``.
+      signal: ``"SIGINT"`` or ``"SIGTERM"``.
+    """
+
+    def __init__(self, partial: Any, checkpoint: Any, signal_name: str):
+        epochs = len(partial.loss) if partial is not None else 0
+        super().__init__(f"fit interrupted by {signal_name} after {epochs} epochs")
+        self.partial = partial
+        self.checkpoint = checkpoint
+        self.signal = signal_name
