@@ -206,6 +206,8 @@ def test_equal_optimizers_share_the_compiled_epoch():
                         batch_size=16)  # fmt: skip
     assert _fit._epoch._cache_size() == before
     assert jax_rmsprop.rmsprop(0.02) == jax_rmsprop.rmsprop(0.02)
+    tx = jax_rmsprop.rmsprop(0.02)  # its functions still jit on their own
+    jax.jit(tx.update)(*[jnp.ones(2)] * 1, jax.jit(tx.init)(jnp.ones(2)), jnp.ones(2))
     assert jax_rmsprop.compat.torch_rmsprop(lr=0.1) == jax_rmsprop.compat.torch_rmsprop(lr=0.1)
     assert jax_rmsprop.rmsprop(0.02) != jax_rmsprop.rmsprop(0.03)
     assert jax_rmsprop.rmsprop(0.02) != jax_rmsprop.rmsprop(0.02, centered=True)

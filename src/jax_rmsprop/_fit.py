@@ -223,6 +223,8 @@ def fit(
     stopper = _early_stopping(
         epochs, initial_epoch, patience, monitor, mode, restore_best, names, validation
     )
+    if opt_state is not None:
+        _check_opt_state(tx, params, opt_state)
     sharding = None
     if mesh is not None:
         if batch_size % mesh.size:
@@ -322,6 +324,21 @@ class _Logs:
 
     def __len__(self) -> int:
         return len(self.values["loss"])
+
+
+def _check_opt_state(tx, params, opt_state) -> None:
+    """``opt_state`` must have the structure of ``tx.init(params)``.
+
+    Another optimizer's state would fail deep inside the update.
+    """
+    want = jax.tree.structure(jax.eval_shape(tx.init, params))
+    got = jax.tree.structure(opt_state)
+    if got != want:
+        short = lambda t: (str(t)[:120] + "...") if len(str(t)) > 120 else str(t)  # noqa: E731
+        raise ValueError(
+            f"`fit(opt_state=...)` does not match `tx.init(params)`: it is {short(got)}, "
+            f"this optimizer's is {short(want)} (a state of another optimizer or model?)."
+        )
 
 
 def _early_stopping(epochs, initial_epoch, patience, monitor, mode, restore, names, validation):

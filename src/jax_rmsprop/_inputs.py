@@ -20,6 +20,14 @@ def length(name: str, data: Any, call: str = "fit") -> int:
     leaves = jax.tree_util.tree_leaves_with_path(data)
     if not leaves:
         raise ValueError(f"`{call}({name}=...)` needs at least one array.")
+    scalars = [p for p, a in leaves if not hasattr(a, "shape")]
+    if scalars:  # a Python list of rows is a pytree of numbers, not an array
+        where = jax.tree_util.keystr(scalars[0]) or "<root>"
+        raise ValueError(
+            f"`{call}({name}=...)` must be arrays (NumPy or JAX), or a tuple/dict of them; "
+            f"{where} is a Python {type(dict(leaves)[scalars[0]]).__name__} among "
+            f"{len(scalars)} such leaves (a list of rows? convert it with np.asarray)."
+        )
     sizes = {jax.tree_util.keystr(p) or "<root>": np.shape(a)[:1] for p, a in leaves}
     if len(set(sizes.values())) != 1 or () in sizes.values():
         raise ValueError(
@@ -37,6 +45,9 @@ def check_data(data, validation, epochs, batch_size, call: str = "fit") -> int:
         want: Any = jax.tree.structure(data)  # (Any: PyTreeDef is opaque to mypy)
         if jax.tree.structure(validation) != want:
             raise ValueError(f"`{call}(validation=...)` must have the structure of `data`.")
+    finite(data, "data", call)
+    if validation is not None:
+        finite(validation, "validation", call)
     if not isinstance(epochs, int | np.integer) or epochs < 1:
         raise ValueError(f"`fit(epochs=...)` must be a positive int; got {epochs!r}.")
     if not isinstance(batch_size, int | np.integer) or not 1 <= batch_size <= n:
@@ -45,6 +56,21 @@ def check_data(data, validation, epochs, batch_size, call: str = "fit") -> int:
             f"got {batch_size!r}."
         )
     return n
+
+
+def finite(data: Any, name: str, call: str = "fit") -> None:
+    """Refuses NaN or infinity in ``data``'s floating arrays, naming the array and row."""
+    for path, a in jax.tree_util.tree_leaves_with_path(data):
+        if not jax.numpy.issubdtype(a.dtype, jax.numpy.inexact):
+            continue
+        bad = ~np.asarray(jax.numpy.isfinite(a).reshape(a.shape[0], -1).all(axis=1))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"`{call}({name}=...)`{jax.tree_util.keystr(path)} holds NaN or infinity: "
+                f"{int(bad.sum())} rows, the first is row {row}; training on it would give "
+                "NaN losses. Drop or impute those rows first."
+            )
 
 
 def batch_of(data: Any, batch_size: int) -> Any:
@@ -119,3 +145,48 @@ def direction(monitor: str, mode: str, call: str = "fit") -> float:
         f"`{call}(mode='auto')` cannot tell whether {monitor!r} should go down or up: pass "
         "mode='min' or mode='max'."
     )
+
+
+# The hyperparameters whose ranges are known, by the names the constructors take
+_UNIT = ("decay", "rho", "alpha", "momentum", "b1", "b2", "beta1", "beta2")
+_NONNEGATIVE = ("learning_rate", "lr", "eps", "epsilon", "weight_decay", "initial_scale")
+
+
+def check_grid(grid: Any, samples: Any, call: str = "sweep") -> None:
+    """Each grid (or ``samples`` range) entry: numbers, finite, in its hyperparameter's range.
+
+    Booleans and other structural options change the program and cannot be searched in
+    one vmapped program: they are refused with where they belong (``options=``).
+    """
+    if not hasattr(grid, "items") or not grid:
+        raise ValueError(f"`{call}(grid=...)` must be a non-empty dict of name -> values.")
+    for name, values in grid.items():
+        arr = np.asarray(values)
+        if arr.dtype == bool or arr.dtype.kind not in "iuf":
+            raise ValueError(
+                f"`{call}(grid={{{name!r}: ...}})`: {name} takes "
+                f"{'booleans' if arr.dtype == bool else arr.dtype.name + ' values'}, which "
+                "change the compiled program; fix it with `options={...}` and run one sweep "
+                "per value."
+            )
+        if arr.ndim != 1 or arr.size == 0:
+            raise ValueError(
+                f"`{call}(grid={{{name!r}: ...}})` must be a non-empty 1-D array of values; "
+                f"got shape {arr.shape}."
+            )
+        what = "range (low, high)" if samples is not None else "values"
+        low, high = (
+            (0.0, 1.0)
+            if name in _UNIT
+            else (0.0, np.inf)
+            if name in _NONNEGATIVE
+            else (-np.inf, np.inf)
+        )
+        ok = np.isfinite(arr) & (arr >= low) & (arr <= high)
+        if not ok.all():
+            bad = arr[~ok][0]
+            span = f" in [{low:g}, {high:g}]" if np.isfinite(high) else " >= 0" if low == 0 else ""
+            raise ValueError(
+                f"`{call}(grid={{{name!r}: ...}})`: {name} must be finite{span}; its {what} "
+                f"hold {bad!r}."
+            )

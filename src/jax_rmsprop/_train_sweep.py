@@ -24,7 +24,7 @@ from jax.tree_util import Partial
 from . import _resume
 from ._epoch import evaluate, train_epoch
 from ._faults import translate
-from ._inputs import batch_of, check_data, direction, loss_output
+from ._inputs import batch_of, check_data, check_grid, direction, loss_output
 from ._model import FUNCTIONAL, NNX, Model
 from ._model import split as split_model
 from ._signals import Interrupts
@@ -276,6 +276,7 @@ def _configurations(grid, samples, seed):
     The grid's Cartesian product, or ``samples`` random draws from each ``(low, high)``
     range (log-uniform for the learning rate).
     """
+    check_grid(grid, samples)
     names = tuple(grid)
     if samples is None:
         axes = [np.asarray(grid[n]) for n in names]
@@ -479,6 +480,11 @@ def sweep_task(
     )
     n_cfg, per_cfg = cells[0].size, seeds * plan.k
     rungs = [epochs] if halving is None else _rungs(n_cfg, epochs, halving)
+    if halving is not None and len(rungs) < 2:
+        raise ValueError(
+            f"`sweep(halving={halving})` needs at least {halving} epochs and {halving} "
+            f"configurations for two rungs; got epochs={epochs}, {n_cfg} configurations."
+        )
     names_logged = _logged(plan.static["metrics"])
     prog = Progress.start(n_cfg * per_cfg, epochs, n_cfg, names_logged)
     resume = None

@@ -451,7 +451,7 @@ class _ByValue:
     its functions, and ``fit(..., rmsprop(1e-2))`` called twice compiles once.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "__weakref__")  # (jax.jit(tx.update) keeps a weak reference)
 
     def _fields(self) -> tuple:
         raise NotImplementedError

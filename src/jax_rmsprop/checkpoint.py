@@ -160,7 +160,8 @@ def _host(leaf: Any) -> np.ndarray:
 
 def metadata(path: str | os.PathLike) -> Any:
     """The ``metadata`` that :func:`save` wrote to ``path`` (``None`` if it wrote none)."""
-    with np.load(_npz(path)) as f:
+    # (the file is opened here so that it is closed when np.load fails on a bad file)
+    with open(_npz(path), "rb") as raw, np.load(raw) as f:
         return json.loads(str(f[_METADATA])) if _METADATA in f.files else None
 
 
@@ -187,7 +188,7 @@ def restore(path: str | os.PathLike, like: Any, host: bool = False) -> Any:
       ValueError: if the checkpoint lacks a leaf of ``like``, holds a leaf that ``like``
         has not, or a leaf's shape or dtype differs; every mismatch is listed.
     """
-    with np.load(_npz(path)) as f:
+    with open(_npz(path), "rb") as raw, np.load(raw) as f:
         stored = {k: f[k] for k in f.files}
     values = {}  # key path -> array in its saved dtype (raw bits viewed back)
     for key, a in stored.items():

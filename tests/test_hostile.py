@@ -1,0 +1,93 @@
+"""Inputs people get wrong, refused before compiling: one ValueError that names the
+argument, in under 400 characters."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jax_rmsprop
+
+
+def _loss(p, b):
+    return jnp.mean((b[0] @ p - b[1]) ** 2)
+
+
+def _data(n=40):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    return x, (x @ np.array([1.0, -2.0, 0.5], np.float32))
+
+
+def _refused(call, words):
+    with pytest.raises(ValueError) as info:
+        call()
+    msg = str(info.value)
+    assert words in msg, msg
+    assert len(msg) < 400, len(msg)
+    return msg
+
+
+def _fit(**kw):
+    args = dict(loss=_loss, params=jnp.zeros(3, jnp.float32), tx=jax_rmsprop.rmsprop(0.01),
+                data=_data(), epochs=1, batch_size=8) | kw  # fmt: skip
+    return lambda: jax_rmsprop.fit(args.pop("loss"), args.pop("params"), args.pop("tx"),
+                                   args.pop("data"), **args)  # fmt: skip
+
+
+def test_python_lists_as_data():
+    x, y = _data(400)
+    msg = _refused(_fit(data=(x.tolist(), y.tolist())), "`fit(data=...)` must be arrays")
+    assert "np.asarray" in msg
+
+
+@pytest.mark.parametrize("where", ["data", "validation"])
+def test_nan_in_the_data_names_the_array_and_the_row(where):
+    x, y = _data()
+    x = x.copy()
+    x[7, 1], x[12, 0] = np.nan, np.inf
+    kw = {"data": (x, y)} if where == "data" else {"validation": (x, y)}
+    msg = _refused(_fit(**kw), f"`fit({where}=...)`[0] holds NaN or infinity")
+    assert "2 rows, the first is row 7" in msg
+
+
+def test_an_optimizer_state_of_another_optimizer():
+    params = jnp.zeros(3, jnp.float32)
+    adam_state = optax.adam(0.1).init(params)
+    _refused(_fit(opt_state=adam_state), "`fit(opt_state=...)` does not match `tx.init(params)`")
+
+
+def _task():
+    return jax_rmsprop.Task(_loss, lambda key: jnp.zeros(3, jnp.float32), _data(), 8)
+
+
+@pytest.mark.parametrize(
+    "grid, words",
+    [
+        ({"learning_rate": [0.1, -0.01]}, "learning_rate must be finite >= 0; its values hold"),
+        ({"learning_rate": [0.1, float("nan")]}, "learning_rate must be finite"),
+        ({"learning_rate": [0.1], "decay": np.linspace(0.5, 1.5, 4)},
+         "decay must be finite in [0, 1]"),
+        ({"learning_rate": [0.1], "centered": [False, True]},
+         "centered takes booleans, which change the compiled program; fix it with `options="),
+        ({"learning_rate": [[0.1, 0.2]]}, "must be a non-empty 1-D array"),
+        ({}, "`sweep(grid=...)` needs at least one hyperparameter"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("kind", ["task", "problem"])
+def test_bad_grids_name_the_hyperparameter(grid, words, kind):
+    target = _task() if kind == "task" else jax_rmsprop.problems.sphere()
+    _refused(lambda: jax_rmsprop.sweep(target, grid, 2), words)
+
+
+def test_random_search_needs_ranges_and_halving_needs_rungs():
+    task = _task()
+    _refused(
+        lambda: jax_rmsprop.sweep(task, {"learning_rate": [1e-3, 1e-2, 1e-1]}, 2, samples=5),
+        "with `samples` must be a range (low, high)",
+    )
+    _refused(
+        lambda: jax_rmsprop.sweep(task, {"learning_rate": np.logspace(-3, -1, 4)}, 2, halving=3),
+        "`sweep(halving=3)` needs at least 3 epochs and 3 configurations for two rungs; "
+        "got epochs=2",
+    )
