@@ -91,3 +91,33 @@ def test_random_search_needs_ranges_and_halving_needs_rungs():
         "`sweep(halving=3)` needs at least 3 epochs and 3 configurations for two rungs; "
         "got epochs=2",
     )
+
+
+def test_a_diverging_fit_stops_at_the_first_non_finite_epoch_keeping_finite_params():
+    """lr 1e30 on a quadratic overflows float32 in the third epoch: fit warns naming it,
+    stops, and returns the parameters of the last finite epoch (equal to a 2-epoch fit)."""
+    x, y = _data()
+
+    def loss(p, b):  # finite for finite p; overflows to inf as p grows
+        return jnp.mean((b[0] @ p - b[1]) ** 2) + jnp.sum(p**8)
+
+    kw = dict(epochs=10, batch_size=40)
+    tx = optax.sgd(1e-6)
+    grow = optax.chain(
+        optax.scale(-1.0),
+        optax.scale_by_schedule(lambda t: jnp.float32(10.0) ** (4 * t).astype(jnp.float32)),
+    )
+    with pytest.warns(RuntimeWarning, match=r"fit: epoch (\d) gave a non-finite loss") as rec:
+        hist = jax_rmsprop.fit(loss, jnp.full(3, 0.5, jnp.float32), optax.chain(tx, grow), (x, y),
+                               **kw)  # fmt: skip
+    bad = hist.stopped_epoch
+    assert str(bad) in str(rec[0].message) and len(hist.loss) == bad + 1
+    assert np.isfinite(hist.loss[:bad]).all() and not np.isfinite(hist.loss[bad])
+    assert np.isfinite(np.asarray(hist.params)).all()
+    before = jax_rmsprop.fit(loss, jnp.full(3, 0.5, jnp.float32), optax.chain(tx, grow), (x, y),
+                             epochs=bad, batch_size=40)  # fmt: skip
+    np.testing.assert_array_equal(hist.params, before.params)
+    # opting out trains on into NaN
+    on = jax_rmsprop.fit(loss, jnp.full(3, 0.5, jnp.float32), optax.chain(tx, grow), (x, y),
+                         terminate_on_nan=False, **kw)  # fmt: skip
+    assert len(on.loss) == 10 and not np.isfinite(np.asarray(on.params)).all()

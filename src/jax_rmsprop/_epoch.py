@@ -93,8 +93,13 @@ def train_epoch(
     rows=None,
     sharding=None,
     rng=None,
+    keep_finite: bool = False,
 ):
     """One epoch (traced): ``(params, state, opt_state, logs)``.
+
+    With ``keep_finite``, an epoch whose loss or new parameters are not finite returns
+    the parameters and states it started from (the last finite ones), and ``logs`` holds
+    ``"finite"``, whether it did not.
 
     ``logs`` maps ``"loss"`` and each metric to its epoch mean, the batches' values
     weighted by their sizes (as Keras reports them). ``rows`` restricts the epoch to those
@@ -121,7 +126,15 @@ def train_epoch(
         carry, last = train(carry, (rest, head.shape[0]))
         totals = {k: t + last[k] * rest.shape[0] for k, t in totals.items()}
         count = count + rest.shape[0]
-    return (*carry, {k: t / count for k, t in totals.items()})
+    logs = {k: t / count for k, t in totals.items()}
+    if keep_finite:
+        finite = jnp.isfinite(logs["loss"])
+        for leaf in jax.tree.leaves(carry[0]):
+            finite = finite & jnp.all(jnp.isfinite(leaf))
+        start = (params, state, opt_state)
+        carry = jax.tree.map(lambda new, old: jnp.where(finite, new, old), carry, start)
+        logs["finite"] = finite
+    return (*carry, logs)
 
 
 def evaluate(model: Model, params, state, data, batch_size: int, rows=None, sharding=None):

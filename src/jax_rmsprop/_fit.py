@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import math
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -61,7 +62,7 @@ class History(NamedTuple):
 
 _epoch = jax.jit(
     kernel.train_epoch,
-    static_argnames=("model", "tx", "batch_size", "drop_last", "sharding"),
+    static_argnames=("model", "tx", "batch_size", "drop_last", "sharding", "keep_finite"),
     donate_argnames=("params", "state", "opt_state"),
 )
 _evaluate = jax.jit(kernel.evaluate, static_argnames=("model", "batch_size", "sharding"))
@@ -133,6 +134,7 @@ def fit(
     mode: str = "auto",
     restore_best: bool = False,
     verbose: int = 0,
+    terminate_on_nan: bool = True,
     callback: Callable[[int, float, float | None], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
     mesh: Mesh | None = None,
@@ -187,6 +189,10 @@ def fit(
         and model state (Keras's ``restore_best_weights``; the optimizer state is the
         last one).
       verbose: 1 prints one line per epoch with its logs; 0 (default) prints nothing.
+      terminate_on_nan: stop after an epoch whose loss (or new parameters) is NaN or
+        infinite, as Keras's ``TerminateOnNaN`` does, warning which epoch, and return the
+        last finite parameters and states (those that epoch started from; keeping them
+        costs a copy of the parameters and states during each epoch). ``False`` trains on.
       callback: called as ``callback(epoch, loss, val_loss)`` after each epoch (it
         waits for the epoch to finish).
       checkpoint: a directory: the state after each epoch is saved there
@@ -240,7 +246,10 @@ def fit(
     if mesh is None:
         data = jax.tree.map(jnp.asarray, data)
         validation = None if validation is None else jax.tree.map(jnp.asarray, validation)
-    run = _Run(model, tx, data, validation, key, rng, int(batch_size), bool(drop_last), sharding)
+    run = _Run(
+        model, tx, data, validation, key, rng, int(batch_size), bool(drop_last), sharding,
+        bool(terminate_on_nan),
+    )  # fmt: skip
     resume = None
     if checkpoint is not None:
         print_ = _fingerprint(run, params, state, opt_state, initial_epoch, stopper)
@@ -255,7 +264,7 @@ def fit(
     path = None if resume is None else resume.path
     with Interrupts() as interrupts:
         try:
-            carry, stopped = _epochs(
+            carry, stopped, why = _epochs(
                 run, carry, first, epochs, logs, stopper, resume, verbose, callback, interrupts
             )
         except jax.errors.JaxRuntimeError as err:  # another process died?
@@ -265,7 +274,15 @@ def fit(
                 resume.flush()
             raise FitInterrupted(None, path, "SIGINT") from None
     params, state, opt_state = carry
-    if stopped is not None and stopper is not None and stopper.restore:
+    if why == "non-finite":
+        warnings.warn(
+            f"fit: epoch {stopped} gave a non-finite loss or parameters (its loss: "
+            f"{float(logs.values['loss'][-1]):.4g}); stopped, returning the parameters that "
+            "epoch started from (terminate_on_nan=False trains on).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    elif stopped is not None and stopper is not None and stopper.restore:
         params, state = stopper.kept
     history = logs.arrays()  # (collectives complete here at the latest)
     hist = History(
@@ -296,6 +313,7 @@ class _Run(NamedTuple):
     batch_size: int
     drop_last: bool
     sharding: NamedSharding | None
+    keep_finite: bool
 
 
 class _Logs:
@@ -367,11 +385,13 @@ def _early_stopping(epochs, initial_epoch, patience, monitor, mode, restore, nam
 
 
 def _epochs(run: _Run, carry, first, epochs, logs, stopper, resume, verbose, callback, signals):
-    """Trains epochs ``first .. epochs - 1``; returns the carry and the epoch stopped at.
+    """Trains epochs ``first .. epochs - 1``: the carry, the epoch stopped at and why.
 
     A signal (``signals.requested``) stops it after the epoch in flight, which is saved.
     """
     stopped = None
+    offset = first - len(logs)  # epoch e's logs are at index e - offset
+    finite: list = []  # with keep_finite: whether each epoch of this call kept finite
     for epoch in range(first, epochs):
         params, state, opt_state, train = _epoch(
             run.model,
@@ -384,8 +404,10 @@ def _epochs(run: _Run, carry, first, epochs, logs, stopper, resume, verbose, cal
             run.drop_last,
             sharding=run.sharding,
             rng=run.rng,
+            keep_finite=run.keep_finite,
         )
         carry = (params, state, opt_state)
+        finite.append(train.pop("finite", True))
         val = None
         if run.validation is not None:
             val = _evaluate(
@@ -408,11 +430,33 @@ def _epochs(run: _Run, carry, first, epochs, logs, stopper, resume, verbose, cal
         if resume is not None and (resume.ready() or last):
             # written in the background while the next epoch runs
             resume.save(_saved(_copy(carry), stopper), _position(logs, stopper))
+        ends = stopped is not None or signals.requested is not None or epoch == epochs - 1
+        if run.keep_finite and (bad := _nonfinite(finite, epoch, first, ends)) is not None:
+            # the epochs from ``bad`` on returned the parameters they started from
+            for values in logs.values.values():
+                del values[bad - offset + 1 :]
+            return _finish(resume, carry, bad, "non-finite")
         if stopped is not None or signals.requested is not None:
             break
+    return _finish(resume, carry, stopped, None if stopped is None else "early stopping")
+
+
+def _finish(resume, carry, stopped, why):
     if resume is not None:
         resume.flush()
-    return carry, stopped
+    return carry, stopped, why
+
+
+def _nonfinite(finite: list, epoch: int, first: int, ends: bool) -> int | None:
+    """The first epoch that was not finite (loss or new parameters).
+
+    Among the previous epoch (done by now, so checking it does not stall the device) and,
+    at the end, this one.
+    """
+    for e in (epoch - 1, epoch) if ends else (epoch - 1,):
+        if e >= first and not bool(finite[e - first]):
+            return e
+    return None
 
 
 def _saved(carry, stopper) -> tuple:
