@@ -38,8 +38,9 @@ def loss(model, batch):
 
 def _task():
     digits = jax_rmsprop.problems.digits()
-    return jax_rmsprop.Task(loss, lambda key: Net(nnx.Rngs(key)), digits.data, 32,
-                            digits.validation)
+    return jax_rmsprop.Task(
+        loss, lambda key: Net(nnx.Rngs(key)), digits.data, 32, digits.validation
+    )
 
 
 def _loop_of_fits(task, configs):
@@ -50,9 +51,17 @@ def _loop_of_fits(task, configs):
             state = TX.init(nnx.state(model, nnx.Param))
             state.hyperparams["learning_rate"] = jnp.float32(lr)
             state.hyperparams["decay"] = jnp.float32(decay)
-            jax_rmsprop.fit(task.loss, model, TX, task.data, epochs=EPOCHS,
-                            batch_size=task.batch_size, key=shuffle_key,
-                            validation=task.validation, opt_state=state)
+            jax_rmsprop.fit(
+                task.loss,
+                model,
+                TX,
+                task.data,
+                epochs=EPOCHS,
+                batch_size=task.batch_size,
+                key=shuffle_key,
+                validation=task.validation,
+                opt_state=state,
+            )
 
 
 @pytest.mark.benchmark(group="nnx-sweep")

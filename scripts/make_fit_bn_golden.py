@@ -20,11 +20,19 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from make_fit_golden import BATCH, EPOCHS, HIDDEN, digits  # noqa: E402
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "golden" / "keras_fit_bn_digits.npz"
+OUT = pathlib.Path(__file__).resolve().parent.parent / "tests/golden/keras_fit_bn_digits.npz"
 # Keras's BatchNormalization defaults, which the NNX twin must use
 MOMENTUM, EPSILON = 0.99, 1e-3
-NAMES = ("dense1/kernel", "dense1/bias", "bn/gamma", "bn/beta", "bn/moving_mean",
-         "bn/moving_var", "dense2/kernel", "dense2/bias")
+NAMES = (
+    "dense1/kernel",
+    "dense1/bias",
+    "bn/gamma",
+    "bn/beta",
+    "bn/moving_mean",
+    "bn/moving_var",
+    "dense2/kernel",
+    "dense2/bias",
+)
 
 
 def initial_weights(seed=1):

@@ -349,8 +349,8 @@ def _check_opt_state(tx, params, opt_state) -> None:
 
     Another optimizer's state would fail deep inside the update.
     """
-    want = jax.tree.structure(jax.eval_shape(tx.init, params))
-    got = jax.tree.structure(opt_state)
+    want: Any = jax.tree.structure(jax.eval_shape(tx.init, params))
+    got: Any = jax.tree.structure(opt_state)
     if got != want:
         short = lambda t: (str(t)[:120] + "...") if len(str(t)) > 120 else str(t)  # noqa: E731
         raise ValueError(
@@ -520,12 +520,6 @@ def _replicate(mesh: Mesh, tree: Any) -> Any:
         return jax.device_put(a, everywhere)
 
     return jax.tree.map(put, tree)
-
-
-@functools.partial(jax.jit, static_argnames=("tx",))
-def _probe(tx, params, opt_state):
-    """``tx``'s update from a gradient of ones: identifies the optimizer in a fingerprint."""
-    return tx.update(jax.tree.map(jnp.ones_like, params), opt_state, params)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("tx",))

@@ -78,7 +78,7 @@ class Model:
         model = nnx.merge(self.train_def if training else self.eval_def, params, state)
         loss, metrics = self._nnx_loss(model, batch)
         if training:
-            _, _, state = nnx.split(model, nnx.Param, ...)
+            state = split_params(model)[2]
         return loss, (state, metrics)
 
     def value_and_grad(self, params, state, batch, key):
@@ -94,11 +94,19 @@ class Model:
 
         model = nnx.merge(self.train_def, params, state)
         (loss, metrics), grads = nnx.value_and_grad(self._nnx_loss, has_aux=True)(model, batch)
-        _, _, state = nnx.split(model, nnx.Param, ...)
+        state = split_params(model)[2]
         return (loss, (state, metrics)), grads
 
     def _nnx_loss(self, model, batch):
         return _split_metrics(self.loss(model, batch), "loss(model, batch)")
+
+
+def split_params(module: Any) -> tuple[Any, Any, Any]:
+    """An NNX module's ``(graph, nnx.Param state, the rest of its state)``."""
+    from flax import nnx
+
+    parts: Any = nnx.split(module, nnx.Param, ...)
+    return parts[0], parts[1], parts[2]
 
 
 def _split_metrics(out: Any, call: str) -> tuple[Any, dict]:
@@ -132,14 +140,12 @@ def split(loss: Callable, model: Any, state: Any) -> tuple[Model, Any, Any]:
     ``None``) selects the functional form; otherwise the loss is pure.
     """
     if is_nnx_module(model):
-        from flax import nnx
-
         if state is not None:
             raise ValueError(
                 "`fit(state=...)` is for the functional form; an NNX module keeps its own "
                 "state (pass the module alone)."
             )
-        graph, params, rest = nnx.split(model, nnx.Param, ...)
+        graph, params, rest = split_params(model)
         return _nnx_model(loss, model, graph), params, rest
     if state is not None:
         return Model(FUNCTIONAL, loss), model, state
@@ -170,7 +176,7 @@ def _nnx_model(loss: Callable, model: Any, graph: Any) -> Model:
             view = nnx.view(
                 model, deterministic=on, use_running_average=on, raise_if_not_found=False
             )
-            modes.append(nnx.split(view, nnx.Param, ...)[0])
+            modes.append(split_params(view)[0])
         if len(_MODELS) > 64:
             _MODELS.clear()
         _MODELS[key] = Model(NNX, loss, modes[0], modes[1])

@@ -57,8 +57,8 @@ class Progress:
 
     def arrays(self) -> dict[str, Any]:
         """A snapshot to save (copies: the sweep goes on writing its own arrays)."""
-        out = {"loss": self.loss.copy(), "val": self.val.copy(), "ran": self.ran.copy()}
-        out["alive"] = self.alive
+        out: dict[str, Any] = {"loss": self.loss.copy(), "val": self.val.copy()}
+        out["ran"], out["alive"] = self.ran.copy(), self.alive
         if self.metrics:
             out["metrics"] = {k: v.copy() for k, v in self.metrics.items()}
         if self.carry_in is not None:

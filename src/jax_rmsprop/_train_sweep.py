@@ -25,7 +25,7 @@ from . import _resume
 from ._epoch import evaluate, train_epoch
 from ._faults import translate
 from ._inputs import batch_of, check_data, check_grid, direction, loss_output
-from ._model import FUNCTIONAL, NNX, Model
+from ._model import FUNCTIONAL, NNX, Model, split_params
 from ._model import split as split_model
 from ._signals import Interrupts
 from ._sweep_progress import Progress, SweepInterrupted, fingerprint
@@ -155,10 +155,7 @@ def _initial(model: Model, init, key) -> tuple[Any, Any]:
     """``(params, model state)`` of a fresh run: ``init(key)`` split as the model's kind says."""
     made = init(key)
     if model.kind == NNX:
-        from flax import nnx
-
-        _, params, state = nnx.split(made, nnx.Param, ...)
-        return params, state
+        return split_params(made)[1:]
     if model.kind == FUNCTIONAL:
         return made
     return made, None

@@ -452,6 +452,7 @@ class _ByValue:
     """
 
     __slots__ = ("_key", "__weakref__")  # (jax.jit(tx.update) keeps a weak reference)
+    _key: tuple
 
     def _fields(self) -> tuple:
         raise NotImplementedError
