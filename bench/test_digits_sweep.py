@@ -13,6 +13,7 @@ import pytest
 
 import jax_rmsprop
 from jax_rmsprop import _train_sweep
+from jax_rmsprop._model import split as split_model
 
 from .helpers import keras_digits_classifier, keras_on_jax, round_robin
 
@@ -31,21 +32,25 @@ TX = optax.inject_hyperparams(jax_rmsprop.rmsprop, hyperparam_dtype=jnp.float32)
 )
 
 
-def _loop_of_fits(task, configs, tx=TX):
-    """``fit`` per (configuration, seed), the usual alternative to one program."""
+def loop_of_fits(task, configs, tx=TX, epochs=EPOCHS):
+    """``fit`` per (configuration, seed), the usual alternative to one program.
+
+    ``task.init`` may return parameters or a Flax NNX module (its ``nnx.Param`` leaves
+    are what the optimizer state is made for).
+    """
     for lr, decay in configs:
         for s in range(SEEDS):
             init_key, shuffle_key = _train_sweep.seed_keys(0, s)
-            params = task.init(init_key)
-            state = tx.init(params)
+            model = task.init(init_key)
+            state = tx.init(split_model(task.loss, model, None)[1])
             state.hyperparams["learning_rate"] = jnp.float32(lr)
             state.hyperparams["decay"] = jnp.float32(decay)
             jax_rmsprop.fit(
                 task.loss,
-                params,
+                model,
                 tx,
                 task.data,
-                epochs=EPOCHS,
+                epochs=epochs,
                 batch_size=task.batch_size,
                 key=shuffle_key,
                 validation=task.validation,
@@ -80,7 +85,7 @@ def test_digits_sweep(benchmark, device):
     few = list(zip(GRID["learning_rate"][::5], GRID["decay"][::5]))  # 4 configurations
     kernels = {
         "program": lambda: jax_rmsprop.sweep(task, GRID, EPOCHS, seeds=SEEDS),
-        "fit-loop": lambda: _loop_of_fits(task, few),
+        "fit-loop": lambda: loop_of_fits(task, few),
     }
     keras_loop = _loop_of_keras_fits(task, few[:2])
     if keras_loop is not None:

@@ -7,26 +7,21 @@ compared per training, as the full loop would take minutes).
 """
 
 import jax.numpy as jnp
-import numpy as np
 import optax
 import pytest
 
 import jax_rmsprop
-from jax_rmsprop import _train_sweep
 
 from .helpers import round_robin
 
 nnx = pytest.importorskip("flax.nnx")
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
+from .test_digits_sweep import GRID, SEEDS, loop_of_fits  # noqa: E402
 from .test_fit_nnx import Net  # noqa: E402
 
-GRID = {"learning_rate": np.logspace(-4, -1, 16), "decay": np.linspace(0.5, 0.99, 16)}
-SEEDS, EPOCHS = 3, 3
+EPOCHS = 3
 RUNS = 16 * 16 * SEEDS
-TX = optax.inject_hyperparams(jax_rmsprop.rmsprop, hyperparam_dtype=jnp.float32)(
-    learning_rate=1e-3, decay=0.9
-)
 
 
 def loss(model, batch):
@@ -43,34 +38,13 @@ def _task():
     )
 
 
-def _loop_of_fits(task, configs):
-    for lr, decay in configs:
-        for s in range(SEEDS):
-            init_key, shuffle_key = _train_sweep.seed_keys(0, s)
-            model = task.init(init_key)
-            state = TX.init(nnx.state(model, nnx.Param))
-            state.hyperparams["learning_rate"] = jnp.float32(lr)
-            state.hyperparams["decay"] = jnp.float32(decay)
-            jax_rmsprop.fit(
-                task.loss,
-                model,
-                TX,
-                task.data,
-                epochs=EPOCHS,
-                batch_size=task.batch_size,
-                key=shuffle_key,
-                validation=task.validation,
-                opt_state=state,
-            )
-
-
 @pytest.mark.benchmark(group="nnx-sweep")
 def test_nnx_sweep(benchmark, device):
     task = _task()
     few = list(zip(GRID["learning_rate"][::5], GRID["decay"][::5]))  # 4 configurations
     kernels = {
         "program": lambda: jax_rmsprop.sweep(task, GRID, EPOCHS, seeds=SEEDS),
-        "fit-loop": lambda: _loop_of_fits(task, few),
+        "fit-loop": lambda: loop_of_fits(task, few, epochs=EPOCHS),
     }
     result = kernels["program"]()  # compile and warm up outside the timer
     kernels["fit-loop"]()
