@@ -487,3 +487,37 @@ def test_an_nnx_fit_with_a_checkpoint_continues_bit_identical(tmp_path):
 
 def checkpoint_data(tree):
     return jax_rmsprop.checkpoint.key_data(tree)
+
+
+def test_a_sweep_returns_the_trained_parameters_of_its_best_configurations():
+    """keep_params: each run's final parameters and batch-norm state, equal to fit's; the
+    best configuration's by validation accuracy loads back into a module."""
+    from jax_rmsprop import _train_sweep
+
+    task = _nnx_task(n=128)
+    grid = {"learning_rate": np.array([1e-3, 1e-2])}
+    res = jax_rmsprop.sweep(task, grid, 2, seeds=2, keep_params=True, halving=2)
+    assert jax.tree.leaves(res.params)[0].shape[:2] == (2, 2)
+    ((row, params, state),) = res.best_params(1, by="val_accuracy")
+    mean = res.metrics["val_accuracy"][..., -1].mean(-1)  # NaN: not continued (halving)
+    i = int(np.argmax(np.where(np.isfinite(mean), mean, -np.inf)))
+    assert row["learning_rate"] == grid["learning_rate"][i]
+    init_key, shuffle_key = _train_sweep.seed_keys(0, 1)
+    epochs = int(res.epochs_run[i, 1])
+    model = task.init(init_key)
+    jax_rmsprop.fit(task.loss, model, jax_rmsprop.rmsprop(grid["learning_rate"][i]), task.data,
+                    epochs=epochs, batch_size=32, key=shuffle_key)  # fmt: skip
+    loaded = task.init(init_key)
+    nnx.update(loaded, jax.tree.map(lambda a: a[1], params), jax.tree.map(lambda a: a[1], state))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
+        nnx.state(loaded, nnx.Param),
+        nnx.state(model, nnx.Param),
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
+        nnx.state(loaded, nnx.BatchStat),
+        nnx.state(model, nnx.BatchStat),
+    )
+    with pytest.raises(ValueError, match="does not work with `checkpoint` yet"):
+        jax_rmsprop.sweep(task, grid, 2, keep_params=True, checkpoint="unused")

@@ -170,6 +170,7 @@ def sweep(
     folds: int | None = None,
     halving: int | None = None,
     checkpoint: str | os.PathLike | None = None,
+    keep_params: bool = False,
 ) -> SweepResult | TrainingSweepResult:
     """Runs ``optimizer`` on ``problem`` for every point of the Cartesian product of ``grid``.
 
@@ -227,6 +228,9 @@ def sweep(
         checkpoint of a different call (task, grid, optimizer, options, seeds...) raises
         ``ValueError`` saying what differs. Ctrl-C during a Task's sweep raises
         :class:`SweepInterrupted` with the runs that finished, after saving them.
+      keep_params: (Task) return every run's trained parameters and model state
+        (``result.params``, ``result.model_state``, ``result.best_params(k, by=...)``),
+        gathered on the host; not with ``checkpoint`` yet.
 
     Returns:
       A :class:`SweepResult`, or a :class:`TrainingSweepResult` for a Task.
@@ -249,6 +253,7 @@ def sweep(
             halving=halving,
             mesh=mesh,
             checkpoint=checkpoint,
+            keep_params=keep_params,
         )
     if not isinstance(problem, Problem):
         raise ValueError(f"`sweep(problem=...)` must be a Problem or a Task; got {problem!r}.")

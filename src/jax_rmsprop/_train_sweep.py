@@ -72,6 +72,10 @@ class TrainingSweepResult:
         them without ``patience``); later epochs repeat the last losses.
       metrics: each metric the task's loss returns, per epoch, and its ``val_`` twin
         (evaluation mode on the validation data), shaped like ``loss``.
+      params: with ``sweep(..., keep_params=True)``, every run's trained parameters: a
+        pytree whose leaves have the leading axes ``(*grid, seeds)`` (runs that early
+        stopping or successive halving stopped hold their parameters from then).
+      model_state: likewise, every run's model state (batch-norm statistics...), or None.
     """
 
     configs: dict[str, np.ndarray]
@@ -79,6 +83,8 @@ class TrainingSweepResult:
     val_loss: np.ndarray | None
     epochs_run: np.ndarray
     metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    params: Any = None
+    model_state: Any = None
 
     def history(self, name: str) -> np.ndarray:
         """``"loss"``, ``"val_loss"`` or a metric, ``(*grid, seeds, epochs)``."""
@@ -111,6 +117,24 @@ class TrainingSweepResult:
     def spread(self, by: str | None = None) -> np.ndarray:
         """The standard deviation over seeds of each cell's final value (grid-shaped)."""
         return self._final(by).std(-1)
+
+    def best_params(self, k: int = 1, by: str | None = None, mode: str = "auto") -> list:
+        """The ``k`` best cells' ``(row, params, model_state)``, as :meth:`best` ranks them.
+
+        ``params`` (and ``model_state``) have a leading seed axis; needs
+        ``sweep(..., keep_params=True)``. Load an NNX module with ``nnx.update(model,
+        jax.tree.map(lambda a: a[s], params))`` for seed ``s``.
+        """
+        if self.params is None:
+            raise ValueError("`best_params` needs the sweep run with `keep_params=True`.")
+        order = np.argsort(self.score(by, mode).ravel(), kind="stable")[:k]
+        grid = self.loss.shape[:-2]
+        out = []
+        for row, i in zip(self.best(k, by, mode), order):
+            cell = np.unravel_index(i, grid)
+            pick = lambda tree: jax.tree.map(lambda a: a[cell], tree)  # noqa: E731, B023
+            out.append((row, pick(self.params), pick(self.model_state)))
+        return out
 
     def best(self, k: int = 5, by: str | None = None, mode: str = "auto") -> list[dict[str, float]]:
         """The ``k`` best cells by :meth:`score` (of ``by``), with the spread over seeds.
@@ -410,14 +434,15 @@ class _Plan:
 
         return jax.eval_shape(fresh, vals)
 
-    def train(self, idx, carry, first: int, epochs: int, keep: bool, chunk: int, start: int = 0):
+    def train(self, idx, carry, first, epochs, keep: bool, chunk: int, start: int = 0, full=False):
         """Trains runs ``idx`` for ``epochs`` from ``first``, ``chunk`` runs per program.
 
         ``carry`` (host arrays, one entry per run of ``idx``, or ``None`` to start) goes
         in chunk by chunk, from run ``start`` of ``idx``. Yields, after each chunk,
         ``(runs done, kept, losses, validation losses)`` on the host: ``kept`` is the
-        chunk's new carries when ``keep`` (successive halving continues them), else the
-        epochs each run trained; the losses are ``(runs in the chunk, epochs)``.
+        chunk's new carries when ``keep`` (successive halving continues them) or ``full``
+        (the trained parameters are returned), else the epochs each run trained; the
+        losses are ``(runs in the chunk, epochs)``.
         """
         for begin in range(start, idx.size, chunk):
             part = np.minimum(np.arange(begin, begin + chunk), idx.size - 1)  # pad
@@ -427,7 +452,7 @@ class _Plan:
                 *self.args, values, self.root, seed, rows, c, first, **self.static, epochs=epochs
             )
             take = min(chunk, idx.size - begin)
-            kept = out if keep else out.ran
+            kept = out if keep or full else out.ran
             kept, (f, v) = jax.tree.map(lambda a, n=take: to_host(a)[:n], (key_data(kept), logs))
             yield begin + take, kept, f, v
 
@@ -461,8 +486,14 @@ def sweep_task(
     halving: int | None = None,
     mesh: Mesh | None = None,
     checkpoint: str | os.PathLike | None = None,
+    keep_params: bool = False,
 ) -> TrainingSweepResult:
     """Trains ``task`` for every configuration of ``grid`` and every seed (see ``sweep``)."""
+    if keep_params and checkpoint is not None:
+        raise ValueError(
+            "`sweep(keep_params=True)` does not work with `checkpoint` yet: the checkpoint "
+            "does not hold every run's parameters."
+        )
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"`sweep(steps=...)` (epochs for a Task) must be >= 1; got {epochs!r}.")
     checked = (("seeds", seeds), ("patience", patience), ("halving", halving))
@@ -495,10 +526,11 @@ def sweep_task(
         )
         if (got := resume.load(like, host=True)) is not None:
             prog = Progress.restored(*got)
+    finals: list | None = [] if keep_params else None
     try:
         with Interrupts() as signals:  # Ctrl-C, SIGTERM: stop after the chunk in flight
             while prog.rung < len(rungs):
-                _rung(plan, prog, rungs, per_cfg, halving, resume, progress, signals)
+                _rung(plan, prog, rungs, per_cfg, halving, resume, progress, signals, finals)
     except jax.errors.JaxRuntimeError as err:  # another process died?
         raise translate(err, "sweep", None if resume is None else resume.path) from err
     except KeyboardInterrupt:
@@ -510,7 +542,27 @@ def sweep_task(
         if resume is not None:
             resume.save(prog.arrays(), prog.position)
             resume.flush()
-    return _result(prog, names, cells, shape, per_cfg, task, folds)
+    result = _result(prog, names, cells, shape, per_cfg, task, folds)
+    if finals:
+        params, state = _gathered(finals, prog.loss.shape[0], (*shape, per_cfg), plan)
+        result = dataclasses.replace(result, params=params, model_state=state)
+    return result
+
+
+def _gathered(finals: list, runs: int, lead: tuple, plan) -> tuple[Any, Any]:
+    """Every run's latest ``(params, model state)`` from the chunks.
+
+    Host arrays with the leading axes ``lead`` (``(*grid, seeds)``); typed keys (an NNX
+    module's RNG streams) wrapped again.
+    """
+    first = finals[0][1]
+    out = jax.tree.map(lambda a: np.empty((runs, *a.shape[1:]), a.dtype), first)
+    for rows, part in finals:  # in training order: a later rung's carries win
+        jax.tree.map(lambda o, a, r=rows: o.__setitem__(r, a), out, part)
+    out = jax.tree.map(lambda a: a.reshape(*lead, *a.shape[1:]), out)
+    run = plan.abstract_run()
+    sds = lambda a: jax.ShapeDtypeStruct(lead + a.shape, a.dtype)  # noqa: E731
+    return with_keys(out, jax.tree.map(sds, (run.params, run.state)))
 
 
 def _logged(metrics: tuple[str, ...]) -> tuple[str, ...]:
@@ -518,7 +570,7 @@ def _logged(metrics: tuple[str, ...]) -> tuple[str, ...]:
     return (*metrics, *[f"val_{m}" for m in metrics])
 
 
-def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress, signals) -> None:
+def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress, signals, finals):
     """Trains the rest of ``prog``'s rung, chunk by chunk, then moves it to the next rung.
 
     After each chunk the checkpoint (if any) is given the progress; at a rung's end,
@@ -531,14 +583,19 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress, signa
     keep = prog.rung + 1 < len(rungs)  # the next rung continues these runs
     if prog.chunk is None:
         prog.chunk = plan.chunk(idx.size, prog.carry_in, first, target - first)
-    chunks = plan.train(idx, prog.carry_in, first, target - first, keep, prog.chunk, prog.done)
+    full = finals is not None
+    chunks = plan.train(
+        idx, prog.carry_in, first, target - first, keep, prog.chunk, prog.done, full
+    )
     for done, kept, f, v in chunks:
         rows = idx[prog.done : done]
         prog.loss[rows, first:target], prog.val[rows, first:target] = f["loss"], v["loss"]
         for name, values in prog.metrics.items():  # "accuracy", "val_accuracy"...
             log, key = (v, name[4:]) if name.startswith("val_") else (f, name)
             values[rows, first:target] = log[key]
-        prog.ran[rows] = kept.ran if keep else kept
+        prog.ran[rows] = kept.ran if keep or full else kept
+        if full:  # every run's latest parameters and model state (later rungs overwrite)
+            finals.append((rows, (kept.params, kept.state)))
         if keep:
             prog.kept.append(kept)
         prog.done = done
