@@ -144,7 +144,10 @@ def test_fit_continues_a_checkpoint_and_refuses_one_of_another_call(tmp_path):
     with pytest.raises(ValueError, match=r"holds 6 epochs, more than epochs=3"):
         jax_rmsprop.fit(loss, p0, tx, data, epochs=3, batch_size=8, checkpoint=tmp_path)
     other = [
-        (dict(tx=jax_rmsprop.rmsprop(0.02)), "optimizer \\(first update from ones\\)"),
+        (
+            dict(tx=jax_rmsprop.rmsprop(0.02)),
+            "optimizer learning_rate: 0.01 in the checkpoint, 0.02 in this call",
+        ),
         (dict(batch_size=4), "batch_size: 8 in the checkpoint, 4 in this call"),
         (dict(params=p0 + 1), "initial params"),
         (dict(data=(data[0], data[1] + 1)), "data values"),

@@ -25,6 +25,7 @@ from . import _epoch as kernel
 from . import _faults, _inputs, _resume
 from . import _model as models
 from ._signals import FitInterrupted, Interrupts
+from ._transform import describe_hyperparameters
 from .checkpoint import _host
 
 
@@ -562,6 +563,8 @@ def _fingerprint(run: _Run, params, state, opt_state, initial_epoch, stopper) ->
         "optimizer state": _resume.describe(opt_state),
         "initial optimizer state": _resume.digest(opt_state),
         "optimizer (first update from ones)": _resume.digest(_probe(run.tx, params, opt_state)),
+        # this library's optimizers by name, so that a mismatch says which number changed
+        **{f"optimizer {k}": v for k, v in describe_hyperparameters(run.tx).items()},
         "key": maybe(run.key),
         "rng": maybe(run.rng),
         "drop_last": str(run.drop_last),

@@ -473,6 +473,22 @@ class _ByValue:
         return hash(self.key)
 
 
+def describe_hyperparameters(tx: Any) -> dict[str, str]:
+    """This library's RMSProp in ``tx`` by its settings, for messages and fingerprints.
+
+    ``{"optimizer": "rmsprop", "learning_rate": "0.01", ...}`` for a transformation made
+    here; ``{}`` for any other (its functions say nothing of its numbers).
+    """
+    update = getattr(tx, "update", None)
+    if not isinstance(update, _Update):
+        return {}
+    v = update.variant
+    out = {"optimizer": update.api}
+    out |= {f: repr(getattr(update.hp, f)) for f in update.hp._fields}
+    out |= {"centered": str(v.centered), "nesterov": str(v.nesterov)}
+    return out
+
+
 class _Init(_ByValue):
     __slots__ = ("variant", "hp")
 
