@@ -33,7 +33,7 @@ def main(out: str | Path, echo: Callable[[str], None] = print) -> dict[str, Path
 
 def _all(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    echo("== Seed 000: RMSProp on x^2 + y^2 from (5, 4), lr=0.1, rho=0.9, eps=1e-6")
+    echo("== x^2 + y^2 from (5, 4): RMSProp, lr=0.1, rho=0.9, eps=1e-6, every 20th step")
     for line in seed_table():
         echo(line)
     files: dict[str, Path] = {}
@@ -50,7 +50,7 @@ def _seed_001(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     from . import plots
 
     echo(
-        "\n== Seed 001: x^2 + 10y^2 from (1.5, 1.5): gradient descent vs RMSProp"
+        "\n== x^2 + 10y^2 from (1.5, 1.5), an elongated bowl: gradient descent vs RMSProp"
         " (lr=0.1, 100 epochs)"
     )
     p = problems.elongated()
@@ -62,12 +62,15 @@ def _seed_001(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     paths = {"Gradient Descent": gd.params, "RMSProp": rms.params}
     return {
         "paths": plots.contour_paths(
-            p, paths, out / "elongated_paths.png", title="Optimization Paths: GD vs RMSProp"
+            p,
+            paths,
+            out / "elongated_paths.png",
+            title="x² + 10y² from (1.5, 1.5): paths of GD and RMSProp",
         ),
         "losses": plots.loss_curves(
             {"Gradient Descent": gd.losses, "RMSProp": rms.losses},
             out / "elongated_losses.png",
-            title="Loss vs Epochs: GD vs RMSProp",
+            title="x² + 10y² from (1.5, 1.5): loss per step, GD vs RMSProp",
         ),
     }
 
@@ -75,7 +78,7 @@ def _seed_001(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
 def _seed_003_cubic(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     from . import plots
 
-    echo("\n== Seed 003: x - x^3 from -1, lr=0.01, rho=0.9, eps=1e-8, 1000 steps")
+    echo("\n== x - x^3 from -1, a cubic: RMSProp, lr=0.01, rho=0.9, eps=1e-8, 1000 steps")
     p = problems.cubic()
     cub = run(p, rmsprop(0.01, decay=0.9, eps=1e-8), 1000)
     xs = np.asarray(cub.params)[:, 0]
@@ -84,14 +87,16 @@ def _seed_003_cubic(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
         f"x = {xs[-1]:.6f} (local minimum -1/sqrt(3) = {-1 / np.sqrt(3):.6f}), "
         f"within 0.01 after {reached} steps"
     )
-    gif = plots.animate_1d(p, xs, out / "cubic_rmsprop.gif", title="RMSprop, learning_rate = 0.01")
+    gif = plots.animate_1d(
+        p, xs, out / "cubic_rmsprop.gif", title="RMSProp on x − x³ from −1, learning_rate = 0.01"
+    )
     return {"animation": gif}
 
 
 def _seed_003_coupled(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     from . import plots
 
-    echo("\n== Seed 003: 2x^2 + 2xy + 2y^2 - 6x from (1, 0), lr=0.01, 1000 steps")
+    echo("\n== 2x^2 + 2xy + 2y^2 - 6x from (1, 0), a coupled bowl: RMSProp, lr=0.01, 1000 steps")
     p = problems.coupled()
     cp = run(p, rmsprop(0.01, decay=0.9, eps=1e-8), 1000)
     echo(f"end {np.asarray(cp.params)[-1]} (minimum (2, -1)), loss {float(cp.losses[-1]):.6f}")
@@ -99,7 +104,7 @@ def _seed_003_coupled(out: Path, echo: Callable[[str], None]) -> dict[str, Path]
         p,
         {"RMSProp": cp.params},
         out / "coupled_path.png",
-        title="RMSProp on 2x² + 2xy + 2y² − 6x",
+        title="RMSProp on 2x² + 2xy + 2y² − 6x from (1, 0)",
         extent=(0.5, 2.5, -1.5, 0.5),
     )
     return {"coupled": png}
@@ -108,7 +113,7 @@ def _seed_003_coupled(out: Path, echo: Callable[[str], None]) -> dict[str, Path]
 def _seed_002_mlp(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     from . import plots
 
-    echo("\n== Seed 002: MLP regression (8-32-32-1, 512 samples, full batch, 500 steps, lr=0.01)")
+    echo("\n== MLP regression (8-32-32-1, 512 samples, full batch, 500 steps, lr=0.01)")
     mlp = problems.mlp()
     curves = {}
     for name, tx in (
@@ -140,10 +145,10 @@ def _seed_002_digits(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     try:
         task = problems.digits_nnx()
     except ImportError as err:
-        echo(f"\n== Seed 002 on digits skipped: {err}")
+        echo(f"\n== Digits classifier skipped: {err}")
         return {}
     echo(
-        "\n== Seed 002: digits classifier (Flax NNX: Dense(32) - BatchNorm - ReLU -"
+        "\n== Digits classifier (Flax NNX: Dense(32) - BatchNorm - ReLU -"
         " Dropout(0.2) - Dense(10); 1437 train / 360 validation, batch 32, 20 epochs,"
         " shuffled)"
     )
