@@ -111,3 +111,35 @@ def test_a_real_sweep_draws(drawn):
     grid = {"learning_rate": np.array([1e-3, 1e-2, 1e-1]), "decay": np.array([0.5, 0.9])}
     fig = drawn(jax_rmsprop.sweep(task, grid, 2))
     assert _mesh(fig).get_array().size == 6
+
+
+def test_a_random_search_is_a_scatter_coloured_by_score_and_the_heatmap_says_so(drawn, tmp_path):
+    task = jax_rmsprop.Task(
+        lambda p, b: ((b[0] @ p - b[1]) ** 2).mean(),
+        lambda key: np.zeros(3, np.float32),
+        (np.ones((8, 3), np.float32), np.ones(8, np.float32)),
+        4,
+    )
+    ranges = {"learning_rate": (1e-4, 1e-1), "decay": (0.5, 0.99)}
+    res = jax_rmsprop.sweep(task, ranges, 2, samples=12, seed=3)
+    with pytest.raises(ValueError, match="drawn at random: use plots.sweep_scatter"):
+        drawn(res)
+    figures = []
+    orig = plots._save
+    plots._save = lambda fig, out: figures.append(fig) or out
+    try:
+        plots.sweep_scatter(res, tmp_path / "s.png", title="random search")
+    finally:
+        plots._save = orig
+    ax = figures[0].axes[0]
+    points = ax.collections[0]
+    np.testing.assert_allclose(points.get_offsets()[:, 0], res.configs["learning_rate"])
+    np.testing.assert_allclose(points.get_offsets()[:, 1], res.configs["decay"])
+    np.testing.assert_allclose(points.get_array(), res.score())
+    best = ax.collections[-1].get_offsets()[0]
+    i = int(np.argmin(res.score()))
+    np.testing.assert_allclose(best, [res.configs["learning_rate"][i], res.configs["decay"][i]])
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "learning_rate"
+    import matplotlib.pyplot as plt
+
+    plt.close(figures[0])

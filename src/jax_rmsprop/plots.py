@@ -1,4 +1,4 @@
-"""Pictures: optimization paths on contours, loss curves, the 1-D animation, sweep heatmaps.
+"""Pictures: paths on contours, loss curves, the 1-D animation, sweep heatmaps, scatters.
 
 Needs the ``plot`` extra (matplotlib, pillow). The library core never imports this module.
 """
@@ -158,8 +158,12 @@ def sweep_heatmap(
     """
     plt = _plt()
     names = list(result.configs)
-    if len(names) != 2:
-        raise ValueError(f"sweep_heatmap needs a 2-D grid; this one has {names}.")
+    if len(names) != 2 or np.ndim(result.configs[names[0]]) != 2:
+        raise ValueError(
+            f"sweep_heatmap needs a 2-D grid; this one has {names}"
+            + (" drawn at random: use plots.sweep_scatter." if len(names) and
+               np.ndim(result.configs[names[0]]) == 1 else ".")
+        )  # fmt: skip
     a = result.configs[names[0]][:, 0]
     b = result.configs[names[1]][0, :]
     stopped = np.zeros(a.shape + b.shape, bool)
@@ -200,6 +204,59 @@ def sweep_heatmap(
             ax.legend(loc="upper right")
         ax.set(xlabel=names[1], ylabel=names[0])
     fig.suptitle(title)
+    return _save(fig, out)
+
+
+def sweep_scatter(
+    result: TrainingSweepResult,
+    out: str | Path,
+    *,
+    title: str,
+    x: str | None = None,
+    y: str | None = None,
+    by: str | None = None,
+    mode: str = "auto",
+) -> Path:
+    """A random search's configurations as points, coloured by their score.
+
+    Each sampled configuration is a point at its values of ``x`` and ``y`` (default: the
+    first two hyperparameters; log axes where the values span two decades), coloured by
+    the mean over seeds of the final ``by`` (default: the validation loss; log colours for
+    losses); the best is ringed, and configurations that did not finish (diverged, or not
+    continued by successive halving) are grey crosses.
+    """
+    plt = _plt()
+    names = list(result.configs)
+    x, y = x or names[0], y or (names[1] if len(names) > 1 else names[0])
+    for name in (x, y):
+        if name not in result.configs:
+            raise ValueError(f"sweep_scatter(x/y={name!r}): the sweep searched {names}.")
+    xs, ys = (np.asarray(result.configs[n]).ravel() for n in (x, y))
+    sign = 1.0 if by is None else direction(by, mode, "sweep_scatter")
+    score = result.score(by, mode).ravel()
+    values = score * sign
+    ok = np.isfinite(values)
+    log = by is None or "loss" in by
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    from matplotlib.colors import LogNorm
+
+    norm = LogNorm() if log and ok.any() and (values[ok] > 0).all() else None
+    points = ax.scatter(xs[ok], ys[ok], c=values[ok], cmap="viridis", norm=norm, s=30,
+                        label="configurations")  # fmt: skip
+    if (~ok).any():
+        ax.scatter(xs[~ok], ys[~ok], marker="x", color="0.6", s=20, label="did not finish")
+    if ok.any():
+        i = int(np.argmin(np.where(ok, score, np.inf)))
+        ax.scatter([xs[i]], [ys[i]], s=160, facecolors="none", edgecolors="red", label="best")
+    what = by or ("validation loss" if result.val_loss is not None else "training loss")
+    seeds = result.loss.shape[-2]
+    label = f"final {what}" + (f", mean over {seeds} seeds" if seeds > 1 else "")
+    fig.colorbar(points, ax=ax, label=label + (" (log)" if norm is not None else ""))
+    for axis, v in (("x", xs), ("y", ys)):
+        if v.min() > 0 and v.max() / v.min() >= 100:
+            getattr(ax, f"set_{axis}scale")("log")
+    ax.set(xlabel=x, ylabel=y, title=title)
+    ax.legend(loc="best")
     return _save(fig, out)
 
 
