@@ -192,3 +192,30 @@ def test_a_corrupt_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and len(err) < 400
     assert "sweep.npz is not a readable jax-rmsprop checkpoint" in err and "--restart" in err
+
+
+@pytest.mark.slow
+def test_random_search_with_halving_from_the_command_line(tmp_path, capsys):
+    argv = ["sweep", "digits", "--samples", "12", "--halving", "3", "--seeds", "2"]
+    code = cli.main([*argv, "--steps", "3", "--no-progress", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "digits: 12 configurations x 2 seeds x 3 epochs" in out
+    assert f"scatter: {tmp_path / 'sweep_digits.png'}" in out
+    with open(tmp_path / "sweep_digits.csv") as f:
+        rows = list(csv.DictReader(f))
+    lr = sorted({float(r["learning_rate"]) for r in rows})
+    assert len(lr) == 12 and 1e-4 <= lr[0] and lr[-1] <= 1e-1  # the default ranges
+
+
+def test_task_options_on_a_closed_form_problem_are_refused_in_flag_terms(capsys):
+    code = cli.main(["sweep", "sphere", "--decay", "0.5:0.9:2", "--halving", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--halving apply to training tasks (digits), not sphere" in err
+
+
+def test_sweep_help_shows_defaults_ranges_and_examples(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 1000)" in out and "in [0, 1]" in out and "examples:" in out
+    assert "--samples 64" in out

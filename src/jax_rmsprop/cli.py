@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,17 @@ def parse_range(text: str) -> np.ndarray:
     return np.linspace(start, stop, num)
 
 
+_RANGES = {
+    "learning_rate": ">= 0 (0.01 when not given)",
+    "decay": "in [0, 1] (0.9 when not given)",
+    "eps": ">= 0 (1e-8 when not given)",
+    "momentum": "in [0, 1) (none when not given)",
+    "initial_scale": ">= 0 (0 when not given)",
+}
+# with --samples and no range, random search draws from these
+DEFAULT_RANGES = {"learning_rate": (1e-4, 1e-1), "decay": (0.5, 0.999)}
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import problems
 
@@ -53,18 +65,50 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="reproduce the seed articles' examples, with pictures")
-    demo.add_argument(
-        "--out", default="rmsprop-demo", help="output folder (default ./rmsprop-demo)"
-    )
+    demo.add_argument("--out", default="rmsprop-demo", help="output folder")
 
-    sw = sub.add_parser("sweep", help="sweep RMSProp hyperparameters on a documented problem")
+    sw = sub.add_parser(
+        "sweep",
+        help="sweep RMSProp hyperparameters on a documented problem",
+        formatter_class=_Formatter,
+        epilog=(
+            "examples:\n"
+            "  jax-rmsprop sweep elongated --learning-rate 1e-3:1:16:log --decay 0.5:0.999:16\n"
+            "  jax-rmsprop sweep digits --learning-rate 1e-4:1e-1:8:log --decay 0.5:0.99:4 "
+            "--steps 9 --seeds 3 --halving 3\n"
+            "  jax-rmsprop sweep digits --learning-rate 1e-4:1e-1:2:log --decay 0.5:0.99:2 "
+            "--samples 64 --steps 9\n"
+            "A range START:STOP:NUM[:log] sweeps NUM values; a single value is a fixed option. "
+            "With --samples, each range's ends bound a random draw (log-uniform for the "
+            "learning rate); without ranges it draws learning_rate in [1e-4, 1e-1] and decay "
+            "in [0.5, 0.999]."
+        ),
+    )
     sw.add_argument("problem", help=f"one of: {', '.join(problems.names())}")
     for name in SWEEPABLE:
         sw.add_argument(
-            f"--{name.replace('_', '-')}", type=str, default=None, metavar="START:STOP:NUM[:log]"
+            f"--{name.replace('_', '-')}",
+            type=str,
+            default=None,
+            metavar="START:STOP:NUM[:log]",
+            help=f"a range to sweep, or one value (fixed); {_RANGES[name]}",
         )
     sw.add_argument("--steps", type=int, default=1000, help="steps (epochs for a task)")
     sw.add_argument("--seeds", type=int, default=1, help="trainings per configuration (tasks)")
+    sw.add_argument(
+        "--samples", type=int, default=None, help="(tasks) random search: draw N configurations"
+    )
+    sw.add_argument(
+        "--halving", type=int, default=None, metavar="ETA",
+        help="(tasks) successive halving: keep the best 1/ETA at each rung",
+    )  # fmt: skip
+    sw.add_argument(
+        "--patience", type=int, default=None,
+        help="(tasks) early stopping after this many epochs without improvement",
+    )  # fmt: skip
+    sw.add_argument(
+        "--folds", type=int, default=None, help="(tasks) k-fold cross-validation on the data"
+    )
     sw.add_argument("--tol", type=float, default=None, help="stop a config at loss - min <= tol")
     sw.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
     sw.add_argument("--out", default="sweep-out", help="folder for the heatmap PNG and CSV")
@@ -76,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         "--checkpoint",
         default=None,
         metavar="DIR",
-        help="(tasks) where the sweep's progress is kept, to resume (default OUT/checkpoint)",
+        help="(tasks) where the sweep's progress is kept, to resume (default: OUT/checkpoint)",
     )
     sw.add_argument(
         "--restart", action="store_true", help="(tasks) discard the checkpoint, start afresh"
@@ -84,14 +128,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help (where there is one), and the examples' lines kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Progress:
     """tqdm when it is installed, else a carriage-return line on stderr."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, unit: str = "step"):
+        self.unit = unit
         try:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, unit="step", desc="sweep")
+            self.bar = tqdm(total=total, unit=unit, desc="sweep")
         except ImportError:
             self.bar = None
         self.done = 0
@@ -100,7 +154,7 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(done - self.done)
         else:
-            print(f"\rsweep: {done}/{total} steps", end="", file=sys.stderr)
+            print(f"\rsweep: {done}/{total} {self.unit}s", end="", file=sys.stderr)
         self.done = done
 
     def close(self) -> None:
@@ -160,10 +214,22 @@ def _sweep(args) -> int:
         raise UsageError(f"--steps must be >= 1; got {args.steps}")
     if args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1; got {args.seeds}")
-    grid, fixed = _grid(args)
+    given_ranges = any(getattr(args, n) is not None for n in SWEEPABLE)
+    grid: dict[str, Any]
+    grid, fixed = _grid(args) if given_ranges or args.samples is None else ({}, {})
     is_task = isinstance(problem, problems.Task)
-    total = int(np.prod([v.size for v in grid.values()])) * args.seeds if is_task else args.steps
-    progress = None if args.no_progress else _Progress(total)
+    task_only = {"samples": args.samples, "halving": args.halving, "patience": args.patience,
+                 "folds": args.folds}  # fmt: skip
+    given = [f"--{k}" for k, v in task_only.items() if v is not None]
+    if given and not is_task:
+        raise UsageError(f"{', '.join(given)} apply to training tasks (digits), not {args.problem}")
+    if args.samples is not None:  # each range's ends bound the draws
+        grid = {k: (float(v.min()), float(v.max())) for k, v in grid.items()} or dict(
+            DEFAULT_RANGES
+        )
+    configs = args.samples or int(np.prod([np.size(v) for v in grid.values()]))
+    total = configs * args.seeds * (args.folds or 1) if is_task else args.steps
+    progress = None if args.no_progress else _Progress(total, "run" if is_task else "step")
     checkpoint = None
     if is_task:
         checkpoint = Path(args.checkpoint or Path(args.out) / "checkpoint")
@@ -180,7 +246,12 @@ def _sweep(args) -> int:
             seeds=args.seeds,
             chunk_size=args.chunk_size,
             checkpoint=checkpoint,
+            **({k: v for k, v in task_only.items() if v is not None} if is_task else {}),
         )
+    except UsageError:
+        raise
+    except TypeError as err:
+        raise UsageError(str(err)) from None
     except SweepInterrupted as stop:
         if progress is not None:
             progress.close()
@@ -221,9 +292,14 @@ def _write(args, name, grid, result, what) -> int:
     csv = out / f"sweep_{name}.csv"
     report.write_csv(result, csv)
     print(f"\nWrote:\n  csv: {csv}")
-    if len(grid) == 2:
-        from . import plots
+    from . import plots
 
+    if getattr(args, "samples", None) is not None:
+        png = plots.sweep_scatter(
+            result, out / f"sweep_{name}.png", title=f"RMSProp on {name}: random search"
+        )
+        print(f"  scatter: {png}")
+    elif len(grid) == 2:
         png = plots.sweep_heatmap(
             result, out / f"sweep_{name}.png", title=f"RMSProp on {name}: {what}"
         )

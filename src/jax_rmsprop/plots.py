@@ -244,7 +244,8 @@ def sweep_scatter(
     points = ax.scatter(xs[ok], ys[ok], c=values[ok], cmap="viridis", norm=norm, s=30,
                         label="configurations")  # fmt: skip
     if (~ok).any():
-        ax.scatter(xs[~ok], ys[~ok], marker="x", color="0.6", s=20, label="did not finish")
+        unfinished = "not continued (halving) or diverged"
+        ax.scatter(xs[~ok], ys[~ok], marker="x", color="0.6", s=20, label=unfinished)
     if ok.any():
         i = int(np.argmin(np.where(ok, score, np.inf)))
         ax.scatter([xs[i]], [ys[i]], s=160, facecolors="none", edgecolors="red", label="best")
