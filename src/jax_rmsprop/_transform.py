@@ -484,9 +484,20 @@ def describe_hyperparameters(tx: Any) -> dict[str, str]:
         return {}
     v = update.variant
     out = {"optimizer": update.api}
-    out |= {f: repr(getattr(update.hp, f)) for f in update.hp._fields}
+    out |= {f: _setting(getattr(update.hp, f)) for f in update.hp._fields}
     out |= {"centered": str(v.centered), "nesterov": str(v.nesterov)}
     return out
+
+
+def _setting(value: Any) -> str:
+    """One hyperparameter as stable text.
+
+    A schedule by its name (its address changes from run to run; its values are covered
+    by the first-update digest), anything else by repr.
+    """
+    if callable(value):
+        return f"a schedule ({getattr(value, '__qualname__', type(value).__name__)})"
+    return repr(value)
 
 
 class _Init(_ByValue):
