@@ -1,7 +1,7 @@
 """``jax-rmsprop demo``: the four seed articles' examples, reproduced, with their pictures.
 
 Needs float64 (``jax_enable_x64``) for the seed table to print to its last digit:
-:func:`main` turns it on for the demo alone and restores the previous setting.
+``main`` turns it on for the demo alone and restores the previous setting.
 """
 
 from __future__ import annotations

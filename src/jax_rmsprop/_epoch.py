@@ -3,7 +3,7 @@
 An epoch is a ``lax.scan`` over the full minibatches (the data stay on the device; a
 batch is a gather by index from the epoch's permutation) and one more step on the last,
 partial batch. Each step computes the batch's loss, metrics and new model state through
-the model protocol (:class:`._model.Model`) and hands the loss value to the optimizer
+the model protocol (``Model``) and hands the loss value to the optimizer
 (``tx.update(grads, state, params, value=loss)``), so value-driven transformations such
 as ``optax.contrib.reduce_on_plateau`` work.
 """
@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from . import _loop as loop
 from ._model import Model
 
 
@@ -57,19 +58,6 @@ def order(data: Any, rows: jax.Array | None, key=None, epoch=None) -> jax.Array:
         jnp.arange(n) if key is None else jax.random.permutation(jax.random.fold_in(key, epoch), n)
     )
     return perm if rows is None else rows[perm]
-
-
-def apply_updates(tx: optax.GradientTransformation, params, opt_state, grads, value):
-    """``params <- params + tx.update(grads, opt_state, params, value=value)``.
-
-    The loss value reaches transformations that take it (``optax.contrib``'s
-    ``reduce_on_plateau``); others are not given it.
-    """
-    if isinstance(tx, optax.GradientTransformationExtraArgs):
-        updates, opt_state = tx.update(grads, opt_state, params, value=value)
-    else:
-        updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
 
 
 def step_key(rng: jax.Array | None, epoch, step) -> jax.Array | None:
@@ -115,18 +103,15 @@ def train_epoch(
         (f, (state, metrics)), g = model.value_and_grad(
             params, state, batch, step_key(rng, epoch, i)
         )
-        params, opt_state = apply_updates(tx, params, opt_state, g, f)
+        params, opt_state = loop.apply(tx, params, opt_state, g, f)
         return (params, state, opt_state), {"loss": f, **metrics}
 
     head, rest = batches(perm, batch_size, drop_last)
     carry, logs = jax.lax.scan(train, (params, state, opt_state), (head, jnp.arange(head.shape[0])))
-    totals = {k: jnp.sum(v) * batch_size for k, v in logs.items()}
-    count = head.size
+    last = None
     if rest is not None:
         carry, last = train(carry, (rest, head.shape[0]))
-        totals = {k: t + last[k] * rest.shape[0] for k, t in totals.items()}
-        count = count + rest.shape[0]
-    logs = {k: t / count for k, t in totals.items()}
+    logs = _weighted_means(logs, batch_size, last, rest)
     if keep_finite:
         finite = jnp.isfinite(logs["loss"])
         for leaf in jax.tree.leaves(carry[0]):
@@ -143,15 +128,26 @@ def evaluate(model: Model, params, state, data, batch_size: int, rows=None, shar
     In batches of ``batch_size``, weighted by size.
     """
     idx = order(data, rows)
-    n = idx.shape[0]
     head, rest = batches(idx, batch_size, drop_last=False)
 
     def one(i):
         f, (_, metrics) = model.apply(params, state, take(data, i, sharding), None, False)
         return {"loss": f, **metrics}
 
-    totals = {k: jnp.sum(v) * batch_size for k, v in jax.lax.map(one, head).items()}
-    if rest is not None:
-        last = one(rest)
+    return _weighted_means(
+        jax.lax.map(one, head), batch_size, None if rest is None else one(rest), rest
+    )
+
+
+def _weighted_means(full: dict, batch_size: int, last: dict | None, rest) -> dict:
+    """Each log's mean over the examples.
+
+    The full batches' values (stacked) weighted by ``batch_size``, and the partial
+    batch's (``last``, of ``rest``'s size) by its size.
+    """
+    totals = {k: jnp.sum(v) * batch_size for k, v in full.items()}
+    count = next(iter(full.values())).shape[0] * batch_size
+    if last is not None:
         totals = {k: t + last[k] * rest.shape[0] for k, t in totals.items()}
-    return {k: t / n for k, t in totals.items()}
+        count = count + rest.shape[0]
+    return {k: t / count for k, t in totals.items()}

@@ -2,8 +2,8 @@
 
 When one process of a multi-process sweep or fit dies, the others' next collective fails
 (gloo on CPU sees the closed connection at once; on accelerators the collective errors or
-the coordination service's heartbeat timeout ends it). :func:`translate` turns that
-runtime error into a :class:`ProcessLost` that says so, instead of an XLA status.
+the coordination service's heartbeat timeout ends it). ``translate`` turns that
+runtime error into a ``ProcessLost`` that says so, instead of an XLA status.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class ProcessLost(RuntimeError):
 
 
 def translate(err: Exception, call: str, checkpoint=None) -> Exception:
-    """``err`` as :class:`ProcessLost` if it is a multi-process collective's failure."""
+    """``err`` as ``ProcessLost`` if it is a multi-process collective's failure."""
     if jax.process_count() < 2 or not any(s in str(err).lower() for s in _SIGNS):
         return err
     resume = (

@@ -1,6 +1,6 @@
-"""Training on data: :func:`fit`, with Keras's ``Model.fit`` semantics, an epoch per program.
+"""Training on data: ``fit``, with Keras's ``Model.fit`` semantics, an epoch per program.
 
-Each epoch is one compiled program (the epoch kernel, :mod:`._epoch`): a ``lax.scan`` over
+Each epoch is one compiled program (the epoch kernel, ``_epoch``): a ``lax.scan`` over
 the minibatches with the data on the device. The epochs are a Python loop, so each one's
 logs can be reported, checked for early stopping and checkpointed as it ends.
 """
@@ -26,11 +26,11 @@ from . import _faults, _inputs, _resume
 from . import _model as models
 from ._signals import FitInterrupted, Interrupts
 from ._transform import describe_hyperparameters
-from .checkpoint import _host
+from .checkpoint import _host, is_key
 
 
 class History(NamedTuple):
-    """The result of :func:`fit`.
+    """The result of ``fit``.
 
     Attributes:
       params: the trained parameters; for a Flax NNX module, the module itself, trained
@@ -211,7 +211,7 @@ def fit(
         is computed whole on every device.
 
     Returns:
-      A :class:`History`.
+      A ``History``.
 
     Raises:
       FitInterrupted: on Ctrl-C or SIGTERM, after the epoch in flight (saved to
@@ -361,7 +361,7 @@ def _check_opt_state(tx, params, opt_state) -> None:
 
 
 def _early_stopping(epochs, initial_epoch, patience, monitor, mode, restore, names, validation):
-    """The checks of ``fit``'s epoch controls; an :class:`_EarlyStopping` with ``patience``."""
+    """The checks of ``fit``'s epoch controls; an ``_EarlyStopping`` with ``patience``."""
     if not isinstance(initial_epoch, int | np.integer) or not 0 <= initial_epoch < epochs:
         raise ValueError(
             f"`fit(initial_epoch=...)` must be an int in [0, epochs={epochs}) (Keras's meaning: "
@@ -513,7 +513,7 @@ def _replicate(mesh: Mesh, tree: Any) -> Any:
         sharding = getattr(a, "sharding", None)
         if isinstance(sharding, NamedSharding) and sharding.mesh == mesh:
             return a
-        if _resume._is_key(a):  # a typed key travels as its data
+        if is_key(a):  # a typed key travels as its data
             impl = jax.random.key_impl(a)
             return jax.random.wrap_key_data(put(jax.random.key_data(a)), impl=impl)
         if isinstance(a, jax.Array) and a.is_fully_addressable:

@@ -2,7 +2,7 @@ r"""Parameters as one flat buffer per dtype: the fast path for many-leaf pytrees
 
 XLA pays a fixed cost per buffer an executable reads or writes (~20 µs per output
 buffer on CPU), so an optimizer step over a 4000-leaf pytree costs ~90 ms whatever its
-arithmetic, while the same update on one flat buffer is memory-bound. :class:`Flat`
+arithmetic, while the same update on one flat buffer is memory-bound. ``Flat``
 keeps the parameters (and therefore the gradients and the optimizer state) as one 1-D
 buffer per dtype and gives the model a pytree *view* of them::
 
@@ -107,13 +107,13 @@ class Flat:
 
 
 def flatten(tree: Any) -> Flat:
-    """Packs a pytree of arrays into a :class:`Flat` (one concatenation per dtype).
+    """Packs a pytree of arrays into a ``Flat`` (one concatenation per dtype).
 
     Args:
       tree: a pytree of arrays (parameters, typically).
 
     Returns:
-      A :class:`Flat`; ``flatten(tree).tree`` equals ``tree`` leaf for leaf.
+      A ``Flat``; ``flatten(tree).tree`` equals ``tree`` leaf for leaf.
 
     Raises:
       ValueError: if the tree has no array leaves.

@@ -158,8 +158,10 @@ def check_grid(grid: Any, samples: Any, call: str = "sweep") -> None:
     Booleans and other structural options change the program and cannot be searched in
     one vmapped program: they are refused with where they belong (``options=``).
     """
-    if not hasattr(grid, "items") or not grid:
-        raise ValueError(f"`{call}(grid=...)` must be a non-empty dict of name -> values.")
+    if not hasattr(grid, "items"):
+        raise ValueError(f"`{call}(grid=...)` must be a dict of name -> values.")
+    if not grid:
+        raise ValueError(f"`{call}(grid=...)` needs at least one hyperparameter.")
     for name, values in grid.items():
         arr = np.asarray(values)
         if arr.dtype == bool or arr.dtype.kind not in "iuf":

@@ -1,7 +1,7 @@
 """The optimization loop behind ``run``, ``sweep`` and ``fit`` (its minibatch steps).
 
 The carry, the step and the stopping rule are written here once (optimistix's
-``iterative_solve`` is the model). :func:`advance` is a ``lax.while_loop`` that stops
+``iterative_solve`` is the model). ``advance`` is a ``lax.while_loop`` that stops
 after ``n_steps`` steps or once the loss is within ``tol`` of ``min_loss``, or, for the
 vmapped sweeps, a fixed-length ``lax.scan`` in which an iterate that met the rule stands
 still: the same steps either way, so a sweep's cell equals the single run.
@@ -41,9 +41,18 @@ def start(loss: Callable, tx: optax.GradientTransformation, x0: Any) -> Carry:
     return Carry(jnp.zeros([], jnp.int32), x0, tx.init(x0), f, g)
 
 
-def apply(tx: optax.GradientTransformation, x: Any, opt_state: Any, g: Any) -> tuple[Any, Any]:
-    """The update itself, shared by every loop: ``x <- x + tx.update(g, state, x)``."""
-    updates, opt_state = tx.update(g, opt_state, x)
+def apply(
+    tx: optax.GradientTransformation, x: Any, opt_state: Any, g: Any, value: Any = None
+) -> tuple[Any, Any]:
+    """The update itself, shared by every loop: ``x <- x + tx.update(g, state, x)``.
+
+    With ``value`` (the loss), a transformation that takes extra arguments is given
+    ``value=`` (``optax.contrib``'s ``reduce_on_plateau``); others are not.
+    """
+    if value is not None and isinstance(tx, optax.GradientTransformationExtraArgs):
+        updates, opt_state = tx.update(g, opt_state, x, value=value)
+    else:
+        updates, opt_state = tx.update(g, opt_state, x)
     return optax.apply_updates(x, updates), opt_state
 
 
@@ -74,12 +83,12 @@ def advance(
     record: Callable[[Carry], Any] | None = None,
     exit_early: bool = True,
 ) -> tuple[Carry, Any]:
-    """Takes up to ``n_steps`` steps from ``c``, stopping once :func:`reached`.
+    """Takes up to ``n_steps`` steps from ``c``, stopping once ``reached``.
 
     Args:
       loss: the objective, ``loss(x) -> scalar``.
       tx: the optimizer.
-      c: where to start (from :func:`start` or an earlier :func:`advance`).
+      c: where to start (from ``start`` or an earlier ``advance``).
       n_steps: the most steps to take (static).
       tol: stop once ``loss - min_loss <= tol``; ``None`` runs all ``n_steps``.
       min_loss: the minimum the tolerance is measured from.

@@ -1,7 +1,7 @@
 """What ``fit`` and training sweeps train: the model protocol, written once.
 
-Three forms of model reach the epoch kernel (:mod:`._epoch`) as one thing, a
-:class:`Model` (static: it is hashed into the compiled epoch) plus two pytrees, the
+Three forms of model reach the epoch kernel (``_epoch``) as one thing, a
+``Model`` (static: it is hashed into the compiled epoch) plus two pytrees, the
 trainable ``params`` and the model ``state`` that is not trained (batch-norm statistics,
 random-number streams):
 
@@ -156,7 +156,7 @@ _MODELS: dict[tuple[Callable, int, int], Model] = {}
 
 
 def _nnx_model(loss: Callable, model: Any, graph: Any) -> Model:
-    """The :class:`Model` of an NNX module with graph ``graph``.
+    """The ``Model`` of an NNX module with graph ``graph``.
 
     Cached: the same object for every call with an equal graph, so that the compiled
     epoch's cache finds it at once.

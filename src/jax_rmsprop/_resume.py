@@ -1,7 +1,7 @@
 """Resumable runs: the checkpoint that ``fit`` and training sweeps keep at their boundaries.
 
 A checkpoint is one ``.npz`` file in the run's directory (``fit.npz``, ``sweep.npz``),
-written atomically by :func:`jax_rmsprop.checkpoint.save` (a temporary file renamed into
+written atomically by ``save`` (a temporary file renamed into
 place), so a write interrupted half-way leaves the last good one whole. Beside the arrays
 it holds the call's *fingerprint*, a description of everything that decides the numbers
 (shapes, digests of the values, hyperparameters), and the loop's position. A call that
@@ -64,7 +64,7 @@ def digest(tree: Any) -> str:
     leaves, treedef = jax.tree.flatten(tree)
     h.update(str(treedef).encode())
     for leaf in leaves:
-        a = ckpt._host(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+        a = ckpt._host(jax.random.key_data(leaf) if ckpt.is_key(leaf) else leaf)
         h.update(f"{a.dtype.name}{a.shape}".encode())
         h.update(np.ascontiguousarray(a).view(np.uint8).tobytes())
     return h.hexdigest()[:16]
@@ -87,10 +87,6 @@ def grid_entry(names: Any, cells: Any) -> str:
     return f"{list(names)} {digest([np.asarray(c) for c in cells])}"
 
 
-def _is_key(a: Any) -> bool:
-    return isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
-
-
 def name_of(fn: Callable) -> str:
     """``module.qualname`` of a function (of a ``Partial``'s function)."""
     fn = getattr(fn, "func", fn)
@@ -105,9 +101,9 @@ class Resume:
 
     Writes happen in a background thread while the next epoch (or chunk) runs, paced so
     that they take at most 2.5% of the time: after a write of ``w`` seconds the writer
-    rests ``39 w``, and the boundaries that end meanwhile are not written (:meth:`ready`
+    rests ``39 w``, and the boundaries that end meanwhile are not written (``ready``
     says so, before anything is copied). A boundary that takes longer than that is
-    always written; :meth:`flush` writes the last one given and waits for it.
+    always written; ``flush`` writes the last one given and waits for it.
     """
 
     def __init__(self, directory: str | os.PathLike, kind: str, fingerprint: dict[str, str]):
@@ -203,7 +199,7 @@ class Resume:
                 self._cv.wait_for(lambda: self._flushing, timeout=rest)
 
     def flush(self) -> None:
-        """Waits until the last state given to :meth:`save` is written."""
+        """Waits until the last state given to ``save`` is written."""
         with self._cv:
             self._flushing = True
             self._cv.notify_all()

@@ -15,7 +15,7 @@ from .problems import Problem
 
 
 class Trajectory(NamedTuple):
-    """The result of :func:`run`.
+    """The result of ``run``.
 
     Attributes:
       params: the parameter path, shape ``(steps + 1, *x0.shape)`` (``path=True``), or the
@@ -61,7 +61,7 @@ def run(
     Python loop over ``tx.update``.
 
     Args:
-      problem_or_loss: a :class:`~jax_rmsprop.problems.Problem`, or a loss function
+      problem_or_loss: a ``Problem``, or a loss function
         ``loss(x) -> scalar`` (then ``x0`` is required).
       tx: the optimizer. The program is compiled once per ``tx`` object and shapes.
       steps: the maximum number of steps.
@@ -70,7 +70,7 @@ def run(
       path: return the whole parameter path (memory ``steps * x0.size``) or only the end.
 
     Returns:
-      A :class:`Trajectory`.
+      A ``Trajectory``.
     """
     if isinstance(problem_or_loss, Problem):
         loss, min_loss = problem_or_loss.loss, problem_or_loss.min_loss or 0.0

@@ -2,7 +2,7 @@
 
 A scheduler or a preempted cloud machine sends SIGTERM; a user presses Ctrl-C. Raising at
 once would leave the epoch in flight half-done and its donated inputs gone, so
-:class:`Interrupts` only records the signal; the loop checks :attr:`Interrupts.requested`
+``Interrupts`` only records the signal; the loop checks ``requested``
 after each epoch, saves, and stops. A second Ctrl-C raises ``KeyboardInterrupt`` at once.
 Handlers are installed only in the main thread (Python delivers signals there) and the
 previous ones are restored on exit.
@@ -41,10 +41,10 @@ class Interrupts:
 
 
 class FitInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM during :func:`~jax_rmsprop.fit`, stopped at an epoch boundary.
+    """Ctrl-C or SIGTERM during ``fit``, stopped at an epoch boundary.
 
     Attributes:
-      partial: the :class:`~jax_rmsprop.History` of the epochs that finished.
+      partial: the ``History`` of the epochs that finished.
       checkpoint: the checkpoint file holding them (the same call resumes from the next
         epoch), or ``None`` without ``checkpoint``.
       signal: ``"SIGINT"`` or ``"SIGTERM"``.

@@ -33,7 +33,7 @@ from .problems import Problem, Task
 
 @dataclasses.dataclass(frozen=True)
 class SweepResult:
-    """The outcome of :func:`sweep`; every array is shaped like the grid.
+    """The outcome of ``sweep``; every array is shaped like the grid.
 
     Attributes:
       configs: hyperparameter name -> array of its value in each cell.
@@ -66,15 +66,6 @@ class SweepResult:
             row["diverged"] = bool(self.diverged.ravel()[i])
             rows.append(row)
         return rows
-
-
-def _check_grid(grid: Mapping[str, Any]) -> None:
-    if not grid:
-        raise ValueError("`sweep(grid=...)` needs at least one hyperparameter.")
-    for name, values in grid.items():
-        a = np.asarray(values)
-        if a.ndim != 1 or a.size == 0:
-            raise ValueError(f"`sweep(grid={{{name!r}: ...}})` must be a non-empty 1-D array.")
 
 
 def _constrain(tree, mesh: Mesh | None):
@@ -178,19 +169,19 @@ def sweep(
     hyperparameters inside it (``rmsprop`` needs no ``inject_hyperparams``). Repeated calls
     with the same shapes and static arguments reuse the compiled program.
 
-    With a :class:`Task` (training on data), every configuration is trained for ``steps``
-    *epochs* from each of ``seeds`` seeds, as :func:`~jax_rmsprop.fit` does (seed ``s``
+    With a ``Task`` (training on data), every configuration is trained for ``steps``
+    *epochs* from each of ``seeds`` seeds, as ``fit`` does (seed ``s``
     initialises with ``task.init(k0)`` and shuffles with ``k1``, where ``k0, k1`` are
     ``fold_in(fold_in(key(seed), s), 0 / 1)``), as many (configuration, seed) runs per
-    compiled program as memory allows; the result is a :class:`TrainingSweepResult`
+    compiled program as memory allows; the result is a ``TrainingSweepResult``
     ranked by the validation loss averaged over seeds. ``tol`` applies to problems only;
     with ``mesh`` the (configuration, seed) runs are sharded over its devices, across
     processes too.
 
     Args:
-      problem: the :class:`~jax_rmsprop.problems.Problem` to minimize, or a :class:`Task`.
+      problem: the ``Problem`` to minimize, or a ``Task``.
       grid: hyperparameter name (a keyword of ``optimizer``) -> 1-D array of values.
-      steps: steps per configuration (epochs for a :class:`Task`).
+      steps: steps per configuration (epochs for a ``Task``).
       tol: a configuration stops (and counts ``steps_to_tol``) once
         ``loss - problem.min_loss <= tol``.
       optimizer: factory called as ``optimizer(**config, **options)``.
@@ -227,16 +218,15 @@ def sweep(
         interrupted (with the same ``chunk_size``: a resumed rung keeps its chunks). A
         checkpoint of a different call (task, grid, optimizer, options, seeds...) raises
         ``ValueError`` saying what differs. Ctrl-C during a Task's sweep raises
-        :class:`SweepInterrupted` with the runs that finished, after saving them.
+        ``SweepInterrupted`` with the runs that finished, after saving them.
       keep_params: (Task) return every run's trained parameters and model state
         (``result.params``, ``result.model_state``, ``result.best_params(k, by=...)``),
         gathered on the host; not with ``checkpoint`` yet.
 
     Returns:
-      A :class:`SweepResult`, or a :class:`TrainingSweepResult` for a Task.
+      A ``SweepResult``, or a ``TrainingSweepResult`` for a Task.
     """
     if isinstance(problem, Task):
-        _check_grid(grid)
         return sweep_task(
             problem,
             grid,
@@ -259,7 +249,6 @@ def sweep(
         raise ValueError(f"`sweep(problem=...)` must be a Problem or a Task; got {problem!r}.")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`sweep(steps=...)` must be a positive int; got {steps!r}.")
-    _check_grid(grid)
     names, cells, shape = _configurations(grid, None, 0)
     dtype = jax.tree.leaves(problem.x0)[0].dtype
     n = cells[0].size

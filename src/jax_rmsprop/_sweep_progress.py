@@ -1,7 +1,7 @@
 """Where a training sweep stands: what its checkpoint holds, and what Ctrl-C leaves.
 
 A training sweep advances rung by rung (one rung without successive halving) and, in a
-rung, chunk by chunk. :class:`Progress` is everything needed to go on from a chunk's
+rung, chunk by chunk. ``Progress`` is everything needed to go on from a chunk's
 end: the losses so far, the configurations still in, the position, and (successive
 halving only) the carries that the next rung continues.
 """
@@ -23,7 +23,7 @@ class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C during a training sweep.
 
     Attributes:
-      partial: a :class:`TrainingSweepResult` of the runs that finished (NaN elsewhere).
+      partial: a ``TrainingSweepResult`` of the runs that finished (NaN elsewhere).
       checkpoint: the checkpoint file holding them (run the same call to resume), or
         ``None`` without ``checkpoint``.
     """
@@ -79,7 +79,7 @@ class Progress:
 
     @staticmethod
     def like(position: dict, runs: int, epochs: int, per_config: int, run: Any, metrics=()) -> dict:
-        """The template of :meth:`arrays` at ``position``; ``run``: one run's abstract carry."""
+        """The template of ``arrays`` at ``position``; ``run``: one run's abstract carry."""
         sds = jax.ShapeDtypeStruct
         stack = lambda n: jax.tree.map(lambda a: sds((n, *a.shape), a.dtype), run)  # noqa: E731
         out: dict[str, Any] = {

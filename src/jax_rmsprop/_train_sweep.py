@@ -1,7 +1,7 @@
 """Sweeps of whole trainings: every configuration x seed trained with ``fit``'s epochs.
 
 One compiled program per chunk of configurations: ``vmap`` over the hyperparameters and
-the seeds of a ``lax.scan`` over the epochs of :func:`~jax_rmsprop._epoch.train_epoch`, so a
+the seeds of a ``lax.scan`` over the epochs of ``train_epoch``, so a
 cell equals ``fit`` run alone with that configuration and seed.
 """
 
@@ -119,7 +119,7 @@ class TrainingSweepResult:
         return self._final(by).std(-1)
 
     def best_params(self, k: int = 1, by: str | None = None, mode: str = "auto") -> list:
-        """The ``k`` best cells' ``(row, params, model_state)``, as :meth:`best` ranks them.
+        """The ``k`` best cells' ``(row, params, model_state)``, as ``best`` ranks them.
 
         ``params`` (and ``model_state``) have a leading seed axis; needs
         ``sweep(..., keep_params=True)``. Load an NNX module with ``nnx.update(model,
@@ -137,7 +137,7 @@ class TrainingSweepResult:
         return out
 
     def best(self, k: int = 5, by: str | None = None, mode: str = "auto") -> list[dict[str, float]]:
-        """The ``k`` best cells by :meth:`score` (of ``by``), with the spread over seeds.
+        """The ``k`` best cells by ``score`` (of ``by``), with the spread over seeds.
 
         Each row holds the configuration, ``score`` (the mean final value of ``by``,
         as recorded) and ``seed_std``.
@@ -405,7 +405,7 @@ class _Plan:
         """Runs per program: the user's ``chunk_size``, else as many as memory allows.
 
         All ``n`` runs in one program if XLA's accounting of it fits in
-        :data:`MEMORY_FRACTION` of the free memory; otherwise the chunk is shrunk in
+        ``MEMORY_FRACTION`` of the free memory; otherwise the chunk is shrunk in
         proportion to its excess per run (memory grows about linearly with the runs of a
         ``vmap``) until its own accounting fits, or one run per device is left.
         """

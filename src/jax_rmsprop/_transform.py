@@ -1,18 +1,18 @@
 r"""The RMSProp gradient transformation, built from a few readable parts.
 
-- :class:`Convention`: what differs between frameworks' RMSProp (eps inside or outside
+- ``Convention``: what differs between frameworks' RMSProp (eps inside or outside
   the root, learning rate before or after the momentum trace, coupled or decoupled weight
   decay, maximize, complex numbers as pairs of reals). A frozen, static value.
-- :class:`Hyperparams`: the numbers (learning rate, decay, eps, initial scale, momentum,
+- ``Hyperparams``: the numbers (learning rate, decay, eps, initial scale, momentum,
   weight decay); each may be a traced array, so ``vmap`` sweeps need no wrapper.
-- Module-level steps, each readable alone: :func:`_moments` (the moving averages and the
-  variance estimate), :func:`_precondition` (the division by the root, with its eps
-  guards decided once per dtype), :func:`_learning_rate_and_momentum` and the weight
-  decay in :func:`_leaf`.
+- Module-level steps, each readable alone: ``_moments`` (the moving averages and the
+  variance estimate), ``_precondition`` (the division by the root, with its eps
+  guards decided once per dtype), ``_learning_rate_and_momentum`` and the weight
+  decay in ``_leaf``.
 
 It is one fused transformation rather than optax's chain of building blocks, but not
 for speed: XLA fuses optax's chain into the same loop over each buffer. The reasons are
-one state (:class:`RMSPropState`, so checkpoints, sweeps and shardings see one object),
+one state (``RMSPropState``, so checkpoints, sweeps and shardings see one object),
 one place for every framework's convention, and float32-or-wider arithmetic over
 low-precision storage (the state is cast once per step, not once per chained stage).
 """
@@ -44,7 +44,7 @@ ScalarOrSchedule = ArrayLike | Callable[[jax.Array], ArrayLike]
 
 
 class RMSPropState(NamedTuple):
-    """State of :func:`rmsprop` and :func:`scale_by_rms`.
+    """State of ``rmsprop`` and ``scale_by_rms``.
 
     Attributes:
       count: number of updates applied, ``int32``, saturating at its maximum.
@@ -65,7 +65,7 @@ class RMSPropState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Convention:
-    r"""How a framework's RMSProp differs from :func:`rmsprop`'s defaults (all static).
+    r"""How a framework's RMSProp differs from ``rmsprop``'s defaults (all static).
 
     Attributes:
       eps_in_sqrt: :math:`g/\sqrt{v+\epsilon}` instead of :math:`g/(\sqrt v+\epsilon)`.
@@ -91,7 +91,7 @@ class Convention:
 class Hyperparams(NamedTuple):
     """The numbers of an RMSProp variant; any of them may be a traced array.
 
-    ``learning_rate=None`` leaves the update unscaled (:func:`scale_by_rms`);
+    ``learning_rate=None`` leaves the update unscaled (``scale_by_rms``);
     ``momentum=None`` keeps no trace; ``weight_decay=None`` applies none.
     """
 
@@ -577,7 +577,7 @@ def rmsprop(
     .. warning::
       The default ``eps_in_sqrt=False`` follows Hinton's lecture, PyTorch and the
       seed articles: :math:`\sqrt{v} + \epsilon`. ``optax.rmsprop`` defaults to
-      ``eps_in_sqrt=True``. :mod:`jax_rmsprop.compat` reproduces PyTorch, Keras 3
+      ``eps_in_sqrt=True``. ``compat`` reproduces PyTorch, Keras 3
       and TF1 with their own argument names and defaults.
 
     Args:
@@ -600,7 +600,7 @@ def rmsprop(
         whatever the storage. Updates come back in the gradients' dtype.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` with state :class:`RMSPropState`.
+      An ``optax.GradientTransformationExtraArgs`` with state ``RMSPropState``.
 
     Raises:
       ValueError: for a concrete negative or NaN ``learning_rate``, ``decay`` outside
@@ -666,12 +666,12 @@ def scale_by_rms(
 ) -> optax.GradientTransformationExtraArgs:
     r"""Rescales updates by the root of their moving mean square (no learning rate, no sign).
 
-    Returns :math:`s_t` of :func:`rmsprop`: :math:`g_t / (\sqrt{v_t} + \epsilon)`
+    Returns :math:`s_t` of ``rmsprop``: :math:`g_t / (\sqrt{v_t} + \epsilon)`
     (or :math:`g_t/\sqrt{v_t+\epsilon}`), to be chained with e.g.
-    ``optax.scale_by_learning_rate``. Arguments as in :func:`rmsprop`.
+    ``optax.scale_by_learning_rate``. Arguments as in ``rmsprop``.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` with state :class:`RMSPropState`
+      An ``optax.GradientTransformationExtraArgs`` with state ``RMSPropState``
       (``trace`` is ``None``).
     """
     check(

@@ -3,7 +3,7 @@
 Each public constructor checks its arguments once, by the names its caller used
 (``alpha`` for PyTorch, ``rho`` for Keras), before anything is built. Traced values
 (inside ``jit``/``vmap``) cannot be inspected without a host round-trip, so only their
-dtype is checked; concrete values are checked against a :class:`Range`.
+dtype is checked; concrete values are checked against a ``Range``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Saving and restoring pytrees (parameters, optimizer state) as NumPy ``.npz`` files.
 
-The optimizer state is a plain pytree (:class:`~jax_rmsprop.RMSPropState` with the step
+The optimizer state is a plain pytree (``RMSPropState`` with the step
 count inside), so a run resumed from a checkpoint continues bit for bit: schedules read
 the restored count, and every array is stored with its exact bits (bfloat16 included,
 which ``.npz`` cannot hold natively, is stored as its raw 16-bit pattern).
 
-:func:`restore` needs a template of the tree it expects (e.g. ``tx.init(params)``): it
+``restore`` needs a template of the tree it expects (e.g. ``tx.init(params)``): it
 checks every path, shape and dtype against it and raises ``ValueError`` naming each
 mismatch, instead of silently loading a state that belongs to another optimizer. The
 restored arrays are placed with the template's shardings.
@@ -15,7 +15,7 @@ A save writes a temporary file beside the target and renames it into place
 (``os.replace``), so a save interrupted half-way leaves the previous checkpoint whole.
 
 For parameters sharded across hosts, or asynchronous saves, use orbax
-(``orbax.checkpoint.StandardCheckpointer``): :class:`~jax_rmsprop.RMSPropState` is a plain
+(``orbax.checkpoint.StandardCheckpointer``): ``RMSPropState`` is a plain
 pytree and round-trips through it bit for bit (``tests/test_checkpoint.py``).
 
 Example:
@@ -73,13 +73,13 @@ def key_data(tree: Any) -> Any:
     """``tree`` with each typed key replaced by its raw data (``jax.random.key_data``).
 
     Keys (a Flax NNX module's RNG streams, a shuffling key) have no NumPy form: they are
-    stored and moved to the host as their data, and :func:`with_keys` wraps them again.
+    stored and moved to the host as their data, and ``with_keys`` wraps them again.
     """
     return jax.tree.map(lambda a: jax.random.key_data(a) if is_key(a) else a, tree)
 
 
 def with_keys(tree: Any, like: Any) -> Any:
-    """``tree`` (from :func:`key_data`) with the keys of ``like`` wrapped again."""
+    """``tree`` (from ``key_data``) with the keys of ``like`` wrapped again."""
 
     def wrap(a, want):
         if is_key(want) and not is_key(a):  # (the key dtype names its implementation)
@@ -95,7 +95,7 @@ def _key_data_like(like: Any) -> Any:
 
 
 def _npz(path: str | os.PathLike) -> Path:
-    """The one path rule of :func:`save` and :func:`restore`: ``.npz`` added if missing."""
+    """The one path rule of ``save`` and ``restore``: ``.npz`` added if missing."""
     p = Path(path)
     return p if p.name.endswith(".npz") else p.with_name(p.name + ".npz")
 
@@ -106,7 +106,7 @@ def save(path: str | os.PathLike, tree: Any, metadata: Any = None, packed: bool 
     Args:
       path: file to write; ``.npz`` is added if missing.
       tree: any pytree of arrays (parameters, optimizer state, both in a dict).
-      metadata: anything JSON can hold, read back by :func:`metadata`.
+      metadata: anything JSON can hold, read back by ``metadata``.
       packed: store every leaf's bytes in one buffer (two members in the file instead of
         one per leaf: several times faster to write for many small leaves).
 
@@ -159,7 +159,7 @@ def _host(leaf: Any) -> np.ndarray:
 
 
 def metadata(path: str | os.PathLike) -> Any:
-    """The ``metadata`` that :func:`save` wrote to ``path`` (``None`` if it wrote none)."""
+    """The ``metadata`` that ``save`` wrote to ``path`` (``None`` if it wrote none)."""
     # (the file is opened here so that it is closed when np.load fails on a bad file)
     with open(_npz(path), "rb") as raw, np.load(raw) as f:
         return json.loads(str(f[_METADATA])) if _METADATA in f.files else None
@@ -170,10 +170,10 @@ def _is_ml(a: np.ndarray) -> bool:
 
 
 def restore(path: str | os.PathLike, like: Any, host: bool = False) -> Any:
-    """Reads a checkpoint written by :func:`save` into the structure of ``like``.
+    """Reads a checkpoint written by ``save`` into the structure of ``like``.
 
     Args:
-      path: the ``.npz`` file (``.npz`` is added if missing, as :func:`save` does).
+      path: the ``.npz`` file (``.npz`` is added if missing, as ``save`` does).
       like: a pytree with the expected structure, shapes and dtypes, e.g.
         ``tx.init(params)`` or ``{"params": params, "opt_state": tx.init(params)}``;
         abstract values work too (``jax.eval_shape(tx.init, params)``, nothing is
@@ -182,7 +182,7 @@ def restore(path: str | os.PathLike, like: Any, host: bool = False) -> Any:
 
     Returns:
       A pytree with the structure of ``like`` and the checkpoint's values (typed keys
-      are stored as their data; with ``host`` they stay data, see :func:`with_keys`).
+      are stored as their data; with ``host`` they stay data, see ``with_keys``).
 
     Raises:
       ValueError: if the checkpoint lacks a leaf of ``like``, holds a leaf that ``like``

@@ -150,7 +150,7 @@ def sweep_heatmap(
     Each cell is centred on its grid values, with edges halfway between neighbours
     (geometric midpoints on log axes, used where the values are log-spaced or span two
     decades), and the grid values are the ticks. For a training sweep the value is its
-    :meth:`~TrainingSweepResult.score` of ``by`` (default: the validation loss) as the mean
+    ``score`` of ``by`` (default: the validation loss) as the mean
     over seeds, e.g. ``by="val_accuracy"``; runs that successive halving did not continue
     are marked apart from diverged ones, and with several seeds a second panel shows the
     spread over seeds (``spread``, grid-shaped, draws it from other values). Losses are

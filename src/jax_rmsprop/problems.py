@@ -42,7 +42,7 @@ class Problem:
     Attributes:
       name: short name (``jax-rmsprop sweep NAME``).
       loss: ``loss(x) -> scalar``.
-      x0: the starting point (an array, or a pytree of arrays for :func:`mlp`).
+      x0: the starting point (an array, or a pytree of arrays for ``mlp``).
       minimizer: the (local) minimizer the optimizer should reach, where known.
       min_loss: ``loss(minimizer)``, where known; tolerances are on ``loss - min_loss``.
     """
@@ -56,7 +56,7 @@ class Problem:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Task:
-    """A training problem to sweep: what :func:`~jax_rmsprop.fit` takes but the optimizer.
+    """A training problem to sweep: what ``fit`` takes but the optimizer.
 
     The same models as ``fit``: parameters with a pure loss, a Flax NNX module, or the
     functional form with model state (``model_state=True``).
@@ -251,7 +251,7 @@ def digits(hidden: int = 32, batch_size: int = 32, n_train: int = 1437) -> Task:
 
 @functools.cache
 def _nnx_digits_class():
-    """The NNX module class of :func:`digits_nnx`.
+    """The NNX module class of ``digits_nnx``.
 
     Made once: flax is imported lazily, and one class keeps one compiled epoch.
     """
@@ -304,7 +304,7 @@ _TASKS = {"digits": digits}
 
 
 def names() -> list[str]:
-    """The names :func:`get` knows (``jax-rmsprop sweep NAME``): problems and tasks."""
+    """The names ``get`` knows (``jax-rmsprop sweep NAME``): problems and tasks."""
     return sorted([*_BY_NAME, *_TASKS])
 
 

@@ -74,6 +74,6 @@ def _training_csv(result: TrainingSweepResult) -> str:
 
 
 def write_csv(result: SweepResult | TrainingSweepResult, path: str | os.PathLike) -> None:
-    """Writes :func:`to_csv` of ``result`` to ``path``."""
+    """Writes ``to_csv`` of ``result`` to ``path``."""
     with open(path, "w", newline="") as f:
         f.write(to_csv(result))
