@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 import jax_rmsprop
-from jax_rmsprop import _train_sweep
+from jax_rmsprop import _tune
 
 GRID = {"learning_rate": np.logspace(-4, -1, 64), "decay": np.linspace(0.5, 0.99, 64)}
 RUNS = 64 * 64
@@ -26,23 +26,21 @@ RUNS = 64 * 64
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--fraction", type=float, default=_train_sweep.MEMORY_FRACTION)
+    parser.add_argument("--fraction", type=float, default=_tune.MEMORY_FRACTION)
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
-    _train_sweep.MEMORY_FRACTION = args.fraction
+    _tune.MEMORY_FRACTION = args.fraction
     task = jax_rmsprop.problems.digits(hidden=1400, batch_size=64, n_train=256)
     params = sum(a.size for a in jax.tree.leaves(task.init(jax.random.key(0))))
-    names, cells, _ = _train_sweep._configurations(GRID, None, 0)
-    plan = _train_sweep._plan(
-        task, cells, names, 1, 0, None, jax_rmsprop.rmsprop, None, None, None, None
-    )
+    names, cells, _ = _tune._configurations(GRID, None, 0)
+    plan = _tune._plan(task, cells, names, 1, 0, None, jax_rmsprop.rmsprop, None, None, None, None)
     one_program, _ = plan._bytes(RUNS, None, 0, args.epochs)
     budgets = []  # the budget when the sweep sized its chunks
-    measure = _train_sweep._memory_budget
-    _train_sweep._memory_budget = lambda mesh: budgets.append(measure(mesh)) or budgets[-1]
+    measure = _tune._memory_budget
+    _tune._memory_budget = lambda mesh: budgets.append(measure(mesh)) or budgets[-1]
     chunks = []
     start = time.perf_counter()
-    res = jax_rmsprop.sweep(task, GRID, args.epochs, progress=lambda d, n: chunks.append(d))
+    res = jax_rmsprop.tune(task, GRID, args.epochs, progress=lambda d, n: chunks.append(d))
     seconds = time.perf_counter() - start
     out = {
         "params": int(params),

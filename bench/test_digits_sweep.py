@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import jax_rmsprop
-from jax_rmsprop import _train_sweep
+from jax_rmsprop import _tune
 from jax_rmsprop._model import split as split_model
 
 from .helpers import keras_digits_classifier, keras_on_jax, round_robin
@@ -40,7 +40,7 @@ def loop_of_fits(task, configs, tx=TX, epochs=EPOCHS):
     """
     for lr, decay in configs:
         for s in range(SEEDS):
-            init_key, shuffle_key = _train_sweep.seed_keys(0, s)
+            init_key, shuffle_key = _tune.seed_keys(0, s)
             model = task.init(init_key)
             state = tx.init(split_model(task.loss, model, None)[1])
             state.hyperparams["learning_rate"] = jnp.float32(lr)
@@ -84,7 +84,7 @@ def test_digits_sweep(benchmark, device):
     task = jax_rmsprop.problems.digits()
     few = list(zip(GRID["learning_rate"][::5], GRID["decay"][::5]))  # 4 configurations
     kernels = {
-        "program": lambda: jax_rmsprop.sweep(task, GRID, EPOCHS, seeds=SEEDS),
+        "program": lambda: jax_rmsprop.tune(task, GRID, EPOCHS, seeds=SEEDS),
         "fit-loop": lambda: loop_of_fits(task, few),
     }
     keras_loop = _loop_of_keras_fits(task, few[:2])
@@ -103,7 +103,7 @@ def test_digits_sweep(benchmark, device):
     else:
         info["keras-loop/program (per run)"] = "keras not installed"
     # successive halving against the full grid
-    sh = jax_rmsprop.sweep(task, GRID, EPOCHS, seeds=SEEDS, halving=3)
+    sh = jax_rmsprop.tune(task, GRID, EPOCHS, seeds=SEEDS, halving=3)
     best_full, best_sh = full.best(1)[0]["score"], sh.best(1)[0]["score"]
     budget = float(sh.epochs_run.sum() / full.epochs_run.sum())
     info["best val loss (full grid, halving)"] = (round(best_full, 4), round(best_sh, 4))

@@ -43,7 +43,7 @@ def test_nnx_sweep(benchmark, device):
     task = _task()
     few = list(zip(GRID["learning_rate"][::5], GRID["decay"][::5]))  # 4 configurations
     kernels = {
-        "program": lambda: jax_rmsprop.sweep(task, GRID, EPOCHS, seeds=SEEDS),
+        "program": lambda: jax_rmsprop.tune(task, GRID, EPOCHS, seeds=SEEDS),
         "fit-loop": lambda: loop_of_fits(task, few, epochs=EPOCHS),
     }
     result = kernels["program"]()  # compile and warm up outside the timer

@@ -44,7 +44,7 @@ try:
     if kind == "sweep":
         task = jax_rmsprop.Task(_loss, _init, (x, y), 8, (x[:20], y[:20]))
         grid = {"learning_rate": np.logspace(-3, -1, 64)}
-        jax_rmsprop.sweep(
+        jax_rmsprop.tune(
             task,
             grid,
             20,

@@ -35,8 +35,8 @@ ref = jax_rmsprop.sweep(problems.elongated(), GRID, 300, tol=1e-6, chunk_steps=1
 x, y = data()
 task = jax_rmsprop.Task(_loss, _init, (x, y), 10, (x[:20], y[:20]))
 tgrid = {"learning_rate": np.array([1e-3, 1e-2, 1e-1])}
-tres = jax_rmsprop.sweep(task, tgrid, 6, seeds=2, halving=3, mesh=mesh)
-tref = jax_rmsprop.sweep(task, tgrid, 6, seeds=2, halving=3)
+tres = jax_rmsprop.tune(task, tgrid, 6, seeds=2, halving=3, mesh=mesh)
+tref = jax_rmsprop.tune(task, tgrid, 6, seeds=2, halving=3)
 # data-parallel fit over both processes' devices, against this process's one device
 opt = jax_rmsprop.rmsprop(1e-2, momentum=0.9)
 fit_kw = dict(epochs=3, batch_size=8, key=jax.random.key(3), validation=(x[:20], y[:20]))

@@ -70,7 +70,7 @@ def run_sweep(directory, out, sleep_s):
 
     grid = {"learning_rate": np.logspace(-3, -1, 4), "decay": np.array([0.5, 0.9, 0.99])}
     try:
-        res = jax_rmsprop.sweep(
+        res = jax_rmsprop.tune(
             task(), grid, 6, seeds=2, chunk_size=4, halving=2, progress=progress,
             checkpoint=directory,
         )  # fmt: skip

@@ -219,3 +219,41 @@ def test_sweep_help_shows_defaults_ranges_and_examples(capsys):
     out = capsys.readouterr().out
     assert "(default: 1000)" in out and "in [0, 1]" in out and "examples:" in out
     assert "--samples 64" in out
+
+
+@pytest.mark.slow
+def test_tune_command_goes_on_with_its_study_and_writes_the_trials(tmp_path, capsys):
+    optuna = pytest.importorskip("optuna")
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    argv = ["tune", "digits", "--trials", "6", "--batch", "3", "--epochs", "2", "--no-progress"]
+    argv += ["--storage", db, "--out", str(tmp_path), "--learning-rate", "1e-3:1e-1:log"]
+    assert cli.main([*argv, "--decay", "0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "digits: 6 trials (6 this run, 0 pruned) x 1 seeds x 2 epochs, tpe sampler" in out
+    study = optuna.load_study(study_name="jax-rmsprop-digits", storage=db)
+    lrs = [t.params["learning_rate"] for t in study.trials]
+    assert len(lrs) == 6 and all(1e-3 <= lr <= 1e-1 for lr in lrs)
+    assert f"best value {study.best_value:.4g}" in out
+    # the same command with more trials goes on from the study
+    argv[argv.index("--trials") + 1] = "8"
+    assert cli.main([*argv, "--decay", "0.9"]) == 0
+    assert "digits: 8 trials (2 this run" in capsys.readouterr().out
+    with open(tmp_path / "tune_digits.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 8
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["tune", "sphere"], "sphere is a closed-form problem: use `jax-rmsprop sweep`"),
+        (["tune", "digits", "--decay", "0.9:0.5"], "--decay 0.9:0.5: needs LOW < HIGH"),
+        (["tune", "digits", "--learning-rate", "0:1:log"], "LOW > 0 (log)"),
+        (["tune", "digits", "--decay", "a:b"], "malformed range 'a:b' for --decay"),
+        (["tune", "digits", "--trials", "0"], "--trials must be >= 1"),
+        (["tune", "digits", "--sampler", "grid"], "invalid choice: 'grid'"),
+    ],
+)
+def test_tune_command_refuses_bad_input_in_flag_terms(argv, words, capsys):
+    assert cli.main(argv) == 2
+    assert words in capsys.readouterr().err

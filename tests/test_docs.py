@@ -36,7 +36,7 @@ PAGES_WITH_EXAMPLES = [p for p in sorted(DOCS.glob("*.md")) if _examples(p)]
 def test_every_guide_page_has_examples():
     names = {p.name for p in PAGES_WITH_EXAMPLES}
     guides = {"index.md", "update-rule.md", "porting.md", "pytrees.md", "runs-and-sweeps.md"}
-    guides |= {"training.md", "long-runs.md", "interop.md", "models.md"}
+    guides |= {"training.md", "long-runs.md", "interop.md", "models.md", "tuning.md"}
     assert guides <= names, guides - names
 
 

@@ -19,8 +19,8 @@ def _data(n=40):
     return x, (x @ np.array([1.0, -2.0, 0.5], np.float32))
 
 
-def _refused(call, words):
-    with pytest.raises(ValueError) as info:
+def _refused(call, words, error=ValueError):
+    with pytest.raises(error) as info:
         call()
     msg = str(info.value)
     assert words in msg, msg
@@ -71,26 +71,55 @@ def _task():
         ({"learning_rate": [0.1], "centered": [False, True]},
          "centered takes booleans, which change the compiled program; fix it with `options="),
         ({"learning_rate": [[0.1, 0.2]]}, "must be a non-empty 1-D array"),
-        ({}, "`sweep(grid=...)` needs at least one hyperparameter"),
+        ({}, "=...)` needs at least one hyperparameter"),
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("kind", ["task", "problem"])
 def test_bad_grids_name_the_hyperparameter(grid, words, kind):
-    target = _task() if kind == "task" else jax_rmsprop.problems.sphere()
-    _refused(lambda: jax_rmsprop.sweep(target, grid, 2), words)
+    if kind == "task":
+        _refused(lambda: jax_rmsprop.tune(_task(), grid, 2), "`tune(space=")
+        _refused(lambda: jax_rmsprop.tune(_task(), grid, 2), words)
+    else:
+        _refused(lambda: jax_rmsprop.sweep(jax_rmsprop.problems.sphere(), grid, 2), "`sweep(grid=")
+        _refused(lambda: jax_rmsprop.sweep(jax_rmsprop.problems.sphere(), grid, 2), words)
 
 
-def test_random_search_needs_ranges_and_halving_needs_rungs():
+def test_random_search_needs_distributions_and_halving_needs_rungs():
     task = _task()
     _refused(
-        lambda: jax_rmsprop.sweep(task, {"learning_rate": [1e-3, 1e-2, 1e-1]}, 2, samples=5),
-        "with `samples` must be a range (low, high)",
+        lambda: jax_rmsprop.tune(task, {"learning_rate": [1e-3, 1e-2, 1e-1]}, 2, samples=5),
+        "`tune(space={'learning_rate': [0.001, 0.01, 0.1]})` must be an Optuna distribution "
+        "here (random search and samplers draw from it), e.g. "
+        "optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)",
     )
     _refused(
-        lambda: jax_rmsprop.sweep(task, {"learning_rate": np.logspace(-3, -1, 4)}, 2, halving=3),
-        "`sweep(halving=3)` needs at least 3 epochs and 3 configurations for two rungs; "
+        lambda: jax_rmsprop.tune(task, {"learning_rate": np.logspace(-3, -1, 4)}, 2, halving=3),
+        "`tune(halving=3)` needs at least 3 epochs and 3 configurations for two rungs; "
         "got epochs=2",
     )
+
+
+def test_each_entry_point_refuses_what_belongs_to_the_other():
+    from optuna.distributions import FloatDistribution
+
+    grid = {"learning_rate": [0.1]}
+    sphere = jax_rmsprop.problems.sphere()
+    _refused(lambda: jax_rmsprop.sweep(_task(), grid, 2), "with `jax_rmsprop.tune(", TypeError)
+    _refused(lambda: jax_rmsprop.tune(sphere, grid, 2), "swept with `sweep`", TypeError)
+    for kw, words in [
+        (dict(trials=4), "`tune(trials=...)` counts an Optuna sampler's trials"),
+        (dict(monitor="val_loss"), "`tune(monitor=...)` chooses what a sampler is told"),
+    ]:
+        _refused(lambda: jax_rmsprop.tune(_task(), grid, 2, **kw), words, TypeError)  # noqa: B023
+    space = {"learning_rate": FloatDistribution(1e-3, 1e-1, log=True)}
+    sampler = __import__("optuna").samplers.RandomSampler(seed=0)
+    for kw in (dict(samples=3), dict(halving=2), dict(checkpoint="unused")):
+        _refused(
+            lambda: jax_rmsprop.tune(_task(), space, 2, sampler=sampler, trials=4, **kw),  # noqa: B023
+            "`samples`, `halving` and `checkpoint` do not apply",
+            TypeError,
+        )
+    _refused(lambda: jax_rmsprop.tune(_task(), space, 2), "is a distribution: pass `samples=N`")
 
 
 def test_a_diverging_fit_stops_at_the_first_non_finite_epoch_keeping_finite_params():

@@ -223,7 +223,7 @@ def test_reduce_on_plateau_trains_in_a_sweep():
         )
 
     with optax_rules():  # optax.contrib mixes dtypes inside
-        res = jax_rmsprop.sweep(
+        res = jax_rmsprop.tune(
             task, {"learning_rate": np.array([0.03, 0.3])}, 20, optimizer=optimizer
         )
         hist = jax_rmsprop.fit(_mse, params, optimizer(0.3), data, epochs=20, batch_size=64)
@@ -372,15 +372,15 @@ def _nnx_task(n=200, rate=0.3):
 def test_a_sweep_of_an_nnx_model_trains_each_cell_like_fit_with_its_seed():
     """Dropout + batch-norm NNX model, learning rate x decay x 2 seeds, one program; every
     cell (loss, accuracy, validation) equals fit on init(seed's key) alone."""
-    from jax_rmsprop import _train_sweep
+    from jax_rmsprop import _tune
 
     task = _nnx_task()
     grid = {"learning_rate": np.array([1e-3, 1e-2]), "decay": np.array([0.9, 0.99])}
-    res = jax_rmsprop.sweep(task, grid, 2, seeds=2, seed=5)
+    res = jax_rmsprop.tune(task, grid, 2, seeds=2, seed=5)
     assert set(res.metrics) == {"accuracy", "val_accuracy"}
     assert res.metrics["accuracy"].shape == res.loss.shape == (2, 2, 2, 2)
     for i, j, s in [(1, 0, 0), (0, 1, 1)]:
-        init_key, shuffle_key = _train_sweep.seed_keys(5, s)
+        init_key, shuffle_key = _tune.seed_keys(5, s)
         tx = jax_rmsprop.rmsprop(grid["learning_rate"][i], decay=grid["decay"][j])
         hist = jax_rmsprop.fit(
             task.loss,
@@ -410,7 +410,7 @@ def test_a_sweep_of_an_nnx_model_trains_each_cell_like_fit_with_its_seed():
 
 
 def test_a_sweep_of_the_functional_form_uses_the_seed_model_key():
-    from jax_rmsprop import _train_sweep
+    from jax_rmsprop import _tune
 
     params, data = _plateau_problem()
 
@@ -422,8 +422,8 @@ def test_a_sweep_of_the_functional_form_uses_the_seed_model_key():
         return {"w": 0.1 * jax.random.normal(key, (3,), jnp.float32)}, jnp.zeros((), jnp.int32)
 
     task = jax_rmsprop.Task(loss, init, data, 16, model_state=True)
-    res = jax_rmsprop.sweep(task, {"learning_rate": np.array([0.01, 0.1])}, 3, seeds=2)
-    init_key, shuffle_key = _train_sweep.seed_keys(0, 1)
+    res = jax_rmsprop.tune(task, {"learning_rate": np.array([0.01, 0.1])}, 3, seeds=2)
+    init_key, shuffle_key = _tune.seed_keys(0, 1)
     p0, s0 = init(init_key)
     hist = jax_rmsprop.fit(
         loss,
@@ -434,7 +434,7 @@ def test_a_sweep_of_the_functional_form_uses_the_seed_model_key():
         batch_size=16,
         key=shuffle_key,
         state=s0,
-        rng=_train_sweep.model_key(0, 1),
+        rng=_tune.model_key(0, 1),
     )
     np.testing.assert_allclose(res.loss[1, 1], hist.loss, rtol=1e-5)
     np.testing.assert_allclose(res.metrics["steps"][1, 1], hist.history["steps"], rtol=1e-6)
@@ -445,8 +445,8 @@ def test_a_sweep_of_the_functional_form_uses_the_seed_model_key():
 def test_a_resumed_sweep_keeps_its_metrics(tmp_path):
     task = _nnx_task(n=128, rate=0.0)
     grid = {"learning_rate": np.array([1e-3, 1e-2, 3e-2])}
-    first = jax_rmsprop.sweep(task, grid, 3, halving=3, checkpoint=tmp_path, chunk_size=1)
-    again = jax_rmsprop.sweep(task, grid, 3, halving=3, checkpoint=tmp_path, chunk_size=1)
+    first = jax_rmsprop.tune(task, grid, 3, halving=3, checkpoint=tmp_path, chunk_size=1)
+    again = jax_rmsprop.tune(task, grid, 3, halving=3, checkpoint=tmp_path, chunk_size=1)
     for name in first.metrics:
         np.testing.assert_array_equal(again.metrics[name], first.metrics[name])
     assert np.isnan(first.metrics["val_accuracy"][..., -1]).sum() == 2  # two not continued
@@ -492,17 +492,17 @@ def checkpoint_data(tree):
 def test_a_sweep_returns_the_trained_parameters_of_its_best_configurations():
     """keep_params: each run's final parameters and batch-norm state, equal to fit's; the
     best configuration's by validation accuracy loads back into a module."""
-    from jax_rmsprop import _train_sweep
+    from jax_rmsprop import _tune
 
     task = _nnx_task(n=128)
     grid = {"learning_rate": np.array([1e-3, 1e-2])}
-    res = jax_rmsprop.sweep(task, grid, 2, seeds=2, keep_params=True, halving=2)
+    res = jax_rmsprop.tune(task, grid, 2, seeds=2, keep_params=True, halving=2)
     assert jax.tree.leaves(res.params)[0].shape[:2] == (2, 2)
     ((row, params, state),) = res.best_params(1, by="val_accuracy")
     mean = res.metrics["val_accuracy"][..., -1].mean(-1)  # NaN: not continued (halving)
     i = int(np.argmax(np.where(np.isfinite(mean), mean, -np.inf)))
     assert row["learning_rate"] == grid["learning_rate"][i]
-    init_key, shuffle_key = _train_sweep.seed_keys(0, 1)
+    init_key, shuffle_key = _tune.seed_keys(0, 1)
     epochs = int(res.epochs_run[i, 1])
     model = task.init(init_key)
     jax_rmsprop.fit(task.loss, model, jax_rmsprop.rmsprop(grid["learning_rate"][i]), task.data,
@@ -520,4 +520,4 @@ def test_a_sweep_returns_the_trained_parameters_of_its_best_configurations():
         nnx.state(model, nnx.BatchStat),
     )
     with pytest.raises(ValueError, match="does not work with `checkpoint` yet"):
-        jax_rmsprop.sweep(task, grid, 2, keep_params=True, checkpoint="unused")
+        jax_rmsprop.tune(task, grid, 2, keep_params=True, checkpoint="unused")

@@ -7,7 +7,7 @@ pytest.importorskip("matplotlib")
 
 import jax_rmsprop  # noqa: E402
 from jax_rmsprop import plots  # noqa: E402
-from jax_rmsprop._train_sweep import TrainingSweepResult  # noqa: E402
+from jax_rmsprop._tune import TuneResult  # noqa: E402
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def _result(lr, decay, final, epochs_run=None, seeds=1, accuracy=None):
         else {"val_accuracy": np.broadcast_to(accuracy[..., None, None], (*shape, seeds, 2)).copy()}
     )
     configs = dict(zip(["learning_rate", "decay"], np.meshgrid(lr, decay, indexing="ij")))
-    return TrainingSweepResult(configs, loss, loss.copy(), ran, metrics)
+    return TuneResult(configs, loss, loss.copy(), ran, metrics)
 
 
 def _mesh(fig):
@@ -109,7 +109,7 @@ def test_a_real_sweep_draws(drawn):
         4,
     )
     grid = {"learning_rate": np.array([1e-3, 1e-2, 1e-1]), "decay": np.array([0.5, 0.9])}
-    fig = drawn(jax_rmsprop.sweep(task, grid, 2))
+    fig = drawn(jax_rmsprop.tune(task, grid, 2))
     assert _mesh(fig).get_array().size == 6
 
 
@@ -120,8 +120,9 @@ def test_a_random_search_is_a_scatter_coloured_by_score_and_the_heatmap_says_so(
         (np.ones((8, 3), np.float32), np.ones(8, np.float32)),
         4,
     )
-    ranges = {"learning_rate": (1e-4, 1e-1), "decay": (0.5, 0.99)}
-    res = jax_rmsprop.sweep(task, ranges, 2, samples=12, seed=3)
+    F = pytest.importorskip("optuna").distributions.FloatDistribution
+    ranges = {"learning_rate": F(1e-4, 1e-1, log=True), "decay": F(0.5, 0.99)}
+    res = jax_rmsprop.tune(task, ranges, 2, samples=12, seed=3)
     with pytest.raises(ValueError, match="drawn at random: use plots.sweep_scatter"):
         drawn(res)
     figures = []

@@ -212,7 +212,7 @@ GRID = {"learning_rate": np.array([1e-3, 1e-2, 1e-1]), "decay": np.array([0.5, 0
 def test_ctrl_c_keeps_what_finished_and_a_rerun_goes_on(tmp_path):
     task = _sweep_task()
     kw = dict(seeds=2, chunk_size=4, halving=2)
-    whole = jax_rmsprop.sweep(task, GRID, 4, **kw)
+    whole = jax_rmsprop.tune(task, GRID, 4, **kw)
     calls = []
 
     def interrupt_after_two_chunks(done, total):
@@ -221,7 +221,7 @@ def test_ctrl_c_keeps_what_finished_and_a_rerun_goes_on(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(jax_rmsprop.SweepInterrupted) as info:
-        jax_rmsprop.sweep(
+        jax_rmsprop.tune(
             task, GRID, 4, **kw, checkpoint=tmp_path, progress=interrupt_after_two_chunks
         )
     partial, path = info.value.partial, info.value.checkpoint
@@ -232,7 +232,7 @@ def test_ctrl_c_keeps_what_finished_and_a_rerun_goes_on(tmp_path):
     first_epoch = lambda r: r.val_loss[..., 0].ravel()[trained]  # noqa: E731 (the first rung)
     np.testing.assert_array_equal(first_epoch(partial), first_epoch(whole))
     calls.clear()
-    done = jax_rmsprop.sweep(
+    done = jax_rmsprop.tune(
         task, GRID, 4, **kw, checkpoint=tmp_path, progress=lambda d, t: calls.append(d)
     )
     assert calls[0] == 12  # the first rung went on from its third chunk
@@ -241,7 +241,7 @@ def test_ctrl_c_keeps_what_finished_and_a_rerun_goes_on(tmp_path):
     np.testing.assert_array_equal(done.epochs_run, whole.epochs_run)
     # a finished sweep is returned without training
     calls.clear()
-    again = jax_rmsprop.sweep(
+    again = jax_rmsprop.tune(
         task, GRID, 4, **kw, checkpoint=tmp_path, progress=lambda d, t: calls.append(d)
     )
     assert calls == [] and np.array_equal(again.val_loss, whole.val_loss, equal_nan=True)
@@ -249,23 +249,23 @@ def test_ctrl_c_keeps_what_finished_and_a_rerun_goes_on(tmp_path):
 
 def test_a_sweep_refuses_the_checkpoint_of_another_call(tmp_path):
     task = _sweep_task()
-    jax_rmsprop.sweep(task, GRID, 2, seeds=2, checkpoint=tmp_path)
+    jax_rmsprop.tune(task, GRID, 2, seeds=2, checkpoint=tmp_path)
     other = [
         (
-            dict(grid={"learning_rate": GRID["learning_rate"], "decay": np.array([0.5, 0.8])}),
+            dict(space={"learning_rate": GRID["learning_rate"], "decay": np.array([0.5, 0.8])}),
             "grid: ",
         ),
         (dict(seeds=3), "seeds: 2 in the checkpoint, 3 in this call"),
-        (dict(steps=3), "epochs: 2 in the checkpoint, 3 in this call"),
+        (dict(epochs=3), "epochs: 2 in the checkpoint, 3 in this call"),
         (dict(options={"centered": True}), "options: "),
         (dict(task=dataclasses.replace(task, batch_size=4)), "batch_size: 8 in the checkpoint"),
         (dict(seed=1), "initial params \\(seed 0\\)"),
     ]
     for change, message in other:
-        call = dict(task=task, grid=GRID, steps=2, seeds=2) | change
+        call = dict(task=task, space=GRID, epochs=2, seeds=2) | change
         with pytest.raises(ValueError, match=r"written by a different call[\s\S]*" + message):
-            jax_rmsprop.sweep(
-                call.pop("task"), call.pop("grid"), call.pop("steps"), checkpoint=tmp_path, **call
+            jax_rmsprop.tune(
+                call.pop("task"), call.pop("space"), call.pop("epochs"), checkpoint=tmp_path, **call
             )
     # a Problem's sweep in the same directory is another call too
     with pytest.raises(ValueError, match=r"written by a different call[\s\S]*problem: "):

@@ -17,10 +17,11 @@ from ._signals import FitInterrupted as FitInterrupted
 from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
 from ._sweep_progress import SweepInterrupted as SweepInterrupted
-from ._train_sweep import TrainingSweepResult as TrainingSweepResult
 from ._transform import RMSPropState as RMSPropState
 from ._transform import rmsprop as rmsprop
 from ._transform import scale_by_rms as scale_by_rms
+from ._tune import TuneResult as TuneResult
+from ._tune import tune as tune
 from ._version import __version__ as __version__
 from .problems import Task as Task
 
@@ -36,7 +37,7 @@ __all__ = [
     "SweepResult",
     "Task",
     "Trajectory",
-    "TrainingSweepResult",
+    "TuneResult",
     "__version__",
     "checkpoint",
     "compat",
@@ -48,4 +49,5 @@ __all__ = [
     "run",
     "scale_by_rms",
     "sweep",
+    "tune",
 ]

@@ -140,7 +140,7 @@ def _seed_002_digits(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     """
     from . import plots
     from ._fit import fit
-    from ._train_sweep import seed_keys
+    from ._tune import seed_keys
 
     try:
         task = problems.digits_nnx()
@@ -192,12 +192,10 @@ def _digits_sweep(task, out: Path, echo: Callable[[str], None]) -> Path:
     Returns its heatmap of the validation accuracy.
     """
     from . import plots
-    from ._sweep import sweep
-    from ._train_sweep import TrainingSweepResult
+    from ._tune import tune
 
     grid = {"learning_rate": np.logspace(-4, -1, 6), "decay": np.array([0.5, 0.8, 0.9, 0.99])}
-    res = sweep(task, grid, 10, seeds=3)
-    assert isinstance(res, TrainingSweepResult)
+    res = tune(task, grid, 10, seeds=3)
     best = res.best(1, by="val_accuracy")[0]
     echo(
         f"sweep of 24 configurations x 3 seeds x 10 epochs: best lr {best['learning_rate']:.2g},"

@@ -19,15 +19,10 @@ from jax.tree_util import Partial
 from . import _loop as loop
 from . import _resume
 from ._fit import _copy
-from ._train_sweep import (
-    TrainingSweepResult,
-    _configurations,
-    make_tx,
-    shard_runs,
-    sweep_task,
-    to_host,
-)
+from ._space import grid as grid_cells
+from ._space import make_tx, shard_runs
 from ._transform import rmsprop
+from .checkpoint import _host as to_host
 from .problems import Problem, Task
 
 
@@ -143,7 +138,7 @@ def _fingerprint(problem: Problem, names, cells, **settings) -> dict[str, str]:
 
 
 def sweep(
-    problem: Problem | Task,
+    problem: Problem,
     grid: Mapping[str, Any],
     steps: int,
     *,
@@ -153,35 +148,19 @@ def sweep(
     mesh: Mesh | None = None,
     chunk_steps: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-    seeds: int = 1,
-    seed: int = 0,
-    chunk_size: int | None = None,
-    samples: int | None = None,
-    patience: int | None = None,
-    folds: int | None = None,
-    halving: int | None = None,
     checkpoint: str | os.PathLike | None = None,
-    keep_params: bool = False,
-) -> SweepResult | TrainingSweepResult:
+) -> SweepResult:
     """Runs ``optimizer`` on ``problem`` for every point of the Cartesian product of ``grid``.
 
     The whole grid is one ``vmap``-ed, jitted program: the optimizer is rebuilt from traced
     hyperparameters inside it (``rmsprop`` needs no ``inject_hyperparams``). Repeated calls
-    with the same shapes and static arguments reuse the compiled program.
-
-    With a ``Task`` (training on data), every configuration is trained for ``steps``
-    *epochs* from each of ``seeds`` seeds, as ``fit`` does (seed ``s``
-    initialises with ``task.init(k0)`` and shuffles with ``k1``, where ``k0, k1`` are
-    ``fold_in(fold_in(key(seed), s), 0 / 1)``), as many (configuration, seed) runs per
-    compiled program as memory allows; the result is a ``TrainingSweepResult``
-    ranked by the validation loss averaged over seeds. ``tol`` applies to problems only;
-    with ``mesh`` the (configuration, seed) runs are sharded over its devices, across
-    processes too.
+    with the same shapes and static arguments reuse the compiled program. Training on
+    data (a ``Task``) is ``tune``'s.
 
     Args:
-      problem: the ``Problem`` to minimize, or a ``Task``.
+      problem: the ``Problem`` to minimize.
       grid: hyperparameter name (a keyword of ``optimizer``) -> 1-D array of values.
-      steps: steps per configuration (epochs for a ``Task``).
+      steps: steps per configuration.
       tol: a configuration stops (and counts ``steps_to_tol``) once
         ``loss - problem.min_loss <= tol``.
       optimizer: factory called as ``optimizer(**config, **options)``.
@@ -191,65 +170,26 @@ def sweep(
         ``progress`` or ``checkpoint``); between chunks ``progress`` is called and, with
         ``tol``, the sweep stops early once every configuration has converged.
       progress: called as ``progress(steps_done, steps)`` after each chunk (the CLI
-        draws its progress bar with it); for a Task, ``progress(runs_done, runs)``.
-      seeds: (Task) trainings per configuration, from different initialisations and
-        shuffles.
-      seed: (Task) the root of the seeds' keys.
-      chunk_size: (Task) (configuration, seed) runs per compiled program. Default: all
-        of them if XLA's accounting of that program fits in half the free memory, else
-        chunks shrunk until theirs does.
-      samples: (Task) random search: draw this many configurations, each ``grid`` value
-        being a range ``(low, high)``, uniform, log-uniform for ``learning_rate``/``lr``
-        (seeded by ``seed``); the result then has one axis of ``samples`` configurations.
-      patience: (Task) early stopping: a run stops once its validation loss (training
-        loss without validation data) has not improved for ``patience`` epochs.
-      folds: (Task) k-fold cross-validation on ``task.data`` (``task.validation`` is not
-        used): fold f validates on the f-th of ``folds`` equal slices and trains on the
-        others; the result's seed axis then holds seeds x folds (fold fastest), so
-        ``best`` ranks by the mean over both.
-      halving: (Task) successive halving with this factor: all configurations train to
-        the first rung (``steps // halving**h`` epochs), the best ``1/halving`` of them
-        (mean validation loss over seeds and folds) continue to the next rung, and so on
-        to ``steps``; epochs a configuration did not train are NaN (``epochs_run``).
-      checkpoint: a directory: the sweep's progress is saved there (``sweep.npz``,
-        atomically, in the background) after each chunk of runs (of ``chunk_steps`` steps
-        for a Problem), and a call that finds it goes on from there; a sweep killed at
-        any point and run again ends with the same numbers, bit for bit, as one never
-        interrupted (with the same ``chunk_size``: a resumed rung keeps its chunks). A
-        checkpoint of a different call (task, grid, optimizer, options, seeds...) raises
-        ``ValueError`` saying what differs. Ctrl-C during a Task's sweep raises
-        ``SweepInterrupted`` with the runs that finished, after saving them.
-      keep_params: (Task) return every run's trained parameters and model state
-        (``result.params``, ``result.model_state``, ``result.best_params(k, by=...)``),
-        gathered on the host; not with ``checkpoint`` yet.
+        draws its progress bar with it).
+      checkpoint: a directory: the sweep's carry is saved there (``sweep.npz``,
+        atomically, in the background) after each chunk of ``chunk_steps`` steps, and a
+        call that finds it goes on from there, ending with the same numbers, bit for bit,
+        as a sweep never interrupted. A checkpoint of a different call raises
+        ``CheckpointMismatch`` saying what differs.
 
     Returns:
-      A ``SweepResult``, or a ``TrainingSweepResult`` for a Task.
+      A ``SweepResult``.
     """
     if isinstance(problem, Task):
-        return sweep_task(
-            problem,
-            grid,
-            steps,
-            seeds=seeds,
-            seed=seed,
-            optimizer=optimizer,
-            options=options,
-            chunk_size=chunk_size,
-            progress=progress,
-            samples=samples,
-            patience=patience,
-            folds=folds,
-            halving=halving,
-            mesh=mesh,
-            checkpoint=checkpoint,
-            keep_params=keep_params,
+        raise TypeError(
+            "`sweep(problem=...)` got a Task: sweeps run closed-form Problems; train a Task "
+            "with `jax_rmsprop.tune(task, space, epochs, ...)`."
         )
     if not isinstance(problem, Problem):
-        raise ValueError(f"`sweep(problem=...)` must be a Problem or a Task; got {problem!r}.")
+        raise TypeError(f"`sweep(problem=...)` must be a Problem; got {problem!r}.")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`sweep(steps=...)` must be a positive int; got {steps!r}.")
-    names, cells, shape = _configurations(grid, None, 0)
+    names, cells, shape = grid_cells(grid, "sweep")
     dtype = jax.tree.leaves(problem.x0)[0].dtype
     n = cells[0].size
     pad = 0 if mesh is None else (-n) % mesh.size

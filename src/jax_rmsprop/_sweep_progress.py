@@ -23,7 +23,7 @@ class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C during a training sweep.
 
     Attributes:
-      partial: a ``TrainingSweepResult`` of the runs that finished (NaN elsewhere).
+      partial: a ``TuneResult`` of the runs that finished (NaN elsewhere).
       checkpoint: the checkpoint file holding them (run the same call to resume), or
         ``None`` without ``checkpoint``.
     """

@@ -1,4 +1,4 @@
-"""The ``jax-rmsprop`` command: ``demo`` and ``sweep``, a thin layer over the library."""
+"""The ``jax-rmsprop`` command: ``demo``, ``sweep`` and ``tune``, a thin layer over the library."""
 
 from __future__ import annotations
 
@@ -53,8 +53,19 @@ _RANGES = {
     "momentum": "in [0, 1) (none when not given)",
     "initial_scale": ">= 0 (0 when not given)",
 }
-# with --samples and no range, random search draws from these
-DEFAULT_RANGES = {"learning_rate": (1e-4, 1e-1), "decay": (0.5, 0.999)}
+# with --samples and no range, random search draws from these: (low, high, log)
+DEFAULT_RANGES = {"learning_rate": (1e-4, 1e-1, True), "decay": (0.5, 0.999, False)}
+
+
+def _distributions(grid: dict[str, np.ndarray], logs: set[str]) -> dict[str, Any]:
+    """Each range's ends as an Optuna distribution: log-uniform where the range said ``:log``."""
+    from optuna.distributions import FloatDistribution
+
+    ranges = {k: (float(v.min()), float(v.max()), k in logs) for k, v in grid.items()}
+    return {
+        k: FloatDistribution(lo, hi, log=log)
+        for k, (lo, hi, log) in (ranges or DEFAULT_RANGES).items()
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,9 +90,9 @@ def _parser() -> argparse.ArgumentParser:
             "  jax-rmsprop sweep digits --learning-rate 1e-4:1e-1:2:log --decay 0.5:0.99:2 "
             "--samples 64 --steps 9\n"
             "A range START:STOP:NUM[:log] sweeps NUM values; a single value is a fixed option. "
-            "With --samples, each range's ends bound a random draw (log-uniform for the "
-            "learning rate); without ranges it draws learning_rate in [1e-4, 1e-1] and decay "
-            "in [0.5, 0.999]."
+            "With --samples, each range's ends bound a random draw (log-uniform for a :log "
+            "range); without ranges it draws learning_rate in [1e-4, 1e-1] (log-uniform) and "
+            "decay in [0.5, 0.999]."
         ),
     )
     sw.add_argument("problem", help=f"one of: {', '.join(problems.names())}")
@@ -125,7 +136,180 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument(
         "--restart", action="store_true", help="(tasks) discard the checkpoint, start afresh"
     )
+    _tune_parser(sub)
     return parser
+
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+PRUNERS = ("none", "median", "halving", "hyperband")
+
+
+def _tune_parser(sub) -> None:
+    from . import problems
+
+    tu = sub.add_parser(
+        "tune",
+        help="tune RMSProp on a training task with an Optuna sampler, a batch per program",
+        formatter_class=_Formatter,
+        epilog=(
+            "examples:\n"
+            "  jax-rmsprop tune digits --sampler tpe --trials 256 --batch 32 "
+            "--storage sqlite:///t.db\n"
+            "  jax-rmsprop tune digits --learning-rate 1e-5:1e-1:log --momentum 0:0.95 "
+            "--pruner hyperband\n"
+            "A range LOW:HIGH[:log] is searched (log-uniformly with :log); a single value "
+            "is a fixed option. Without ranges: learning_rate 1e-4:1e-1:log, decay "
+            "0.5:0.999. With --storage the study is kept there: the same command goes on "
+            "after a kill, and optuna-dashboard reads it."
+        ),
+    )
+    tu.add_argument("problem", help=f"a training task: {', '.join(problems.names('task'))}")
+    for name in SWEEPABLE:
+        tu.add_argument(
+            f"--{name.replace('_', '-')}", type=str, default=None, metavar="LOW:HIGH[:log]",
+            help=f"a range to search, or one value (fixed); {_RANGES[name]}",
+        )  # fmt: skip
+    tu.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna's sampler")
+    tu.add_argument("--pruner", choices=PRUNERS, default="none", help="Optuna's pruner")
+    tu.add_argument("--trials", type=int, default=64, help="trials to finish")
+    tu.add_argument("--batch", type=int, default=16, help="trials trained as one program")
+    tu.add_argument("--epochs", type=int, default=9, help="epochs per trial")
+    tu.add_argument("--seeds", type=int, default=1, help="trainings per trial")
+    tu.add_argument("--seed", type=int, default=0, help="the sampler's and the runs' seed")
+    tu.add_argument("--storage", default=None, help="an Optuna RDB URL: sqlite:///tune.db")
+    tu.add_argument("--study-name", default=None, help="(default: jax-rmsprop-PROBLEM)")
+    tu.add_argument("--top", type=int, default=10, help="rows of the best-trials table")
+    tu.add_argument("--out", default="tune-out", help="folder for the trials' CSV")
+    tu.add_argument("--no-progress", action="store_true")
+
+
+def _space(args) -> tuple[dict[str, Any], dict[str, float]]:
+    """The searched distributions and the fixed options from ``tune``'s command line."""
+    from optuna.distributions import FloatDistribution
+
+    space: dict[str, Any] = {}
+    fixed: dict[str, float] = {}
+    for name in SWEEPABLE:
+        text = getattr(args, name)
+        if text is None:
+            continue
+        parts = text.split(":")
+        try:
+            if len(parts) == 1:
+                fixed[name] = float(parts[0])
+                continue
+            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
+                raise ValueError
+            low, high = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise UsageError(
+                f"malformed range {text!r} for --{name.replace('_', '-')}: expected "
+                "LOW:HIGH[:log] or a number"
+            ) from None
+        log = len(parts) == 3
+        if not low < high or (log and low <= 0):
+            raise UsageError(
+                f"--{name.replace('_', '-')} {text}: needs LOW < HIGH"
+                + (" and LOW > 0 (log)" if log else "")
+            )
+        space[name] = FloatDistribution(low, high, log=log)
+    if not space:
+        space = {
+            k: FloatDistribution(lo, hi, log=log) for k, (lo, hi, log) in DEFAULT_RANGES.items()
+        }
+        space = {k: v for k, v in space.items() if k not in fixed}
+    if fixed.get("momentum") == 0:
+        del fixed["momentum"]
+    return space, fixed
+
+
+def _sampler(optuna, name: str, seed: int):
+    kinds = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed),
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+        "qmc": lambda: optuna.samplers.QMCSampler(seed=seed),
+    }
+    return kinds[name]()
+
+
+def _pruner(optuna, name: str, epochs: int):
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_warmup_steps=1)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    return optuna.pruners.NopPruner()
+
+
+def _tune(args) -> int:
+    import warnings
+
+    import optuna
+
+    from . import problems, report
+    from ._sweep_progress import SweepInterrupted
+    from ._tune import tune
+
+    try:
+        task = problems.get(args.problem)
+    except (ValueError, ImportError) as err:
+        raise UsageError(str(err)) from None
+    if not isinstance(task, problems.Task):
+        raise UsageError(
+            f"tune trains tasks ({', '.join(problems.names('task'))}); {args.problem} is a "
+            "closed-form problem: use `jax-rmsprop sweep`"
+        )
+    for flag in ("trials", "batch", "epochs", "seeds"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag} must be >= 1; got {getattr(args, flag)}")
+    space, fixed = _space(args)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():  # TPE's multivariate is "experimental" in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = _sampler(optuna, args.sampler, args.seed)
+    study = optuna.create_study(
+        storage=args.storage,
+        study_name=args.study_name or f"jax-rmsprop-{args.problem}",
+        sampler=sampler,
+        pruner=_pruner(optuna, args.pruner, args.epochs),
+        load_if_exists=args.storage is not None,
+    )
+    progress = None if args.no_progress else _Progress(args.trials, "trial", "tune")
+    if progress is not None:
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        progress(len(study.get_trials(deepcopy=False, states=finished)), args.trials)
+    try:
+        result = tune(
+            task, space, args.epochs, study=study, trials=args.trials, batch=args.batch,
+            seeds=args.seeds, seed=args.seed, options=fixed, progress=progress,
+        )  # fmt: skip
+    except SweepInterrupted as stop:
+        if progress is not None:
+            progress.close()
+        print(f"interrupted: {len(stop.partial.trial)} trials finished this run")
+        if args.storage:
+            print(f"the study is in {args.storage}: run the same command again to go on.")
+        return 130
+    finally:
+        if progress is not None:
+            progress.close()
+    done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert result.trial is not None and result.pruned is not None
+    print(
+        f"{task.name}: {len(done)} trials ({len(result.trial)} this run, "
+        f"{int(result.pruned.sum())} pruned) x {args.seeds} seeds x {args.epochs} epochs, "
+        f"{args.sampler} sampler, batches of {args.batch}; best value {study.best_value:.4g}"
+    )
+    print(report.table(result, args.top))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / f"tune_{task.name}.csv"
+    study.trials_dataframe().to_csv(csv, index=False)
+    print(f"\nWrote:\n  csv (every trial of the study): {csv}")
+    return 0
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -140,12 +324,12 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 class _Progress:
     """tqdm when it is installed, else a carriage-return line on stderr."""
 
-    def __init__(self, total: int, unit: str = "step"):
-        self.unit = unit
+    def __init__(self, total: int, unit: str = "step", desc: str = "sweep"):
+        self.unit, self.desc = unit, desc
         try:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, unit=unit, desc="sweep")
+            self.bar = tqdm(total=total, unit=unit, desc=desc)
         except ImportError:
             self.bar = None
         self.done = 0
@@ -154,7 +338,7 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(done - self.done)
         else:
-            print(f"\rsweep: {done}/{total} {self.unit}s", end="", file=sys.stderr)
+            print(f"\r{self.desc}: {done}/{total} {self.unit}s", end="", file=sys.stderr)
         self.done = done
 
     def close(self) -> None:
@@ -205,6 +389,7 @@ def _sweep(args) -> int:
     from ._resume import CheckpointCorrupt, CheckpointMismatch
     from ._sweep import SweepResult, sweep
     from ._sweep_progress import SweepInterrupted
+    from ._tune import TuneResult, tune
 
     try:
         problem = problems.get(args.problem)
@@ -223,11 +408,10 @@ def _sweep(args) -> int:
     given = [f"--{k}" for k, v in task_only.items() if v is not None]
     if given and not is_task:
         raise UsageError(f"{', '.join(given)} apply to training tasks (digits), not {args.problem}")
-    if args.samples is not None:  # each range's ends bound the draws
-        grid = {k: (float(v.min()), float(v.max())) for k, v in grid.items()} or dict(
-            DEFAULT_RANGES
-        )
     configs = args.samples or int(np.prod([np.size(v) for v in grid.values()]))
+    if args.samples is not None:  # each range's ends bound the draws
+        logs = {n for n in SWEEPABLE if (getattr(args, n) or "").endswith(":log")}
+        grid = _distributions(grid, logs)
     total = configs * args.seeds * (args.folds or 1) if is_task else args.steps
     progress = None if args.no_progress else _Progress(total, "run" if is_task else "step")
     checkpoint = None
@@ -236,18 +420,17 @@ def _sweep(args) -> int:
         if args.restart:
             (checkpoint / "sweep.npz").unlink(missing_ok=True)
     try:
-        result = sweep(
-            problem,
-            grid,
-            args.steps,
-            tol=args.tol,
-            options=fixed,
-            progress=progress,
-            seeds=args.seeds,
-            chunk_size=args.chunk_size,
-            checkpoint=checkpoint,
-            **({k: v for k, v in task_only.items() if v is not None} if is_task else {}),
-        )
+        result: SweepResult | TuneResult
+        if isinstance(problem, problems.Task):
+            result = tune(
+                problem, grid, args.steps, options=fixed, progress=progress, seeds=args.seeds,
+                chunk_size=args.chunk_size, checkpoint=checkpoint,
+                **{k: v for k, v in task_only.items() if v is not None},
+            )  # fmt: skip
+        else:
+            result = sweep(
+                problem, grid, args.steps, tol=args.tol, options=fixed, progress=progress
+            )
     except UsageError:
         raise
     except TypeError as err:
@@ -316,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
 
             _demo.main(args.out)
             return 0
+        if args.command == "tune":
+            return _tune(args)
         return _sweep(args)
     except UsageError as err:
         print(f"jax-rmsprop: error: {err}", file=sys.stderr)

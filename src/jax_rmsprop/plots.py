@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from ._inputs import direction
 from ._sweep import SweepResult
-from ._train_sweep import TrainingSweepResult
+from ._tune import TuneResult
 from .problems import Problem
 
 
@@ -136,7 +136,7 @@ def animate_1d(
 
 
 def sweep_heatmap(
-    result: SweepResult | TrainingSweepResult,
+    result: SweepResult | TuneResult,
     out: str | Path,
     *,
     title: str,
@@ -168,7 +168,7 @@ def sweep_heatmap(
     b = result.configs[names[1]][0, :]
     stopped = np.zeros(a.shape + b.shape, bool)
     what = "final loss"
-    if isinstance(result, TrainingSweepResult):
+    if isinstance(result, TuneResult):
         sign = 1.0 if by is None else direction(by, mode, "sweep_heatmap")
         values = result.score(by, mode) * sign
         bad = ~np.isfinite(values)
@@ -208,7 +208,7 @@ def sweep_heatmap(
 
 
 def sweep_scatter(
-    result: TrainingSweepResult,
+    result: TuneResult,
     out: str | Path,
     *,
     title: str,

@@ -303,8 +303,15 @@ def digits_nnx(hidden: int = 32, rate: float = 0.2, batch_size: int = 32) -> Tas
 _TASKS = {"digits": digits}
 
 
-def names() -> list[str]:
-    """The names ``get`` knows (``jax-rmsprop sweep NAME``): problems and tasks."""
+def names(kind: str | None = None) -> list[str]:
+    """The names ``get`` knows (``jax-rmsprop sweep NAME``): problems and tasks.
+
+    ``kind``: ``"task"`` or ``"problem"`` for those only.
+    """
+    if kind == "task":
+        return sorted(_TASKS)
+    if kind == "problem":
+        return sorted(_BY_NAME)
     return sorted([*_BY_NAME, *_TASKS])
 
 

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from ._sweep import SweepResult
-from ._train_sweep import TrainingSweepResult
+from ._tune import TuneResult
 
 _OUTCOMES = ("final_loss", "steps_to_tol", "diverged")
 
@@ -21,7 +21,7 @@ def _fmt(v: float | int | bool) -> str:
     return str(v) if isinstance(v, bool | int) else f"{v:.4g}"
 
 
-def table(result: SweepResult | TrainingSweepResult, k: int = 10) -> str:
+def table(result: SweepResult | TuneResult, k: int = 10) -> str:
     """The best ``k`` rows of ``result`` (its ``best(k)``) as an aligned table."""
     rows = result.best(k)
     if not rows:
@@ -35,13 +35,13 @@ def table(result: SweepResult | TrainingSweepResult, k: int = 10) -> str:
     return "\n".join(lines)
 
 
-def to_csv(result: SweepResult | TrainingSweepResult) -> str:
+def to_csv(result: SweepResult | TuneResult) -> str:
     """Every configuration of ``result`` as CSV text, one row each, full precision.
 
     A training sweep has one row per (configuration, seed), with its final training and
     validation losses.
     """
-    if isinstance(result, TrainingSweepResult):
+    if isinstance(result, TuneResult):
         return _training_csv(result)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -58,7 +58,7 @@ def to_csv(result: SweepResult | TrainingSweepResult) -> str:
     return out.getvalue()
 
 
-def _training_csv(result: TrainingSweepResult) -> str:
+def _training_csv(result: TuneResult) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     names = list(result.configs)
@@ -73,7 +73,7 @@ def _training_csv(result: TrainingSweepResult) -> str:
     return out.getvalue()
 
 
-def write_csv(result: SweepResult | TrainingSweepResult, path: str | os.PathLike) -> None:
+def write_csv(result: SweepResult | TuneResult, path: str | os.PathLike) -> None:
     """Writes ``to_csv`` of ``result`` to ``path``."""
     with open(path, "w", newline="") as f:
         f.write(to_csv(result))

@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from optuna.distributions import FloatDistribution as F
 
 import jax_rmsprop
-from jax_rmsprop import _train_sweep
+from jax_rmsprop import _tune
 
 from .test_fit import _problem, regression_loss
 
@@ -33,12 +34,12 @@ GRID = {"learning_rate": np.array([1e-3, 1e-2, 1e-1]), "decay": np.array([0.5, 0
 @pytest.mark.slow
 def test_each_cell_equals_fit_with_its_seeds_keys():
     task = _task()
-    res = jax_rmsprop.sweep(task, GRID, 3, seeds=2, seed=7)
+    res = jax_rmsprop.tune(task, GRID, 3, seeds=2, seed=7)
     assert res.loss.shape == res.val_loss.shape == (3, 2, 2, 3)
     for i, lr in enumerate(GRID["learning_rate"]):
         for j, d in enumerate(GRID["decay"]):
             for s in range(2):
-                init_key, shuffle_key = _train_sweep.seed_keys(7, s)
+                init_key, shuffle_key = _tune.seed_keys(7, s)
                 hist = jax_rmsprop.fit(
                     task.loss,
                     task.init(init_key),
@@ -56,7 +57,7 @@ def test_each_cell_equals_fit_with_its_seeds_keys():
 
 
 def test_best_ranks_by_the_mean_final_validation_loss_over_seeds():
-    res = jax_rmsprop.sweep(_task(), GRID, 3, seeds=3)
+    res = jax_rmsprop.tune(_task(), GRID, 3, seeds=3)
     mean = res.val_loss[..., -1].mean(-1)
     best = res.best(2)
     i, j = np.unravel_index(np.argmin(mean), mean.shape)
@@ -70,9 +71,9 @@ def test_best_ranks_by_the_mean_final_validation_loss_over_seeds():
 
 def test_chunks_give_the_same_numbers_and_report_progress():
     task = _task(validation=False)
-    whole = jax_rmsprop.sweep(task, GRID, 2, seeds=2)
+    whole = jax_rmsprop.tune(task, GRID, 2, seeds=2)
     calls = []
-    chunked = jax_rmsprop.sweep(
+    chunked = jax_rmsprop.tune(
         task, GRID, 2, seeds=2, chunk_size=5, progress=lambda d, t: calls.append((d, t))
     )
     assert whole.val_loss is None
@@ -85,7 +86,7 @@ def test_chunks_are_sized_by_memory_when_not_given(monkeypatch):
     """Without ``chunk_size``, XLA's accounting of the whole program decides: all runs in
     one program when it fits the budget, else chunks that do, with the same numbers."""
     task = _task()
-    plan = _train_sweep._plan(
+    plan = _tune._plan(
         task,
         [GRID["learning_rate"]],
         ("learning_rate",),
@@ -103,15 +104,15 @@ def test_chunks_are_sized_by_memory_when_not_given(monkeypatch):
     assert 0 < shared < total and per_run > 0
     # a budget for about a third of the runs: smaller chunks whose program fits it
     budget = int(shared + 4 * per_run)
-    monkeypatch.setattr(_train_sweep, "_memory_budget", lambda mesh: budget)
+    monkeypatch.setattr(_tune, "_memory_budget", lambda mesh: budget)
     c = plan.chunk(12, None, 0, 2)
     assert 1 <= c < 12 and plan._bytes(c, None, 0, 2)[0] <= budget
     calls = []
-    small = jax_rmsprop.sweep(task, GRID, 2, seeds=2, progress=lambda d, t: calls.append(d))
+    small = jax_rmsprop.tune(task, GRID, 2, seeds=2, progress=lambda d, t: calls.append(d))
     assert calls == [*range(c, 12, c), 12]
-    monkeypatch.setattr(_train_sweep, "_memory_budget", lambda mesh: 1 << 40)
+    monkeypatch.setattr(_tune, "_memory_budget", lambda mesh: 1 << 40)
     calls.clear()
-    whole = jax_rmsprop.sweep(task, GRID, 2, seeds=2, progress=lambda d, t: calls.append(d))
+    whole = jax_rmsprop.tune(task, GRID, 2, seeds=2, progress=lambda d, t: calls.append(d))
     assert calls == [12]
     np.testing.assert_allclose(small.loss, whole.loss, rtol=1e-12)
     np.testing.assert_allclose(small.val_loss, whole.val_loss, rtol=1e-12)
@@ -120,21 +121,21 @@ def test_chunks_are_sized_by_memory_when_not_given(monkeypatch):
 def test_the_memory_budget_is_a_share_of_the_free_memory():
     import os
 
-    budget = _train_sweep._memory_budget(None)
+    budget = _tune._memory_budget(None)
     ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    assert 0 < budget <= _train_sweep.MEMORY_FRACTION * ram
+    assert 0 < budget <= _tune.MEMORY_FRACTION * ram
 
 
 def test_other_optimizers_and_options():
     task = _task(validation=False)
-    res = jax_rmsprop.sweep(
+    res = jax_rmsprop.tune(
         task,
         {"learning_rate": np.array([0.01, 0.05])},
         2,
         optimizer=optax.sgd,
         options={"momentum": 0.9},
     )
-    init_key, shuffle_key = _train_sweep.seed_keys(0, 0)
+    init_key, shuffle_key = _tune.seed_keys(0, 0)
     hist = jax_rmsprop.fit(
         task.loss,
         task.init(init_key),
@@ -148,21 +149,21 @@ def test_other_optimizers_and_options():
 
 
 def test_training_sweep_errors():
-    with pytest.raises(ValueError, match=r"`sweep\(seeds=...\)`"):
-        jax_rmsprop.sweep(_task(), GRID, 2, seeds=0)
-    with pytest.raises(ValueError, match=r"epochs for a Task"):
-        jax_rmsprop.sweep(_task(), GRID, 0)
+    with pytest.raises(ValueError, match=r"`tune\(seeds=...\)`"):
+        jax_rmsprop.tune(_task(), GRID, 2, seeds=0)
+    with pytest.raises(ValueError, match=r"`tune\(epochs=...\)` must be a positive int"):
+        jax_rmsprop.tune(_task(), GRID, 0)
     with pytest.raises(ValueError, match=r"must be a non-empty 1-D array"):
-        jax_rmsprop.sweep(_task(), {"decay": np.ones((2, 2))}, 2)
-    with pytest.raises(ValueError, match=r"`sweep\(chunk_size=...\)` must be a positive int"):
-        jax_rmsprop.sweep(_task(), GRID, 2, chunk_size=0)
+        jax_rmsprop.tune(_task(), {"decay": np.ones((2, 2))}, 2)
+    with pytest.raises(ValueError, match=r"`tune\(chunk_size=...\)` must be a positive int"):
+        jax_rmsprop.tune(_task(), GRID, 2, chunk_size=0)
     # the task's own fields are named, not fit's arguments
     task = _task()
     with pytest.raises(ValueError, match=r"`Task\(batch_size=...\)` must be an int in \[1, 64\]"):
-        jax_rmsprop.sweep(dataclasses.replace(task, batch_size=65), GRID, 2)
+        jax_rmsprop.tune(dataclasses.replace(task, batch_size=65), GRID, 2)
     x, y = task.data
     with pytest.raises(ValueError, match=r"`Task\(data=...\)`: every array needs the same"):
-        jax_rmsprop.sweep(dataclasses.replace(task, data=(x, y[:-1])), GRID, 2)
+        jax_rmsprop.tune(dataclasses.replace(task, data=(x, y[:-1])), GRID, 2)
 
 
 @pytest.mark.slow
@@ -172,8 +173,8 @@ def test_the_digits_task_trains_like_fit():
     assert isinstance(task, jax_rmsprop.Task) and "digits" in jax_rmsprop.problems.names()
     x, y = task.data
     assert x.shape == (1437, 64) and y.shape == (1437,) and task.validation[0].shape == (360, 64)
-    res = jax_rmsprop.sweep(task, {"learning_rate": np.array([1e-3, 1e-2])}, 1, seeds=1)
-    init_key, shuffle_key = _train_sweep.seed_keys(0, 0)
+    res = jax_rmsprop.tune(task, {"learning_rate": np.array([1e-3, 1e-2])}, 1, seeds=1)
+    init_key, shuffle_key = _tune.seed_keys(0, 0)
     hist = jax_rmsprop.fit(
         task.loss,
         task.init(init_key),
@@ -189,7 +190,7 @@ def test_the_digits_task_trains_like_fit():
 
 
 def _fit_cell(task, tx, s, seed, epochs):
-    init_key, shuffle_key = _train_sweep.seed_keys(seed, s)
+    init_key, shuffle_key = _tune.seed_keys(seed, s)
     return jax_rmsprop.fit(
         task.loss,
         task.init(init_key),
@@ -202,16 +203,19 @@ def _fit_cell(task, tx, s, seed, epochs):
     )
 
 
-def test_random_search_draws_from_the_ranges_log_uniform_for_the_learning_rate():
+def test_random_search_draws_from_the_distributions_log_scale_where_they_say():
     task = _task()
-    ranges = {"learning_rate": (1e-4, 1e-1), "decay": (0.5, 0.99)}
-    res = jax_rmsprop.sweep(task, ranges, 2, samples=40, seed=3)
+    ranges = {"learning_rate": F(1e-4, 1e-1, log=True), "decay": F(0.5, 0.99)}
+    res = jax_rmsprop.tune(task, ranges, 2, samples=40, seed=3)
     lr, decay = res.configs["learning_rate"], res.configs["decay"]
     assert lr.shape == decay.shape == (40,) and res.loss.shape == (40, 1, 2)
     assert ((1e-4 <= lr) & (lr <= 1e-1)).all() and ((0.5 <= decay) & (decay <= 0.99)).all()
     # log-uniform: about as many draws per decade (the uniform median would be ~0.05)
     assert 1e-3 < np.median(lr) < 1e-2
-    again = jax_rmsprop.sweep(task, ranges, 2, samples=40, seed=3)
+    assert 0.65 < np.median(decay) < 0.85  # uniform: no name decides the scale
+    spaced = jax_rmsprop.tune(task, {"learning_rate": F(1e-4, 1e-1)}, 1, samples=40, seed=3)
+    assert np.median(spaced.configs["learning_rate"]) > 2e-2  # uniform when not log
+    again = jax_rmsprop.tune(task, ranges, 2, samples=40, seed=3)
     np.testing.assert_array_equal(again.configs["learning_rate"], lr)
     i = 7
     hist = _fit_cell(task, jax_rmsprop.rmsprop(float(lr[i]), decay=float(decay[i])), 0, 3, 2)
@@ -223,7 +227,7 @@ def test_early_stopping_follows_keras_rule_on_the_validation_loss(patience):
     task = _task()
     grid = {"learning_rate": np.array([0.3, 1.0])}  # large steps: the validation loss stalls
     epochs = 8
-    res = jax_rmsprop.sweep(task, grid, epochs, seeds=2, patience=patience)
+    res = jax_rmsprop.tune(task, grid, epochs, seeds=2, patience=patience)
     stopped_early = 0
     for i, lr in enumerate(grid["learning_rate"]):
         for s in range(2):
@@ -244,27 +248,29 @@ def test_early_stopping_follows_keras_rule_on_the_validation_loss(patience):
 
 
 def test_random_search_and_patience_errors():
-    with pytest.raises(ValueError, match=r"with `samples` must be a range \(low, high\)"):
-        jax_rmsprop.sweep(_task(), {"learning_rate": (0.0, 1.0)}, 2, samples=4)
-    with pytest.raises(ValueError, match=r"must be a range"):
-        jax_rmsprop.sweep(_task(), {"decay": np.array([0.5, 0.6, 0.7])}, 2, samples=4)
-    with pytest.raises(ValueError, match=r"`sweep\(samples=...\)`"):
-        jax_rmsprop.sweep(_task(), {"decay": (0.5, 0.9)}, 2, samples=0)
-    with pytest.raises(ValueError, match=r"`sweep\(patience=...\)`"):
-        jax_rmsprop.sweep(_task(), GRID, 2, patience=0)
+    with pytest.raises(ValueError, match=r"must be an Optuna distribution here"):
+        jax_rmsprop.tune(_task(), {"learning_rate": (0.0, 1.0)}, 2, samples=4)
+    with pytest.raises(ValueError, match=r"must be an Optuna distribution"):
+        jax_rmsprop.tune(_task(), {"decay": np.array([0.5, 0.6, 0.7])}, 2, samples=4)
+    with pytest.raises(ValueError, match=r"decay must be finite in \[0, 1\]; its bounds hold"):
+        jax_rmsprop.tune(_task(), {"decay": F(0.5, 1.5)}, 2, samples=4)
+    with pytest.raises(ValueError, match=r"`tune\(samples=...\)`"):
+        jax_rmsprop.tune(_task(), {"decay": F(0.5, 0.9)}, 2, samples=0)
+    with pytest.raises(ValueError, match=r"`tune\(patience=...\)`"):
+        jax_rmsprop.tune(_task(), GRID, 2, patience=0)
 
 
 @pytest.mark.slow
 def test_k_fold_cross_validation_trains_each_fold_like_fit_on_its_split():
     task = _task()  # 64 examples: 4 folds of 16
-    res = jax_rmsprop.sweep(task, {"learning_rate": np.array([1e-2, 1e-1])}, 2, seeds=2, folds=4)
+    res = jax_rmsprop.tune(task, {"learning_rate": np.array([1e-2, 1e-1])}, 2, seeds=2, folds=4)
     assert res.loss.shape == res.val_loss.shape == (2, 8, 2)  # seed axis: seeds x folds
     x, y = task.data
     for s in range(2):
         for f in range(4):
             held = np.arange(16 * f, 16 * (f + 1))
             train = np.setdiff1d(np.arange(64), held)
-            init_key, shuffle_key = _train_sweep.seed_keys(0, s)
+            init_key, shuffle_key = _tune.seed_keys(0, s)
             hist = jax_rmsprop.fit(
                 task.loss,
                 task.init(init_key),
@@ -282,26 +288,26 @@ def test_k_fold_cross_validation_trains_each_fold_like_fit_on_its_split():
 
 
 def test_k_fold_errors():
-    with pytest.raises(ValueError, match=r"`sweep\(folds=...\)` must be an int in \[2, 64\]"):
-        jax_rmsprop.sweep(_task(), GRID, 2, folds=1)
+    with pytest.raises(ValueError, match=r"`tune\(folds=...\)` must be an int in \[2, 64\]"):
+        jax_rmsprop.tune(_task(), GRID, 2, folds=1)
     big_batch = dataclasses.replace(_task(), batch_size=40)
     with pytest.raises(ValueError, match=r"leaves 32 training examples per fold, fewer than"):
-        jax_rmsprop.sweep(big_batch, GRID, 2, folds=2)  # 2 folds of 32
+        jax_rmsprop.tune(big_batch, GRID, 2, folds=2)  # 2 folds of 32
 
 
 def test_rungs_of_successive_halving():
-    assert _train_sweep._rungs(27, 27, 3) == [1, 3, 9, 27]
-    assert _train_sweep._rungs(24, 10, 3) == [1, 3, 10]
-    assert _train_sweep._rungs(2, 10, 3) == [10]  # too few configurations to halve
-    assert _train_sweep._rungs(100, 4, 2) == [1, 2, 4]  # limited by the epochs
+    assert _tune._rungs(27, 27, 3) == [1, 3, 9, 27]
+    assert _tune._rungs(24, 10, 3) == [1, 3, 10]
+    assert _tune._rungs(2, 10, 3) == [10]  # too few configurations to halve
+    assert _tune._rungs(100, 4, 2) == [1, 2, 4]  # limited by the epochs
 
 
 @pytest.mark.slow
 def test_successive_halving_continues_the_best_and_equals_the_full_grid_where_it_trains():
     task = _task()
     grid = {"learning_rate": np.logspace(-3, 0, 9)}
-    full = jax_rmsprop.sweep(task, grid, 9, seeds=2)
-    sh = jax_rmsprop.sweep(task, grid, 9, seeds=2, halving=3)  # rungs at 1, 3, 9 epochs
+    full = jax_rmsprop.tune(task, grid, 9, seeds=2)
+    sh = jax_rmsprop.tune(task, grid, 9, seeds=2, halving=3)  # rungs at 1, 3, 9 epochs
     alive = np.arange(9)
     for end, keep in ((1, 3), (3, 1)):
         # the survivors are the best by mean validation loss over seeds at the rung's end
@@ -322,5 +328,5 @@ def test_successive_halving_continues_the_best_and_equals_the_full_grid_where_it
 
 
 def test_halving_errors():
-    with pytest.raises(ValueError, match=r"`sweep\(halving=...\)` must be >= 2"):
-        jax_rmsprop.sweep(_task(), GRID, 2, halving=1)
+    with pytest.raises(ValueError, match=r"`tune\(halving=...\)` must be >= 2"):
+        jax_rmsprop.tune(_task(), GRID, 2, halving=1)

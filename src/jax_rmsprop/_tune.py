@@ -1,8 +1,9 @@
-"""Sweeps of whole trainings: every configuration x seed trained with ``fit``'s epochs.
+"""Tuning: whole trainings of a ``Task``, every configuration x seed with ``fit``'s epochs.
 
 One compiled program per chunk of configurations: ``vmap`` over the hyperparameters and
 the seeds of a ``lax.scan`` over the epochs of ``train_epoch``, so a
-cell equals ``fit`` run alone with that configuration and seed.
+cell equals ``fit`` run alone with that configuration and seed. The configurations come
+from a grid, random draws, or an Optuna sampler's batches (``_search``).
 """
 
 from __future__ import annotations
@@ -18,35 +19,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 from jax.tree_util import Partial
 
 from . import _resume
 from ._epoch import evaluate, train_epoch
 from ._faults import translate
-from ._inputs import batch_of, check_data, check_grid, direction, loss_output
+from ._inputs import batch_of, check_data, direction, loss_output
 from ._model import FUNCTIONAL, NNX, Model, split_params
 from ._model import split as split_model
 from ._signals import Interrupts
+from ._space import draw, make_tx, shard_runs
+from ._space import grid as grid_cells
 from ._sweep_progress import Progress, SweepInterrupted, fingerprint
+from ._transform import rmsprop
 from .checkpoint import _host as to_host
 from .checkpoint import key_data, with_keys
-from .problems import Task
-
-LOG_UNIFORM = ("learning_rate", "lr")  # drawn log-uniformly in random search
-
-
-def make_tx(optimizer, names, options, values) -> optax.GradientTransformation:
-    """``optimizer(**config, **options)`` for one configuration's (traced) values."""
-    return optimizer(**dict(zip(names, values)), **dict(options))
-
-
-def shard_runs(tree: Any, mesh: Mesh | None) -> Any:
-    """Places host arrays with their leading (run/config) axis over all the mesh's devices."""
-    if mesh is None:
-        return tree
-    sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names))
-    return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
+from .problems import Problem, Task
 
 
 def seed_keys(seed: Any, s: Any) -> tuple[jax.Array, jax.Array]:
@@ -61,7 +50,7 @@ def model_key(seed: Any, s: Any) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingSweepResult:
+class TuneResult:
     """The outcome of a training sweep; arrays are shaped ``(*grid, seeds, epochs)``.
 
     Attributes:
@@ -72,10 +61,15 @@ class TrainingSweepResult:
         them without ``patience``); later epochs repeat the last losses.
       metrics: each metric the task's loss returns, per epoch, and its ``val_`` twin
         (evaluation mode on the validation data), shaped like ``loss``.
-      params: with ``sweep(..., keep_params=True)``, every run's trained parameters: a
+      params: with ``tune(..., keep_params=True)``, every run's trained parameters: a
         pytree whose leaves have the leading axes ``(*grid, seeds)`` (runs that early
         stopping or successive halving stopped hold their parameters from then).
       model_state: likewise, every run's model state (batch-norm statistics...), or None.
+      study: with ``tune(sampler=...)``, the ``optuna.Study`` (every trial of this call
+        told: ``COMPLETE`` with its score, or ``PRUNED``); the result's configuration
+        axis then holds this call's trials, in the order asked.
+      trial: (sampler) each configuration's Optuna trial number.
+      pruned: (sampler) whether the study's pruner stopped the trial.
     """
 
     configs: dict[str, np.ndarray]
@@ -85,6 +79,9 @@ class TrainingSweepResult:
     metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     params: Any = None
     model_state: Any = None
+    study: Any = None
+    trial: np.ndarray | None = None
+    pruned: np.ndarray | None = None
 
     def history(self, name: str) -> np.ndarray:
         """``"loss"``, ``"val_loss"`` or a metric, ``(*grid, seeds, epochs)``."""
@@ -109,10 +106,13 @@ class TrainingSweepResult:
         The final value of ``by`` (default: the validation loss, else the training loss)
         averaged over seeds, negated where higher is better (``mode``: ``"min"``,
         ``"max"``, or ``"auto"``: accuracy-like names are maximised); ``inf`` where a
-        seed ended non-finite.
+        seed ended non-finite, and for trials a pruner stopped.
         """
         final = self._final(by) * (1.0 if by is None else direction(by, mode, "best"))
-        return np.where(np.isfinite(final).all(-1), final.mean(-1), np.inf)
+        score = np.where(np.isfinite(final).all(-1), final.mean(-1), np.inf)
+        if self.pruned is not None:  # stopped early by a pruner: ranked after the finished
+            score = np.where(self.pruned, np.inf, score)
+        return score
 
     def spread(self, by: str | None = None) -> np.ndarray:
         """The standard deviation over seeds of each cell's final value (grid-shaped)."""
@@ -122,7 +122,7 @@ class TrainingSweepResult:
         """The ``k`` best cells' ``(row, params, model_state)``, as ``best`` ranks them.
 
         ``params`` (and ``model_state``) have a leading seed axis; needs
-        ``sweep(..., keep_params=True)``. Load an NNX module with ``nnx.update(model,
+        ``tune(..., keep_params=True)``. Load an NNX module with ``nnx.update(model,
         jax.tree.map(lambda a: a[s], params))`` for seed ``s``.
         """
         if self.params is None:
@@ -136,6 +136,40 @@ class TrainingSweepResult:
             out.append((row, pick(self.params), pick(self.model_state)))
         return out
 
+    def frame(self, per_epoch: bool = False) -> Any:
+        """Every run as a row of a pandas ``DataFrame``: query it, group it, plot it.
+
+        Columns: the hyperparameters, ``trial`` (with a sampler), ``seed`` (the index on
+        the seed axis: seeds x folds with cross-validation, fold fastest),
+        ``epochs_run``, ``pruned`` (with a sampler) and the last trained value of
+        ``loss``, ``val_loss`` and every metric. With ``per_epoch``,
+        one row per run and epoch (an ``epoch`` column, 1-based) with that epoch's values;
+        epochs a run did not train (successive halving, pruning) are left out.
+        """
+        import pandas as pd
+
+        grid, per_cfg, epochs = self.loss.shape[:-2], self.loss.shape[-2], self.loss.shape[-1]
+        n = int(np.prod(grid, dtype=np.int64))
+        cfg = np.repeat(np.arange(n), per_cfg)
+        cols: dict[str, np.ndarray] = {k: v.reshape(n)[cfg] for k, v in self.configs.items()}
+        if self.trial is not None:
+            cols["trial"] = self.trial[cfg]
+        cols["seed"] = np.tile(np.arange(per_cfg), n)
+        cols["epochs_run"] = self.epochs_run.reshape(-1)
+        if self.pruned is not None:
+            cols["pruned"] = self.pruned[cfg]
+        names = ["loss", *(["val_loss"] if self.val_loss is not None else []), *self.metrics]
+        hist = {m: self.history(m).reshape(n * per_cfg, epochs) for m in names}
+        if not per_epoch:
+            last = np.maximum(cols["epochs_run"], 1) - 1
+            rows = np.arange(n * per_cfg)
+            return pd.DataFrame(cols | {m: h[rows, last] for m, h in hist.items()})
+        long = {k: np.repeat(v, epochs) for k, v in cols.items()}
+        long["epoch"] = np.tile(np.arange(1, epochs + 1), n * per_cfg)
+        long |= {m: h.reshape(-1) for m, h in hist.items()}
+        out = pd.DataFrame(long)
+        return out[out["epoch"] <= out["epochs_run"]].reset_index(drop=True)
+
     def best(self, k: int = 5, by: str | None = None, mode: str = "auto") -> list[dict[str, float]]:
         """The ``k`` best cells by ``score`` (of ``by``), with the spread over seeds.
 
@@ -147,7 +181,7 @@ class TrainingSweepResult:
         spread = self.spread(by).ravel()
         rows = []
         for i in np.argsort(score, kind="stable")[:k]:
-            row = {name: float(v.ravel()[i]) for name, v in self.configs.items()}
+            row = {name: v.ravel()[i].item() for name, v in self.configs.items()}
             row |= {"score": float(score[i] * sign), "seed_std": float(spread[i])}
             rows.append(row)
         return rows
@@ -262,7 +296,10 @@ def _train_chunk(
                 params=params, state=state, opt_state=opt_state, last=(logs, val),
                 ran=carry.ran + 1,
             )  # fmt: skip
-            carry = new if patience is None else _early_stop(patience, carry, new)
+            if patience is not None:
+                carry = _early_stop(patience, carry, new)
+            else:  # a run stopped from outside (an Optuna pruner) stands still
+                carry = jax.tree.map(lambda a, b: jnp.where(carry.stopped, a, b), carry, new)
             return carry, carry.last
 
         return jax.lax.scan(epoch, carry, first + jnp.arange(epochs))
@@ -279,45 +316,16 @@ def _folds(folds: int | None, n: int, batch_size: int):
     if folds is None:
         return None
     if not isinstance(folds, int) or not 2 <= folds <= n:
-        raise ValueError(f"`sweep(folds=...)` must be an int in [2, {n}]; got {folds!r}.")
+        raise ValueError(f"`tune(folds=...)` must be an int in [2, {n}]; got {folds!r}.")
     m = n // folds
     if batch_size > (folds - 1) * m:
         raise ValueError(
-            f"`sweep(folds={folds})` leaves {(folds - 1) * m} training examples per fold, "
+            f"`tune(folds={folds})` leaves {(folds - 1) * m} training examples per fold, "
             f"fewer than the task's batch_size {batch_size}."
         )
     idx = np.arange(folds * m).reshape(folds, m)
     train = np.stack([np.delete(idx, f, axis=0).ravel() for f in range(folds)])
     return train.astype(np.int32), idx.astype(np.int32)
-
-
-def _configurations(grid, samples, seed):
-    """The configurations to train: names, one flat array per name, and the result shape.
-
-    The grid's Cartesian product, or ``samples`` random draws from each ``(low, high)``
-    range (log-uniform for the learning rate).
-    """
-    check_grid(grid, samples)
-    names = tuple(grid)
-    if samples is None:
-        axes = [np.asarray(grid[n]) for n in names]
-        shape = tuple(a.size for a in axes)
-        return names, [m.ravel() for m in np.meshgrid(*axes, indexing="ij")], shape
-    if not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"`sweep(samples=...)` must be a positive int; got {samples!r}.")
-    rng = np.random.default_rng(seed)
-    cells = []
-    for name in names:
-        bounds = np.asarray(grid[name], np.float64)
-        log = name in LOG_UNIFORM
-        if bounds.shape != (2,) or not bounds[0] <= bounds[1] or (log and bounds[0] <= 0):
-            raise ValueError(
-                f"`sweep(grid={{{name!r}: ...}})` with `samples` must be a range (low, high), "
-                f"low <= high{' and low > 0 (log-uniform)' if log else ''}; got {grid[name]!r}."
-            )
-        draw = rng.uniform(*(np.log(bounds) if log else bounds), size=samples)
-        cells.append(np.exp(draw) if log else draw)
-    return names, cells, (samples,)
 
 
 MEMORY_FRACTION = 0.5  # of the memory free when a sweep starts, for its chunks
@@ -434,6 +442,19 @@ class _Plan:
 
         return jax.eval_shape(fresh, vals)
 
+    def advance(self, idx: np.ndarray, carry: Any, first: int, epochs: int):
+        """Runs ``idx`` (one program) ``epochs`` epochs on from ``first``; carries stay put.
+
+        ``carry``: the device carries of the previous call, or ``None`` to start. Returns
+        the new carries (on the devices) and the epochs' (training, validation) logs on
+        the host, ``(runs, epochs)`` each.
+        """
+        values, seed, rows, _ = self._inputs(idx, None)
+        out, logs = _train_chunk(
+            *self.args, values, self.root, seed, rows, carry, first, **self.static, epochs=epochs
+        )
+        return out, jax.tree.map(to_host, logs)
+
     def train(self, idx, carry, first, epochs, keep: bool, chunk: int, start: int = 0, full=False):
         """Trains runs ``idx`` for ``epochs`` from ``first``, ``chunk`` runs per program.
 
@@ -469,40 +490,138 @@ def _rungs(n_configs: int, epochs: int, eta: int) -> list[int]:
     return sorted({epochs // eta ** (h - i) for i in range(h + 1)})
 
 
-def sweep_task(
+def tune(
     task: Task,
-    grid: Mapping[str, Any],
+    space: Mapping[str, Any],
     epochs: int,
     *,
     seeds: int = 1,
     seed: int = 0,
-    optimizer: Callable[..., optax.GradientTransformation],
+    optimizer: Callable[..., optax.GradientTransformation] = rmsprop,
     options: Mapping[str, Any] | None = None,
-    chunk_size: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
     samples: int | None = None,
+    sampler: Any = None,
+    pruner: Any = None,
+    trials: int | None = None,
+    batch: int = 32,
+    study: Any = None,
+    monitor: str | None = None,
     patience: int | None = None,
     folds: int | None = None,
     halving: int | None = None,
+    chunk_size: int | None = None,
     mesh: Mesh | None = None,
     checkpoint: str | os.PathLike | None = None,
     keep_params: bool = False,
-) -> TrainingSweepResult:
-    """Trains ``task`` for every configuration of ``grid`` and every seed (see ``sweep``)."""
+    progress: Callable[[int, int], None] | None = None,
+) -> TuneResult:
+    """Trains ``task`` for every configuration of ``space`` and every seed.
+
+    Every configuration is trained for ``epochs`` epochs from each of ``seeds`` seeds, as
+    ``fit`` does (seed ``s`` initialises with ``task.init(k0)`` and shuffles with ``k1``,
+    where ``k0, k1`` are ``fold_in(fold_in(key(seed), s), 0 / 1)``), as many
+    (configuration, seed) runs per compiled program as memory allows. The configurations
+    are the grid's Cartesian product (``space`` of 1-D arrays), ``samples`` random draws,
+    or an Optuna ``sampler``'s proposals, ``batch`` at a time (``space`` of Optuna
+    distributions). The result is ranked by the validation loss averaged over seeds (the
+    training loss without validation data). With ``mesh`` the runs are sharded over its
+    devices, across processes too.
+
+    Args:
+      task: the ``Task`` to train.
+      space: hyperparameter name (a keyword of ``optimizer``) -> a 1-D array of values
+        (a grid axis) or, with ``samples`` or ``sampler``, an Optuna distribution
+        (``FloatDistribution(1e-4, 1e-1, log=True)``, ``IntDistribution``,
+        ``CategoricalDistribution``).
+      epochs: epochs per run.
+      seeds: trainings per configuration, from different initialisations and shuffles.
+      seed: the root of the seeds' keys (and of the random draws).
+      optimizer: factory called as ``optimizer(**config, **options)``.
+      options: fixed keyword arguments for ``optimizer`` (static: ``eps``, ``centered``...).
+      samples: random search: draw this many configurations from the distributions
+        (seeded by ``seed``); the result then has one axis of ``samples`` configurations.
+      sampler: an Optuna sampler (``optuna.samplers.TPESampler(constant_liar=True,
+        multivariate=True)``...): it proposes ``batch`` configurations at a time (ask),
+        each batch trains as one vmapped program, and the runs' scores are told back,
+        until ``trials`` trials are finished. See ``_search``.
+      pruner: (sampler) an Optuna pruner (``MedianPruner()``, ``HyperbandPruner()``...):
+        every epoch's score is reported and a trial it stops freezes in its program and
+        is told ``PRUNED``. Default: none.
+      trials: (sampler) trials to finish, the study's earlier ones included.
+      batch: (sampler) trials asked, and trained together, at a time.
+      study: (sampler) an ``optuna.Study`` to continue (with RDB storage, a tuning that
+        was killed resumes from it); default: a new in-memory study.
+      monitor: what ranks and is told to Optuna: ``"val_loss"`` (the default with
+        validation data, else ``"loss"``) or a metric of the task's loss.
+      patience: early stopping: a run stops once its validation loss (training loss
+        without validation data) has not improved for ``patience`` epochs.
+      folds: k-fold cross-validation on ``task.data`` (``task.validation`` is not used):
+        fold f validates on the f-th of ``folds`` equal slices and trains on the others;
+        the result's seed axis then holds seeds x folds (fold fastest).
+      halving: successive halving with this factor: all configurations train to the
+        first rung (``epochs // halving**h``), the best ``1/halving`` of them continue
+        to the next rung, and so on to ``epochs``; epochs a configuration did not train
+        are NaN (``epochs_run``).
+      chunk_size: (configuration, seed) runs per compiled program. Default: all of them
+        if XLA's accounting of that program fits in half the free memory, else chunks
+        shrunk until theirs does.
+      mesh: shard the runs over all devices of this ``jax.sharding.Mesh``.
+      checkpoint: a directory: progress is saved there (``sweep.npz``, atomically, in
+        the background) after each chunk of runs, and a call that finds it goes on from
+        there; a tuning killed at any point and run again ends with the same numbers, bit
+        for bit. A checkpoint of a different call raises ``CheckpointMismatch``.
+      keep_params: return every run's trained parameters and model state
+        (``result.params``, ``result.model_state``, ``result.best_params(k, by=...)``).
+      progress: called as ``progress(runs_done, runs)`` after each chunk.
+
+    Returns:
+      A ``TuneResult`` (with ``study`` set when a sampler proposed the configurations).
+
+    Raises:
+      SweepInterrupted: on Ctrl-C or SIGTERM, with the finished runs and the checkpoint.
+    """
+    if not isinstance(task, Task):
+        hint = " (a closed-form Problem is swept with `sweep`)" if isinstance(task, Problem) else ""
+        raise TypeError(f"`tune(task=...)` must be a Task{hint}; got {task!r}.")
+    if sampler is not None or study is not None or pruner is not None:
+        if samples is not None or halving is not None or checkpoint is not None:
+            raise TypeError(
+                "`tune(sampler=...)` chooses the configurations and prunes with the study's "
+                "pruner: `samples`, `halving` and `checkpoint` do not apply (the study's "
+                "storage is the checkpoint)."
+            )
+        from ._search import search
+
+        return search(
+            task, space, epochs, sampler=sampler, pruner=pruner, trials=trials, batch=batch,
+            study=study, seeds=seeds, seed=seed, optimizer=optimizer, options=options,
+            monitor=monitor, patience=patience, folds=folds, mesh=mesh,
+            keep_params=keep_params, progress=progress,
+        )  # fmt: skip
+    if trials is not None:
+        raise TypeError("`tune(trials=...)` counts an Optuna sampler's trials: pass `sampler=`.")
+    if monitor is not None:
+        raise TypeError(
+            "`tune(monitor=...)` chooses what a sampler is told; without one, rank the "
+            "result with `result.best(by=...)`."
+        )
     if keep_params and checkpoint is not None:
         raise ValueError(
-            "`sweep(keep_params=True)` does not work with `checkpoint` yet: the checkpoint "
+            "`tune(keep_params=True)` does not work with `checkpoint` yet: the checkpoint "
             "does not hold every run's parameters."
         )
     if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"`sweep(steps=...)` (epochs for a Task) must be >= 1; got {epochs!r}.")
+        raise ValueError(f"`tune(epochs=...)` must be a positive int; got {epochs!r}.")
     checked = (("seeds", seeds), ("patience", patience), ("halving", halving))
     for name, v in (*checked, ("chunk_size", chunk_size)):
         if (v is not None or name == "seeds") and (not isinstance(v, int) or v < 1):
-            raise ValueError(f"`sweep({name}=...)` must be a positive int; got {v!r}.")
+            raise ValueError(f"`tune({name}=...)` must be a positive int; got {v!r}.")
     if halving is not None and halving < 2:
-        raise ValueError(f"`sweep(halving=...)` must be >= 2; got {halving!r}.")
-    names, cells, shape = _configurations(grid, samples, seed)
+        raise ValueError(f"`tune(halving=...)` must be >= 2; got {halving!r}.")
+    if samples is None:
+        names, cells, shape = grid_cells(space, "tune")
+    else:
+        names, cells, shape = draw(space, samples, seed)
     plan = _plan(
         task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience, mesh
     )
@@ -510,7 +629,7 @@ def sweep_task(
     rungs = [epochs] if halving is None else _rungs(n_cfg, epochs, halving)
     if halving is not None and len(rungs) < 2:
         raise ValueError(
-            f"`sweep(halving={halving})` needs at least {halving} epochs and {halving} "
+            f"`tune(halving={halving})` needs at least {halving} epochs and {halving} "
             f"configurations for two rungs; got epochs={epochs}, {n_cfg} configurations."
         )
     names_logged = _logged(plan.static["metrics"])
@@ -622,7 +741,7 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress, signa
     )
 
 
-def _result(prog: Progress, names, cells, shape, per_cfg, task, folds) -> TrainingSweepResult:
+def _result(prog: Progress, names, cells, shape, per_cfg, task, folds) -> TuneResult:
     grid_shape = (*shape, per_cfg, prog.loss.shape[1])
     has_val = task.validation is not None or folds is not None
     metrics = {
@@ -630,7 +749,7 @@ def _result(prog: Progress, names, cells, shape, per_cfg, task, folds) -> Traini
         for name, values in prog.metrics.items()
         if has_val or not name.startswith("val_")
     }
-    return TrainingSweepResult(
+    return TuneResult(
         configs={name: c.reshape(shape) for name, c in zip(names, cells)},
         loss=prog.loss.reshape(grid_shape),
         val_loss=prog.val.reshape(grid_shape) if has_val else None,

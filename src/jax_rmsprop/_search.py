@@ -1,0 +1,258 @@
+"""Optuna as the search engine, each batch of its trials trained as one vmapped program.
+
+``tune(task, space, epochs, sampler=..., trials=..., batch=...)`` asks the study for
+``batch`` trials (with ``TPESampler(constant_liar=True)`` the pending ones count as
+"lies", so one batch does not propose one point 32 times), groups them by the values that
+change the program (a categorical ``centered``: one program per value), trains each group
+as one ``vmap`` of ``fit``'s epochs, and tells the scores back. With a pruner other than
+``NopPruner`` the group trains epoch by epoch: each epoch's score is reported
+(``trial.report``) and a trial the pruner stops freezes in the program (its epochs after
+that are not trained: ``epochs_run``) and is told ``PRUNED``.
+
+A study with RDB storage is its own checkpoint: trials left ``RUNNING`` by a killed
+tuning are marked ``FAIL`` when the next call starts, and only finished (``COMPLETE``
+or ``PRUNED``) trials count towards ``trials``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from ._inputs import direction
+from ._signals import Interrupts
+from ._space import check_space, static_names
+from ._sweep_progress import SweepInterrupted
+from ._tune import TuneResult, _logged, _plan
+from .problems import Task
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError as err:  # pragma: no cover - optuna is in the test extra
+        raise ImportError(
+            "`tune(sampler=...)` needs Optuna: pip install 'jax-rmsprop[tune]'."
+        ) from err
+    return optuna
+
+
+@dataclasses.dataclass
+class _Trained:
+    """The runs of the trials trained so far, one row per trial (host arrays)."""
+
+    trials: list = dataclasses.field(default_factory=list)  # optuna.Trial, in order
+    loss: list = dataclasses.field(default_factory=list)  # (per_cfg, epochs) each
+    val: list = dataclasses.field(default_factory=list)
+    ran: list = dataclasses.field(default_factory=list)  # (per_cfg,)
+    pruned: list = dataclasses.field(default_factory=list)
+    metrics: dict = dataclasses.field(default_factory=dict)  # name -> list of (per_cfg, epochs)
+
+
+def search(
+    task: Task,
+    space: Mapping[str, Any],
+    epochs: int,
+    *,
+    sampler: Any,
+    pruner: Any,
+    trials: int | None,
+    batch: int,
+    study: Any,
+    seeds: int,
+    seed: int,
+    optimizer: Callable[..., optax.GradientTransformation],
+    options: Mapping[str, Any] | None,
+    monitor: str | None,
+    patience: int | None,
+    folds: int | None,
+    mesh: Mesh | None,
+    keep_params: bool,
+    progress: Callable[[int, int], None] | None,
+) -> TuneResult:
+    """``tune`` with an Optuna sampler (see the module's docstring and ``tune``)."""
+    optuna = _optuna()
+    for name, v in (("trials", trials), ("batch", batch), ("epochs", epochs), ("seeds", seeds)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"`tune({name}=...)` must be a positive int; got {v!r}.")
+    assert trials is not None
+    if keep_params:
+        raise TypeError(
+            "`tune(sampler=..., keep_params=True)` is not supported yet; refit the best "
+            "trial with `fit` (its configuration is `result.study.best_params`)."
+        )
+    names = check_space(space, "tune", distributions=True)
+    static = static_names(space)
+    numeric = tuple(n for n in names if n not in static)
+    has_val = task.validation is not None or folds is not None
+    monitor = monitor or ("val_loss" if has_val else "loss")
+    sign = direction(monitor, "auto", "tune")
+    study = _study(optuna, study, sampler, pruner, sign)
+    _fail_stale(optuna, study)
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=finished))
+
+    plans: dict[tuple, Any] = {}
+
+    def plan_for(key: tuple):
+        if key not in plans:
+            fixed = dict(options or {}) | dict(zip(static, key))
+            cells = [np.zeros(1) for _ in numeric]
+            plans[key] = _plan(
+                task, cells, numeric, seeds, seed, folds, optimizer, fixed, None, patience, mesh
+            )
+        return plans[key]
+
+    prune = not isinstance(study.pruner, optuna.pruners.NopPruner)
+    trained, pending = _Trained(), []
+    try:
+        with Interrupts() as signals:
+            while done < trials and signals.requested is None:
+                pending = [study.ask(dict(space)) for _ in range(min(batch, trials - done))]
+                groups: dict[tuple, list] = {}
+                for t in pending:
+                    groups.setdefault(tuple(t.params[n] for n in static), []).append(t)
+                for key, group in groups.items():
+                    _train_group(
+                        plan_for(key), group, numeric, epochs, monitor, sign, prune, trained
+                    )
+                for i in range(len(trained.trials) - len(pending), len(trained.trials)):
+                    _tell(study, optuna, trained, i, monitor, sign)
+                done, pending = done + len(pending), []
+                if progress is not None:
+                    progress(done, trials)
+    except KeyboardInterrupt:  # a second Ctrl-C, mid-batch: its trials are not finished
+        for t in pending:
+            study.tell(t, state=optuna.trial.TrialState.FAIL)
+        raise SweepInterrupted(_result(trained, names, study, has_val), None) from None
+    result = _result(trained, names, study, has_val)
+    if signals.requested is not None:
+        raise SweepInterrupted(result, None)
+    return result
+
+
+def _study(optuna, study, sampler, pruner, sign: float):
+    """The study to ask: the user's (its direction checked), else a new in-memory one.
+
+    A new study prunes only with the ``pruner`` given (Optuna's own default would be a
+    ``MedianPruner``).
+    """
+    want = optuna.study.StudyDirection.MINIMIZE
+    if sign < 0:
+        want = optuna.study.StudyDirection.MAXIMIZE
+    if study is None:
+        pruner = pruner if pruner is not None else optuna.pruners.NopPruner()
+        return optuna.create_study(sampler=sampler, pruner=pruner, direction=want)
+    if sampler is not None or pruner is not None:
+        raise TypeError(
+            "`tune(study=..., sampler=/pruner=...)`: give them to the study "
+            "(`optuna.create_study(sampler=..., pruner=...)` or `optuna.load_study`)."
+        )
+    if len(study.directions) != 1 or study.direction != want:
+        raise ValueError(
+            f"`tune(study=...)` has directions {[d.name for d in study.directions]}; the "
+            f"monitored value should be {want.name.lower()}d."
+        )
+    return study
+
+
+def _fail_stale(optuna, study) -> None:
+    """Trials a killed tuning left ``RUNNING`` are ``FAIL``: they are asked again, anew."""
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+
+def _train_group(plan, group: list, numeric, epochs, monitor, sign, prune, trained) -> None:
+    """Trains one program's trials (all seeds and folds of each) and records their runs."""
+    per_cfg = plan.seeds * plan.k
+    values = [np.asarray([t.params[n] for t in group], np.float64) for n in numeric]
+    plan = dataclasses.replace(plan, runs=[np.repeat(v, per_cfg) for v in values])
+    n = len(group) * per_cfg
+    idx = np.minimum(np.arange(plan._round(n)), n - 1)  # padded to the mesh's devices
+    step = 1 if prune else epochs
+    carry: Any = None
+    first = 0
+    logs: list = []
+    stopped = np.zeros(len(group), bool)
+    while first < epochs:
+        carry, (f, v) = plan.advance(idx, carry, first, step)
+        logs.append((f, v))
+        first += step
+        if not prune:
+            break
+        score = _monitored(f, v, monitor)[:n].reshape(len(group), per_cfg, -1).mean(1)[:, -1]
+        for i, t in enumerate(group):
+            if not stopped[i]:
+                t.report(float(score[i]) if np.isfinite(score[i]) else sign * np.inf, first)
+                stopped[i] = t.should_prune()
+        if stopped.any() and first < epochs:  # frozen in the program from the next epoch
+            halt = jnp.asarray(np.repeat(stopped, per_cfg)[idx])
+            carry = carry._replace(stopped=carry.stopped | halt)
+    f = jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:n], *[x[0] for x in logs])
+    v = jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:n], *[x[1] for x in logs])
+    ran = np.asarray(jax.device_get(carry.ran))[:n].reshape(len(group), per_cfg)
+    shaped = lambda a: a.reshape(len(group), per_cfg, -1)  # noqa: E731
+    for i, t in enumerate(group):
+        trained.trials.append(t)
+        trained.loss.append(shaped(f["loss"])[i])
+        trained.val.append(shaped(v["loss"])[i])
+        trained.ran.append(ran[i])
+        trained.pruned.append(bool(stopped[i]))
+        for name in _logged(plan.static["metrics"]):
+            log, key = (v, name[4:]) if name.startswith("val_") else (f, name)
+            trained.metrics.setdefault(name, []).append(shaped(log[key])[i])
+
+
+def _monitored(f: dict, v: dict, monitor: str) -> np.ndarray:
+    """The monitored value of every run and epoch from an epoch chunk's logs."""
+    log, key = (v, monitor[4:]) if monitor.startswith("val_") else (f, monitor)
+    if key not in log:
+        known = sorted({*f, *(f"val_{k}" for k in v)})
+        raise ValueError(f"`tune(monitor={monitor!r})` is not recorded; the task logs {known}.")
+    return np.asarray(log[key], np.float64)
+
+
+def _tell(study, optuna, trained: _Trained, i: int, monitor: str, sign: float) -> None:
+    """Trial ``i``'s score (the mean over seeds and folds of its final ``monitor``) told."""
+    if trained.pruned[i]:  # Optuna takes its last reported value
+        study.tell(trained.trials[i], state=optuna.trial.TrialState.PRUNED)
+        return
+    f = {"loss": trained.loss[i]} | {k: m[i] for k, m in trained.metrics.items()}
+    v = {"loss": trained.val[i]} | {
+        k[4:]: m[i] for k, m in trained.metrics.items() if k.startswith("val_")
+    }
+    last = _monitored(f, v, monitor)[:, -1]
+    value = float(last.mean()) if np.isfinite(last).all() else sign * np.inf
+    study.tell(trained.trials[i], value)
+
+
+def _result(trained: _Trained, names, study, has_val: bool) -> TuneResult:
+    """The trained trials as a ``TuneResult`` with one axis of trials, and the study."""
+    if not trained.trials:
+        empty = np.zeros((0, 1, 1))
+        return TuneResult(
+            configs={n: np.zeros(0) for n in names}, loss=empty,
+            val_loss=empty if has_val else None, epochs_run=np.zeros((0, 1), np.int64),
+            study=study, trial=np.zeros(0, np.int64), pruned=np.zeros(0, bool),
+        )  # fmt: skip
+    configs = {n: np.asarray([t.params[n] for t in trained.trials]) for n in names}
+    metrics = {
+        k: np.stack(m) for k, m in trained.metrics.items() if has_val or not k.startswith("val_")
+    }
+    return TuneResult(
+        configs=configs,
+        loss=np.stack(trained.loss),
+        val_loss=np.stack(trained.val) if has_val else None,
+        epochs_run=np.stack(trained.ran),
+        metrics=metrics,
+        study=study,
+        trial=np.asarray([t.number for t in trained.trials], np.int64),
+        pruned=np.asarray(trained.pruned),
+    )

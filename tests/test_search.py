@@ -1,0 +1,212 @@
+"""tune(sampler=...): Optuna's trials, asked in batches, each trained as fit trains it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+from optuna.distributions import (  # noqa: E402
+    CategoricalDistribution,
+    FloatDistribution,
+)
+
+import jax_rmsprop  # noqa: E402
+
+from .test_tune import _fit_cell, _task  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SPACE = {
+    "learning_rate": FloatDistribution(1e-3, 3e-1, log=True),
+    "decay": FloatDistribution(0.5, 0.99),
+}
+COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+
+
+def _tx(params):
+    return jax_rmsprop.rmsprop(**params)
+
+
+def test_every_told_trial_is_its_configuration_trained_by_fit_with_each_seed():
+    task = _task()
+    sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=3, constant_liar=True)
+    res = jax_rmsprop.tune(task, SPACE, 3, sampler=sampler, trials=7, batch=3, seeds=2)
+    study = res.study
+    assert [t.state for t in study.trials] == [COMPLETE] * 7  # 3 + 3 + 1 asked
+    assert sorted(res.trial) == list(range(7)) and res.loss.shape == (7, 2, 3)
+    assert not res.pruned.any() and (res.epochs_run == 3).all()
+    for i, number in enumerate(res.trial):
+        t = study.trials[number]
+        assert {n: res.configs[n][i] for n in SPACE} == t.params
+        finals = []
+        for s in range(2):
+            hist = _fit_cell(task, _tx(t.params), s, 0, 3)
+            np.testing.assert_allclose(res.val_loss[i, s], hist.val_loss, rtol=1e-10)
+            np.testing.assert_allclose(res.loss[i, s], hist.loss, rtol=1e-10)
+            finals.append(hist.val_loss[-1])
+        np.testing.assert_allclose(t.value, np.mean(finals), rtol=1e-10)
+    # later batches learn from the first: TPE's proposals are not the first three again
+    assert res.best(1)[0]["score"] == pytest.approx(study.best_value)
+
+
+def test_a_categorical_that_changes_the_program_trains_one_program_per_value():
+    task = _task()
+    space = SPACE | {"centered": CategoricalDistribution([False, True])}
+    sampler = optuna.samplers.RandomSampler(seed=3)
+    res = jax_rmsprop.tune(task, space, 2, sampler=sampler, trials=6, batch=6)
+    assert set(res.configs["centered"]) == {False, True}  # both programs ran in one batch
+    for i, number in enumerate(res.trial):
+        t = res.study.trials[number]
+        hist = _fit_cell(task, _tx(t.params), 0, 0, 2)
+        np.testing.assert_allclose(res.val_loss[i, 0], hist.val_loss, rtol=1e-10)
+        assert t.value == pytest.approx(hist.val_loss[-1], rel=1e-10)
+
+
+def test_a_pruned_trial_stops_training_where_the_pruner_said_and_is_told_pruned():
+    """Large learning rates stall: the median pruner stops them after an epoch or two.
+
+    Their epochs before the prune equal fit's; afterwards they stand still (not trained,
+    `epochs_run`), and the values reported to Optuna are each epoch's mean over seeds.
+    """
+    task = _task()
+    space = {"learning_rate": FloatDistribution(1e-4, 3.0, log=True)}
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    epochs = 5
+    res = jax_rmsprop.tune(
+        task, space, epochs, sampler=sampler, pruner=pruner, trials=12, batch=4, seeds=2
+    )
+    states = [res.study.trials[n].state for n in res.trial]
+    assert res.pruned.any() and not res.pruned.all()
+    assert [s == PRUNED for s in states] == list(res.pruned)
+    for i, number in enumerate(res.trial):
+        t = res.study.trials[number]
+        ran = int(res.epochs_run[i, 0])
+        assert (res.epochs_run[i] == ran).all()
+        assert ran == (max(t.intermediate_values) if res.pruned[i] else epochs)
+        reported = [t.intermediate_values[e] for e in range(1, ran + 1)]
+        np.testing.assert_allclose(reported, res.val_loss[i, :, :ran].mean(0), rtol=1e-12)
+        hist = _fit_cell(task, _tx(t.params), 1, 0, ran)
+        np.testing.assert_allclose(res.val_loss[i, 1, :ran], hist.val_loss, rtol=1e-10)
+        if res.pruned[i]:  # frozen in its program from then on
+            assert ran < epochs
+            np.testing.assert_array_equal(
+                res.val_loss[i, :, ran:],
+                res.val_loss[i, :, ran - 1 :][:, :1].repeat(epochs - ran, 1),
+            )
+
+
+def test_a_study_with_storage_goes_on_and_runs_left_running_are_failed(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+    study = optuna.create_study(
+        storage=storage, study_name="t", sampler=optuna.samplers.RandomSampler(seed=1)
+    )
+    task = _task()
+    jax_rmsprop.tune(task, SPACE, 2, study=study, trials=4, batch=2)
+    stale = study.ask(SPACE)  # what a killed tuning leaves: a trial RUNNING
+    again = optuna.load_study(study_name="t", storage=storage)
+    res = jax_rmsprop.tune(task, SPACE, 2, study=again, trials=6, batch=4)
+    states = [t.state for t in again.trials]
+    assert states.count(COMPLETE) == 6 and again.trials[stale.number].state.name == "FAIL"
+    assert list(res.trial) == [5, 6]  # only the two trials that were missing
+    assert len({tuple(t.params.items()) for t in again.trials if t.state == COMPLETE}) == 6
+
+
+def test_what_the_sampler_path_refuses():
+    task = _task()
+    sampler = optuna.samplers.RandomSampler()
+    with pytest.raises(ValueError, match=r"`tune\(trials=...\)` must be a positive int"):
+        jax_rmsprop.tune(task, SPACE, 2, sampler=sampler)
+    with pytest.raises(ValueError, match=r"`tune\(batch=...\)` must be a positive int"):
+        jax_rmsprop.tune(task, SPACE, 2, sampler=sampler, trials=4, batch=0)
+    study = optuna.create_study(direction="maximize")
+    with pytest.raises(ValueError, match=r"the monitored value should be minimized"):
+        jax_rmsprop.tune(task, SPACE, 2, study=study, trials=4)
+    with pytest.raises(TypeError, match=r"give them to the study"):
+        jax_rmsprop.tune(task, SPACE, 2, study=study, sampler=sampler, trials=4)
+    with pytest.raises(ValueError, match=r"`tune\(monitor='val_acc'\)` is not recorded"):
+        jax_rmsprop.tune(task, SPACE, 2, sampler=sampler, trials=1, monitor="val_acc")
+    with pytest.raises(ValueError, match=r"must be an Optuna distribution"):
+        jax_rmsprop.tune(task, {"learning_rate": [0.1, 0.2]}, 2, sampler=sampler, trials=2)
+
+
+KILLED = """
+import sys, jax, optuna
+jax.config.update("jax_enable_x64", True)
+import jax_rmsprop
+from tests.test_tune import _task
+from tests.test_search import SPACE
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+study = optuna.create_study(storage=sys.argv[1], study_name="k", load_if_exists=True,
+                            sampler=optuna.samplers.RandomSampler(),
+                            pruner=optuna.pruners.NopPruner())
+res = jax_rmsprop.tune(_task(), SPACE, int(sys.argv[2]), study=study, trials=8, batch=2)
+print("TRAINED", len(res.trial), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_study_survives_sigkill_mid_batch_and_the_rerun_finishes_without_duplicates(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'k.db'}"
+    env = os.environ | {"PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, "-c", KILLED, storage]
+    # 100k epochs of 7 steps: a batch trains for seconds after its compile
+    proc = subprocess.Popen([*cmd, "100000"], env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:  # kill once a batch is
+        time.sleep(0.2)  # told and the next is running
+        try:
+            trials = optuna.load_study(study_name="k", storage=storage).trials
+        except (KeyError, Exception):  # not created yet
+            continue
+        states = [t.state.name for t in trials]
+        if "COMPLETE" in states and "RUNNING" in states:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(60)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    before = optuna.load_study(study_name="k", storage=storage).trials
+    finished = sum(t.state.name == "COMPLETE" for t in before)
+    assert 2 <= finished < 8 and any(t.state.name == "RUNNING" for t in before)
+    out = subprocess.run([*cmd, "100000"], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert f"TRAINED {8 - finished}" in out.stdout
+    after = optuna.load_study(study_name="k", storage=storage).trials
+    states = [t.state.name for t in after]
+    assert states.count("COMPLETE") == 8 and "RUNNING" not in states
+    numbers = [t.number for t in after]
+    assert len(set(numbers)) == len(numbers)
+    params = [tuple(t.params.values()) for t in after if t.state.name == "COMPLETE"]
+    assert len(set(params)) == 8
+
+
+def test_the_trials_as_a_data_frame_one_row_per_run_or_per_epoch():
+    pytest.importorskip("pandas")
+    task = _task()
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    space = {"learning_rate": FloatDistribution(1e-4, 3.0, log=True)}
+    res = jax_rmsprop.tune(
+        task, space, 4, sampler=optuna.samplers.RandomSampler(seed=0), pruner=pruner,
+        trials=8, batch=4, seeds=2,
+    )  # fmt: skip
+    df = res.frame()
+    assert len(df) == 8 * 2 and list(df.columns[:3]) == ["learning_rate", "trial", "seed"]
+    for _, row in df.iterrows():
+        i = list(res.trial).index(row["trial"])
+        s, ran = int(row["seed"]), int(row["epochs_run"])
+        assert row["pruned"] == res.pruned[i] and ran == res.epochs_run[i, s]
+        assert row["val_loss"] == res.val_loss[i, s, ran - 1]
+        assert row["learning_rate"] == res.study.trials[row["trial"]].params["learning_rate"]
+    long = res.frame(per_epoch=True)
+    assert len(long) == res.epochs_run.sum()  # pruned trials' untrained epochs left out
+    one = long[(long["trial"] == res.trial[0]) & (long["seed"] == 1)]
+    np.testing.assert_array_equal(one["loss"], res.loss[0, 1, : len(one)])
+    # a pruned trial ranks after every finished one
+    if res.pruned.any():
+        assert np.isinf(res.score()[res.pruned]).all()
