@@ -19,6 +19,7 @@ import numpy as np
 
 import jax_rmsprop
 from jax_rmsprop import _tune
+from jax_rmsprop._space import grid as grid_cells
 
 GRID = {"learning_rate": np.logspace(-4, -1, 64), "decay": np.linspace(0.5, 0.99, 64)}
 RUNS = 64 * 64
@@ -32,8 +33,10 @@ def main():
     _tune.MEMORY_FRACTION = args.fraction
     task = jax_rmsprop.problems.digits(hidden=1400, batch_size=64, n_train=256)
     params = sum(a.size for a in jax.tree.leaves(task.init(jax.random.key(0))))
-    names, cells, _ = _tune._configurations(GRID, None, 0)
-    plan = _tune._plan(task, cells, names, 1, 0, None, jax_rmsprop.rmsprop, None, None, None, None)
+    names, cells, _ = grid_cells(GRID, "tune")
+    plan = _tune.make_plan(
+        task, cells, names, 1, 0, None, jax_rmsprop.rmsprop, None, None, None, None
+    )
     one_program, _ = plan._bytes(RUNS, None, 0, args.epochs)
     budgets = []  # the budget when the sweep sized its chunks
     measure = _tune._memory_budget

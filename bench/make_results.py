@@ -150,6 +150,40 @@ def main(path, *later):
             [[f"{b['stats']['median'] * 1e3:.0f}", f"**{e['fit-loop/program (per run)']}x**",
               e["best_val_accuracy"]]],
         )  # fmt: skip
+    for b in by_group.get("tune-optuna", {}).values():
+        e = b["extra_info"]
+        keras = e.get("keras-optimize/batched (per trial)", "keras not installed")
+        lines += _table(
+            f"Optuna TPE, {e['trials']} trials of 4 hyperparameters, digits x {e['epochs']} "
+            f"epochs: batches of {e['batch']} as one program vs study.optimize, round-robin",
+            ["batched ms (warm)", "batched ms (cold)", "optimize/batched per trial (cold)",
+             "optimize-injected/batched per trial", "keras-optimize/batched per trial"],
+            [[f"{e['batched_ms']:.0f}", f"{e['batched cold ms']:.0f}",
+              f"**{e['optimize/batched cold (per trial)']}x**",
+              f"**{e['optimize-injected/batched (per trial)']}x**", f"**{keras}**"]],
+        )  # fmt: skip
+    for b in by_group.get("tune-optuna-quality", {}).values():
+        e = b["extra_info"]
+        lines += _table(
+            "batched TPE (256 trials) vs a 4096-configuration random search, best val loss",
+            ["random 4096 (per seed)", "TPE 256 (per seed)", "TPE/random (worst seed)"],
+            [[e["random 4096 best"], e["tpe 256 best"], f"**{e['tpe/random (worst seed)']}**"]],
+        )  # fmt: skip
+    for b in by_group.get("hyperband", {}).values():
+        e = b["extra_info"]
+        lines += _table(
+            "Hyperband (Optuna's pruner, TPE, 96 trials) vs the 256-configuration grid",
+            ["grid best", "hyperband/grid best (per seed)", "epochs fraction (per seed)"],
+            [[e["grid best"], e["hyperband/grid best (per seed)"],
+              e["epochs fraction (per seed)"]]],
+        )  # fmt: skip
+    for b in by_group.get("pbt", {}).values():
+        e = b["extra_info"]
+        lines += _table(
+            "PBT (32 members) vs random search (32 configurations), same epochs, round-robin",
+            ["PBT best (per seed)", "random best (per seed)", "PBT/random time"],
+            [[e["pbt best (per seed)"], e["random best (per seed)"], e["pbt/random time"]]],
+        )  # fmt: skip
     for b in by_group.get("digits-sweep", {}).values():
         e = b["extra_info"]
         lines += _table(

@@ -144,3 +144,75 @@ def test_a_random_search_is_a_scatter_coloured_by_score_and_the_heatmap_says_so(
     import matplotlib.pyplot as plt
 
     plt.close(figures[0])
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    kept = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: kept.append(fig) or out)
+    yield kept
+    import matplotlib.pyplot as plt
+
+    for fig in kept:
+        plt.close(fig)
+
+
+def _search_result():
+    """Five configurations of three hyperparameters, one pruned (inf score)."""
+    configs = {
+        "learning_rate": np.array([1e-4, 1e-3, 1e-2, 1e-1, 3e-2]),
+        "decay": np.array([0.5, 0.9, 0.99, 0.7, 0.8]),
+        "momentum": np.array([0.0, 0.5, 0.9, 0.2, 0.1]),
+    }
+    final = np.array([0.9, 0.4, 0.3, 2.0, 0.5])
+    val = np.repeat(final[:, None, None], 3, -1)
+    ran = np.array([[3], [3], [3], [3], [1]])
+    return TuneResult(configs, val.copy(), val, ran, pruned=np.array([0, 0, 0, 0, 1], bool))
+
+
+def test_parallel_coordinates_draw_every_configuration_on_scaled_axes(figures, tmp_path):
+    res = _search_result()
+    plots.parallel_coordinates(res, tmp_path / "p.png", title="t")
+    ax = figures[-1].axes[0]
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 3]
+    red = [ln for ln in lines if ln.get_color() == "red"]
+    grey = [ln for ln in lines if ln.get_color() == "0.8"]
+    assert len(lines) == 5 + 1 and len(red) == 1 and len(grey) == 1  # 4 coloured, best again
+    # the best (0.3: lr 1e-2, decay 0.99, momentum 0.9) on scaled axes: lr on a log axis
+    lr = (np.log10(1e-2) - (-4)) / 3
+    decay = (0.99 - 0.5) / 0.49
+    np.testing.assert_allclose(red[0].get_ydata(), [lr, decay, 1.0])
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "learning_rate (log)", "decay", "momentum",
+    ]  # fmt: skip
+    # the pruned configuration (index 4) is the grey one
+    np.testing.assert_allclose(grey[0].get_ydata()[1], (0.8 - 0.5) / 0.49)
+
+
+def test_search_progress_is_the_best_so_far_against_cumulative_epochs(figures, tmp_path):
+    res = _search_result()
+    plots.search_progress({"a": res}, tmp_path / "s.png", title="t")
+    ax = figures[-1].axes[0]
+    step = ax.get_lines()[0]
+    np.testing.assert_array_equal(step.get_xdata(), [3, 6, 9, 12, 13])
+    np.testing.assert_array_equal(step.get_ydata(), [0.9, 0.4, 0.3, 0.3, 0.3])
+    assert "a (13 epochs)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+@pytest.mark.slow
+def test_pbt_schedule_draws_the_best_lineage_in_red(figures, tmp_path):
+    pytest.importorskip("optuna")
+    from optuna.distributions import FloatDistribution
+
+    from .test_tune import _task
+
+    task = _task()
+    space = {"learning_rate": FloatDistribution(1e-3, 0.3, log=True)}
+    res = jax_rmsprop.pbt(task, space, 4, population=4, interval=2, seed=0)
+    plots.pbt_schedule(res, tmp_path / "b.png", title="t")
+    ax_lr, ax_loss = figures[-1].axes
+    red = [p for p in ax_lr.patches if p.get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
+    assert len(red) == 1 and len(ax_lr.patches) == 4 + 1
+    lineage = [h["learning_rate"] for _, _, h, _ in res.lineage()]
+    np.testing.assert_allclose(red[0].get_data().values, lineage)
+    np.testing.assert_allclose(ax_loss.get_lines()[-1].get_ydata(), res.val_loss[res.best])

@@ -54,6 +54,7 @@ def test_every_told_trial_is_its_configuration_trained_by_fit_with_each_seed():
     assert res.best(1)[0]["score"] == pytest.approx(study.best_value)
 
 
+@pytest.mark.slow
 def test_a_categorical_that_changes_the_program_trains_one_program_per_value():
     task = _task()
     space = SPACE | {"centered": CategoricalDistribution([False, True])}
@@ -67,6 +68,7 @@ def test_a_categorical_that_changes_the_program_trains_one_program_per_value():
         assert t.value == pytest.approx(hist.val_loss[-1], rel=1e-10)
 
 
+@pytest.mark.slow
 def test_a_pruned_trial_stops_training_where_the_pruner_said_and_is_told_pruned():
     """Large learning rates stall: the median pruner stops them after an epoch or two.
 

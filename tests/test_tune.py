@@ -86,7 +86,7 @@ def test_chunks_are_sized_by_memory_when_not_given(monkeypatch):
     """Without ``chunk_size``, XLA's accounting of the whole program decides: all runs in
     one program when it fits the budget, else chunks that do, with the same numbers."""
     task = _task()
-    plan = _tune._plan(
+    plan = _tune.make_plan(
         task,
         [GRID["learning_rate"]],
         ("learning_rate",),

@@ -9,6 +9,8 @@ from ._fit import History as History
 from ._fit import fit as fit
 from ._flat import Flat as Flat
 from ._flat import flatten as flatten
+from ._pbt import PBTResult as PBTResult
+from ._pbt import pbt as pbt
 from ._resume import CheckpointCorrupt as CheckpointCorrupt
 from ._resume import CheckpointMismatch as CheckpointMismatch
 from ._run import Trajectory as Trajectory
@@ -31,6 +33,7 @@ __all__ = [
     "FitInterrupted",
     "Flat",
     "History",
+    "PBTResult",
     "ProcessLost",
     "RMSPropState",
     "SweepInterrupted",
@@ -43,6 +46,7 @@ __all__ = [
     "compat",
     "fit",
     "flatten",
+    "pbt",
     "problems",
     "report",
     "rmsprop",

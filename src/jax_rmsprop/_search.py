@@ -30,7 +30,7 @@ from ._inputs import direction
 from ._signals import Interrupts
 from ._space import check_space, static_names
 from ._sweep_progress import SweepInterrupted
-from ._tune import TuneResult, _logged, _plan
+from ._tune import TuneResult, logged_names, make_plan
 from .problems import Task
 
 
@@ -95,6 +95,12 @@ def search(
     monitor = monitor or ("val_loss" if has_val else "loss")
     sign = direction(monitor, "auto", "tune")
     study = _study(optuna, study, sampler, pruner, sign)
+    if isinstance(study.sampler, optuna.samplers.GridSampler):
+        raise TypeError(
+            "`tune(sampler=GridSampler(...))`: Optuna's grid sampler stops its study from "
+            "inside `optimize` only; give `tune` the grid itself (a space of 1-D arrays, "
+            "with `halving=` to stop the worst early)."
+        )
     _fail_stale(optuna, study)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))
@@ -105,7 +111,7 @@ def search(
         if key not in plans:
             fixed = dict(options or {}) | dict(zip(static, key))
             cells = [np.zeros(1) for _ in numeric]
-            plans[key] = _plan(
+            plans[key] = make_plan(
                 task, cells, numeric, seeds, seed, folds, optimizer, fixed, None, patience, mesh
             )
         return plans[key]
@@ -188,10 +194,11 @@ def _train_group(plan, group: list, numeric, epochs, monitor, sign, prune, train
         if not prune:
             break
         score = _monitored(f, v, monitor)[:n].reshape(len(group), per_cfg, -1).mean(1)[:, -1]
-        for i, t in enumerate(group):
-            if not stopped[i]:
-                t.report(float(score[i]) if np.isfinite(score[i]) else sign * np.inf, first)
-                stopped[i] = t.should_prune()
+        alive = [int(a) for a in np.flatnonzero(~stopped)]
+        for a in alive:  # every trial's value first: the pruner compares them all
+            group[a].report(float(score[a]) if np.isfinite(score[a]) else sign * np.inf, first)
+        for a in alive:
+            stopped[a] = group[a].should_prune()
         if stopped.any() and first < epochs:  # frozen in the program from the next epoch
             halt = jnp.asarray(np.repeat(stopped, per_cfg)[idx])
             carry = carry._replace(stopped=carry.stopped | halt)
@@ -205,7 +212,7 @@ def _train_group(plan, group: list, numeric, epochs, monitor, sign, prune, train
         trained.val.append(shaped(v["loss"])[i])
         trained.ran.append(ran[i])
         trained.pruned.append(bool(stopped[i]))
-        for name in _logged(plan.static["metrics"]):
+        for name in logged_names(plan.static["metrics"]):
             log, key = (v, name[4:]) if name.startswith("val_") else (f, name)
             trained.metrics.setdefault(name, []).append(shaped(log[key])[i])
 

@@ -622,7 +622,7 @@ def tune(
         names, cells, shape = grid_cells(space, "tune")
     else:
         names, cells, shape = draw(space, samples, seed)
-    plan = _plan(
+    plan = make_plan(
         task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience, mesh
     )
     n_cfg, per_cfg = cells[0].size, seeds * plan.k
@@ -632,7 +632,7 @@ def tune(
             f"`tune(halving={halving})` needs at least {halving} epochs and {halving} "
             f"configurations for two rungs; got epochs={epochs}, {n_cfg} configurations."
         )
-    names_logged = _logged(plan.static["metrics"])
+    names_logged = logged_names(plan.static["metrics"])
     prog = Progress.start(n_cfg * per_cfg, epochs, n_cfg, names_logged)
     resume = None
     if checkpoint is not None:
@@ -684,7 +684,7 @@ def _gathered(finals: list, runs: int, lead: tuple, plan) -> tuple[Any, Any]:
     return with_keys(out, jax.tree.map(sds, (run.params, run.state)))
 
 
-def _logged(metrics: tuple[str, ...]) -> tuple[str, ...]:
+def logged_names(metrics: tuple[str, ...]) -> tuple[str, ...]:
     """The metrics a sweep records beside the losses: each, and its ``val_`` twin."""
     return (*metrics, *[f"val_{m}" for m in metrics])
 
@@ -758,7 +758,9 @@ def _result(prog: Progress, names, cells, shape, per_cfg, task, folds) -> TuneRe
     )
 
 
-def _plan(task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience, mesh):
+def make_plan(
+    task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience, mesh
+):
     made = task.init(seed_keys(seed, 0)[0])
     params0, state0 = made if task.model_state else (made, None)
     model, params0, state0 = split_model(task.loss, params0, state0)

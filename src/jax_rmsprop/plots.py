@@ -1,4 +1,7 @@
-"""Pictures: paths on contours, loss curves, the 1-D animation, sweep heatmaps, scatters.
+"""Pictures: contours, loss curves, animations, sweep heatmaps, searches, PBT schedules.
+
+Paths on contours, loss curves, the 1-D animation, sweep heatmaps and scatters, parallel
+coordinates and best-so-far curves of searches, and PBT schedules.
 
 Needs the ``plot`` extra (matplotlib, pillow). The library core never imports this module.
 """
@@ -12,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._inputs import direction
+from ._pbt import PBTResult
 from ._sweep import SweepResult
 from ._tune import TuneResult
 from .problems import Problem
@@ -258,6 +262,146 @@ def sweep_scatter(
             getattr(ax, f"set_{axis}scale")("log")
     ax.set(xlabel=x, ylabel=y, title=title)
     ax.legend(loc="best")
+    return _save(fig, out)
+
+
+def parallel_coordinates(
+    result: TuneResult,
+    out: str | Path,
+    *,
+    title: str,
+    by: str | None = None,
+    mode: str = "auto",
+) -> Path:
+    """Every configuration as a line across one axis per hyperparameter, coloured by score.
+
+    For searches of more than two hyperparameters. Each axis spans its values (log where
+    they span two decades), its ends labelled; lines are coloured by the mean final ``by``
+    (default: the validation loss; the best drawn last, darkest, and ringed in red), and
+    configurations that did not finish (pruned, diverged, not continued by halving) are
+    thin grey lines underneath.
+    """
+    plt = _plt()
+    names = list(result.configs)
+    cols = np.stack([np.asarray(result.configs[n], np.float64).ravel() for n in names])
+    logs = [bool(c.min() > 0 and c.max() / c.min() >= 100) for c in cols]
+    if result.study is not None and result.study.trials:  # the distributions say
+        dists = result.study.trials[int(result.trial[0])].distributions
+        logs = [bool(getattr(dists.get(n), "log", False)) for n in names]
+    scaled = np.empty_like(cols)
+    for i, (c, log) in enumerate(zip(cols, logs)):
+        v = np.log10(c) if log else c
+        span = v.max() - v.min()
+        scaled[i] = (v - v.min()) / span if span > 0 else 0.5
+    sign = 1.0 if by is None else direction(by, mode, "parallel_coordinates")
+    score = result.score(by, mode).ravel()
+    ok = np.isfinite(score)
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * len(names)), 5.5))
+    xs = np.arange(len(names))
+    for j in np.flatnonzero(~ok):
+        ax.plot(xs, scaled[:, j], color="0.8", lw=0.6, zorder=1)
+    from matplotlib.colors import LogNorm, Normalize
+
+    shown = score[ok] * sign
+    log = (by is None or "loss" in by) and ok.any() and (shown > 0).all()
+    norm = LogNorm(shown.min(), shown.max()) if log else Normalize(shown.min(), shown.max())
+    cmap = plt.get_cmap("viridis" if sign > 0 else "viridis_r")  # the best darkest
+    for j in np.flatnonzero(ok)[np.argsort(-score[ok], kind="stable")]:  # best on top
+        ax.plot(xs, scaled[:, j], color=cmap(norm(score[j] * sign)), lw=1.0, alpha=0.8, zorder=2)
+    if ok.any():
+        b = int(np.argmin(np.where(ok, score, np.inf)))
+        ax.plot(xs, scaled[:, b], color="red", lw=2.5, zorder=3, label="best")
+        if (~ok).any():
+            ax.plot([], [], color="0.8", label="pruned, diverged or not continued")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
+    for i, c in enumerate(cols):
+        ax.axvline(i, color="black", lw=0.8)
+        for y, v in ((0, c.min()), (1, c.max())):
+            ax.annotate(f"{v:.3g}", (i, y), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=8)  # fmt: skip
+    ax.set_xticks(xs, [f"{n}{' (log)' if log_ else ''}" for n, log_ in zip(names, logs)])
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(names) - 0.6)
+    ax.set_ylim(-0.05, 1.05)
+    what = by or ("validation loss" if result.val_loss is not None else "training loss")
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(sm, ax=ax, label=f"final {what}" + (" (log)" if log else ""))
+    ax.set_title(title)
+    return _save(fig, out)
+
+
+def search_progress(
+    results: Mapping[str, TuneResult],
+    out: str | Path,
+    *,
+    title: str,
+    by: str | None = None,
+    mode: str = "auto",
+) -> Path:
+    """The best score found so far against the epochs trained so far, one line per search.
+
+    ``results``: label -> ``TuneResult``, each read in its configurations' order (the
+    order asked for a sampler, drawn for random search). Compute is the epochs each
+    configuration trained (pruned and halved ones count what they trained), summed over
+    seeds; the best is the lowest ``score`` so far (for ``by`` where higher is better,
+    its value is shown as recorded).
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    sign = 1.0 if by is None else direction(by, mode, "search_progress")
+    for label, res in results.items():
+        score = res.score(by, mode).ravel()
+        spent = res.epochs_run.reshape(score.size, -1).sum(-1)
+        best = np.minimum.accumulate(np.where(np.isfinite(score), score, np.inf))
+        x = np.cumsum(spent)
+        shown = np.isfinite(best)
+        (line,) = ax.step(
+            x[shown], best[shown] * sign, where="post", label=f"{label} ({x[-1]} epochs)"
+        )
+        ax.plot([x[shown][-1]], [best[-1] * sign], "o", color=line.get_color())
+    what = by or "validation loss"
+    ax.set(xlabel="epochs trained (all runs, cumulative)", ylabel=f"best final {what} so far",
+           title=title)  # fmt: skip
+    ax.set_xscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return _save(fig, out)
+
+
+def pbt_schedule(result: PBTResult, out: str | Path, *, title: str) -> Path:
+    """A PBT run: every member's hyperparameters by epoch and its validation loss.
+
+    One panel per hyperparameter (log where it spans two decades) with every member's
+    value per interval (grey) and the best member's lineage (red: the values its
+    ancestors trained with), and a last panel of every member's validation loss (training
+    loss without validation data), the best in red.
+    """
+    plt = _plt()
+    names = list(result.schedule)
+    fig, axes = plt.subplots(len(names) + 1, 1, figsize=(8, 2.4 * (len(names) + 1)),
+                             sharex=True)  # fmt: skip
+    n_int, pop = result.parent.shape
+    edges = np.minimum(np.arange(n_int + 1) * result.interval, result.loss.shape[1])
+    lineage = result.lineage()
+    for ax, name in zip(axes, names):
+        v = result.schedule[name]
+        for m in range(pop):
+            ax.stairs(v[:, m], edges, baseline=None, color="0.6", lw=0.7, alpha=0.6)
+        ax.stairs([h[name] for _, _, h, _ in lineage], edges, baseline=None, color="red",
+                  lw=2.2, label="the best member's lineage")  # fmt: skip
+        if v.min() > 0 and v.max() / v.min() >= 100:
+            ax.set_yscale("log")
+        ax.set_ylabel(name)
+    axes[0].legend(loc="best")
+    curves = result.val_loss if result.val_loss is not None else result.loss
+    epochs = np.arange(1, curves.shape[1] + 1)
+    for m in range(pop):
+        axes[-1].plot(epochs, curves[m], color="0.6", lw=0.7, alpha=0.6)
+    axes[-1].plot(epochs, curves[result.best], color="red", lw=2.2)
+    axes[-1].set_yscale("log")
+    axes[-1].set(xlabel="epoch", ylabel="validation loss" if result.val_loss is not None
+                 else "training loss")  # fmt: skip
+    axes[0].set_title(title)
     return _save(fig, out)
 
 
