@@ -285,8 +285,8 @@ def parallel_coordinates(
     names = list(result.configs)
     cols = np.stack([np.asarray(result.configs[n], np.float64).ravel() for n in names])
     logs = [bool(c.min() > 0 and c.max() / c.min() >= 100) for c in cols]
-    if result.study is not None and result.study.trials:  # the distributions say
-        dists = result.study.trials[int(result.trial[0])].distributions
+    if result.study is not None and result.trial is not None and result.trial.size:
+        dists = result.study.trials[int(result.trial[0])].distributions  # they say log
         logs = [bool(getattr(dists.get(n), "log", False)) for n in names]
     scaled = np.empty_like(cols)
     for i, (c, log) in enumerate(zip(cols, logs)):
