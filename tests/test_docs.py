@@ -56,3 +56,33 @@ def test_site_examples_run(page):
         cwd=page.parent,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+RAW_RST = (":math:", ".. math::", ".. warning::", ".. note::", ":class:", ":func:", ":meth:")
+
+
+def test_docstrings_are_written_for_the_markdown_api_page():
+    """The API page renders docstrings as Markdown: a reST role or directive would show
+    as raw text there (math is $...$ / $$...$$, admonitions are Google-style sections)."""
+    for path in sorted((pathlib.Path(__file__).parent.parent / "src" / "jax_rmsprop").glob("*.py")):
+        text = path.read_text()
+        for raw in RAW_RST:
+            assert raw not in text, f"{path.name} has {raw!r}"
+
+
+@pytest.mark.slow
+def test_the_built_api_page_shows_math_and_no_raw_rest(tmp_path):
+    pytest.importorskip("mkdocs")
+    root = pathlib.Path(__file__).parent.parent
+    site = tmp_path / "site"
+    env = os.environ | {"NO_MKDOCS_2_WARNING": "1"}
+    build = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
+    out = subprocess.run(build, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    api = (site / "api" / "index.html").read_text()
+    for raw in RAW_RST:
+        assert raw not in api, raw
+    # the update rule arrives as arithmatex math for MathJax, aligned
+    assert '<div class="arithmatex">' in api and "\\begin{aligned}" in api
+    assert '<span class="arithmatex">\\(g_t\\)</span>' in api
+    assert '<details class="warning"' in api  # Google-style Warning: section

@@ -49,7 +49,7 @@ class RMSPropState(NamedTuple):
     Attributes:
       count: number of updates applied, ``int32``, saturating at its maximum.
         Drives learning-rate schedules and bias correction.
-      nu: exponential moving average of the squared gradients :math:`|g|^2`, one array
+      nu: exponential moving average of the squared gradients $|g|^2$, one array
         per parameter, in ``state_dtype`` (real for complex parameters).
       mu: exponential moving average of the gradients (``centered=True``),
         else ``None``.
@@ -68,17 +68,17 @@ class Convention:
     r"""How a framework's RMSProp differs from ``rmsprop``'s defaults (all static).
 
     Attributes:
-      eps_in_sqrt: :math:`g/\sqrt{v+\epsilon}` instead of :math:`g/(\sqrt v+\epsilon)`.
+      eps_in_sqrt: $g/\sqrt{v+\epsilon}$ instead of $g/(\sqrt v+\epsilon)$.
       lr_after_momentum: the trace accumulates the scaled gradient and the learning rate
         multiplies the trace (PyTorch), instead of the trace accumulating
-        :math:`-\eta s` (optax, Keras, TF1).
-      weight_decay: ``"decoupled"``: :math:`\Delta \mathrel{+}= -\eta\lambda\theta`
-        outside the trace (Keras 3, AdamW); ``"coupled"``: :math:`g \mathrel{+}=
-        \lambda\theta` before the moments (PyTorch).
-      maximize: ascend (:math:`g \to -g`).
+        $-\eta s$ (optax, Keras, TF1).
+      weight_decay: ``"decoupled"``: $\Delta \mathrel{+}= -\eta\lambda\theta$
+        outside the trace (Keras 3, AdamW); ``"coupled"``: $g \mathrel{+}=
+        \lambda\theta$ before the moments (PyTorch).
+      maximize: ascend ($g \to -g$).
       complex_as_real: a complex parameter is its real and imaginary parts, each with its
         own second moment (PyTorch's ``view_as_real``), instead of one moment of
-        :math:`|g|^2` (optax).
+        $|g|^2$ (optax).
     """
 
     eps_in_sqrt: bool = False
@@ -196,9 +196,9 @@ def _cast(s: _Scalars, dtype: Any) -> _Scalars:
 
 
 def _moments(g, nu, mu, real: _Scalars, arith: _Scalars):
-    """The moving averages and the variance estimate :math:`v_t`.
+    """The moving averages and the variance estimate $v_t$.
 
-    ``nu`` follows :math:`|g|^2` in the real dtype; ``mu`` (centered) follows :math:`g`.
+    ``nu`` follows $|g|^2$ in the real dtype; ``mu`` (centered) follows $g$.
     """
     g2 = jnp.real(jnp.conj(g) * g) if jnp.iscomplexobj(g) else g * g
     nu = real.one_minus_decay * g2 + real.decay * nu
@@ -213,7 +213,7 @@ def _moments(g, nu, mu, real: _Scalars, arith: _Scalars):
 
 
 def _precondition(g, v, real: _Scalars, eps_in_sqrt: bool, centered: bool):
-    r""":math:`s_t = g_t/(\sqrt{v_t}+\epsilon)` or :math:`g_t/\sqrt{v_t+\epsilon}`."""
+    r"""$s_t = g_t/(\sqrt{v_t}+\epsilon)$ or $g_t/\sqrt{v_t+\epsilon}$."""
     s = v + real.eps if eps_in_sqrt else v
     scale = jax.lax.rsqrt(s) if eps_in_sqrt else 1 / (jnp.sqrt(s) + real.eps)
     if not real.guard:
@@ -231,7 +231,7 @@ def _precondition(g, v, real: _Scalars, eps_in_sqrt: bool, centered: bool):
 
 
 def _learning_rate_and_momentum(s, tr, arith: _Scalars, lr_after: bool, nesterov: bool):
-    r""":math:`u_t = -\eta s_t` and the momentum trace, in the convention's order."""
+    r"""$u_t = -\eta s_t$ and the momentum trace, in the convention's order."""
     if arith.neg_lr is None:
         return s, tr
     if lr_after:
@@ -542,56 +542,58 @@ def rmsprop(
 ) -> optax.GradientTransformationExtraArgs:
     r"""RMSProp (Hinton, 2012), exact in every convention and safe at the edges.
 
-    For gradient :math:`g_t` and parameters :math:`\theta_t`, with
-    :math:`\nu_0 = \text{initial\_scale}`, :math:`\mu_0 = 0`, :math:`m_0 = 0`:
+    For gradient $g_t$ and parameters $\theta_t$, with
+    $\nu_0 = \text{initial\_scale}$, $\mu_0 = 0$, $m_0 = 0$:
 
-    .. math::
+    $$
+    \begin{aligned}
+    \nu_t &= \rho\,\nu_{t-1} + (1-\rho)\,|g_t|^2 \\
+    \mu_t &= \rho\,\mu_{t-1} + (1-\rho)\,g_t \qquad\text{(centered)} \\
+    \hat\nu_t &= \nu_t / (1-\rho^t), \;\hat\mu_t = \mu_t / (1-\rho^t)
+    \qquad\text{(bias\_correction, else no division)} \\
+    v_t &= \max(\hat\nu_t - |\hat\mu_t|^2,\ 0)\ \text{(centered) or}\ \hat\nu_t \\
+    s_t &= \frac{g_t}{\sqrt{v_t} + \epsilon}
+    \quad\text{or}\quad \frac{g_t}{\sqrt{v_t + \epsilon}}\ \text{(eps\_in\_sqrt)} \\
+    u_t &= -\eta_t\, s_t \\
+    m_t &= u_t + \beta\, m_{t-1}, \quad
+    \Delta_t = m_t \ \text{or}\ u_t + \beta\, m_t\ \text{(nesterov)}
+    \qquad\text{(momentum } \beta\text{, else } \Delta_t = u_t) \\
+    \Delta_t &\mathrel{+}= -\eta_t\,\lambda\,\theta_t
+    \qquad\text{(weight\_decay } \lambda\text{, decoupled)}
+    \end{aligned}
+    $$
 
-      \nu_t &= \rho\,\nu_{t-1} + (1-\rho)\,|g_t|^2 \\
-      \mu_t &= \rho\,\mu_{t-1} + (1-\rho)\,g_t \qquad\text{(centered)} \\
-      \hat\nu_t &= \nu_t / (1-\rho^t), \;\hat\mu_t = \mu_t / (1-\rho^t)
-          \qquad\text{(bias\_correction, else no division)} \\
-      v_t &= \max(\hat\nu_t - |\hat\mu_t|^2,\ 0)\ \text{(centered) or}\ \hat\nu_t \\
-      s_t &= \frac{g_t}{\sqrt{v_t} + \epsilon}
-          \quad\text{or}\quad \frac{g_t}{\sqrt{v_t + \epsilon}}\ \text{(eps\_in\_sqrt)} \\
-      u_t &= -\eta_t\, s_t \\
-      m_t &= u_t + \beta\, m_{t-1}, \quad
-          \Delta_t = m_t \ \text{or}\ u_t + \beta\, m_t\ \text{(nesterov)}
-          \qquad\text{(momentum } \beta\text{, else } \Delta_t = u_t) \\
-      \Delta_t &\mathrel{+}= -\eta_t\,\lambda\,\theta_t
-          \qquad\text{(weight\_decay } \lambda\text{, decoupled)}
-
-    where :math:`\rho` = ``decay``, :math:`\eta_t` = ``learning_rate`` (a schedule is
-    evaluated at the step count ``t - 1``) and :math:`\Delta_t` is the update returned,
+    where $\rho$ = ``decay``, $\eta_t$ = ``learning_rate`` (a schedule is
+    evaluated at the step count ``t - 1``) and $\Delta_t$ is the update returned,
     to be added to the parameters (``optax.apply_updates``).
 
     With the same keywords it follows the same trajectory as ``optax.rmsprop``
     (the learning rate enters before the momentum trace), complex parameters included
-    (:math:`\nu` is real and follows :math:`|g|^2`), with two differences where optax
+    ($\nu$ is real and follows $|g|^2$), with two differences where optax
     returns NaN: the centered variance is clamped at 0, and a zero gradient gives a zero
     update even with ``eps=0``. A gradient whose square underflows still gives the finite
-    update :math:`\le \eta/\sqrt{1-\rho}`. ``update`` accepts and ignores extra keyword
+    update $\le \eta/\sqrt{1-\rho}$. ``update`` accepts and ignores extra keyword
     arguments (``optax.GradientTransformationExtraArgs``), and ``init`` on abstract
     leaves (``jax.ShapeDtypeStruct``) returns the abstract state.
 
-    .. warning::
+    Warning:
       The default ``eps_in_sqrt=False`` follows Hinton's lecture, PyTorch and the
-      seed articles: :math:`\sqrt{v} + \epsilon`. ``optax.rmsprop`` defaults to
+      seed articles: $\sqrt{v} + \epsilon$. ``optax.rmsprop`` defaults to
       ``eps_in_sqrt=True``. ``compat`` reproduces PyTorch, Keras 3
       and TF1 with their own argument names and defaults.
 
     Args:
-      learning_rate: step size :math:`\eta`, a scalar or an optax schedule.
-      decay: :math:`\rho \in [0, 1]`, decay of the moving averages.
-      eps: :math:`\epsilon \ge 0`, added to the root (or inside it).
+      learning_rate: step size $\eta$, a scalar or an optax schedule.
+      decay: $\rho \in [0, 1]$, decay of the moving averages.
+      eps: $\epsilon \ge 0$, added to the root (or inside it).
       eps_in_sqrt: put ``eps`` inside the square root.
-      initial_scale: :math:`\nu_0 \ge 0` (PyTorch 0, TF1 1).
+      initial_scale: $\nu_0 \ge 0$ (PyTorch 0, TF1 1).
       centered: divide by the root of the variance estimate instead of the second moment.
-      momentum: :math:`\beta \in [0, 1)` of a momentum trace on the scaled update,
+      momentum: $\beta \in [0, 1)$ of a momentum trace on the scaled update,
         or ``None`` for no trace (and no buffer).
       nesterov: Nesterov momentum (needs ``momentum``).
-      bias_correction: divide the moving averages by :math:`1-\rho^t`.
-      weight_decay: decoupled weight decay :math:`\lambda`, multiplied by the learning
+      bias_correction: divide the moving averages by $1-\rho^t$.
+      weight_decay: decoupled weight decay $\lambda$, multiplied by the learning
         rate and applied outside the momentum trace (as Keras 3 and AdamW); needs
         ``params`` in ``update``.
       state_dtype: dtype in which the state is stored (default: each param's dtype;
@@ -666,8 +668,8 @@ def scale_by_rms(
 ) -> optax.GradientTransformationExtraArgs:
     r"""Rescales updates by the root of their moving mean square (no learning rate, no sign).
 
-    Returns :math:`s_t` of ``rmsprop``: :math:`g_t / (\sqrt{v_t} + \epsilon)`
-    (or :math:`g_t/\sqrt{v_t+\epsilon}`), to be chained with e.g.
+    Returns $s_t$ of ``rmsprop``: $g_t / (\sqrt{v_t} + \epsilon)$
+    (or $g_t/\sqrt{v_t+\epsilon}$), to be chained with e.g.
     ``optax.scale_by_learning_rate``. Arguments as in ``rmsprop``.
 
     Returns:

@@ -48,13 +48,15 @@ def torch_rmsprop(
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.RMSprop``.
 
-    .. math::
-
-      g &\leftarrow \pm g + \lambda\theta, \quad
-      v \leftarrow \alpha v + (1-\alpha) g^2, \quad
-      \bar g \leftarrow \alpha \bar g + (1-\alpha) g\ \text{(centered)} \\
-      b &\leftarrow \beta b + \frac{g}{\sqrt{v - \bar g^2} + \epsilon}, \quad
-      \theta \leftarrow \theta - \eta\, b
+    $$
+    \begin{aligned}
+    g &\leftarrow \pm g + \lambda\theta, \quad
+    v \leftarrow \alpha v + (1-\alpha) g^2, \quad
+    \bar g \leftarrow \alpha \bar g + (1-\alpha) g\ \text{(centered)} \\
+    b &\leftarrow \beta b + \frac{g}{\sqrt{v - \bar g^2} + \epsilon}, \quad
+    \theta \leftarrow \theta - \eta\, b
+    \end{aligned}
+    $$
 
     The learning rate multiplies the momentum buffer (not its input) and weight decay
     is added to the gradient. Unlike PyTorch, the centered variance is clamped at 0.
@@ -99,17 +101,17 @@ def keras_rmsprop(
 ) -> optax.GradientTransformationExtraArgs:
     r"""``keras.optimizers.RMSprop`` (Keras 3).
 
-    .. math::
-
-      v \leftarrow \rho v + (1-\rho) g^2, \quad
-      m \leftarrow \beta m + \frac{\eta g}{\sqrt{v - \bar g^2 + \epsilon}}, \quad
-      \theta \leftarrow \theta - \eta\lambda\theta - m
+    $$
+    v \leftarrow \rho v + (1-\rho) g^2, \quad
+    m \leftarrow \beta m + \frac{\eta g}{\sqrt{v - \bar g^2 + \epsilon}}, \quad
+    \theta \leftarrow \theta - \eta\lambda\theta - m
+    $$
 
     ``epsilon`` is inside the root; weight decay is decoupled and scaled by the
     learning rate. A callable ``learning_rate`` is evaluated at the iteration count.
     Keras keeps the learning rate in a float32 variable, so it is rounded to float32
     here too: with float64 parameters that rounding is visible (~1e-8 relative).
-    Complex parameters follow optax's rule (one moment of :math:`|g|^2`); Keras itself
+    Complex parameters follow optax's rule (one moment of $|g|^2$); Keras itself
     squares the complex gradient.
 
     Raises:
@@ -151,13 +153,13 @@ def tf1_rmsprop(
 ) -> optax.GradientTransformationExtraArgs:
     r"""``tf.compat.v1.train.RMSPropOptimizer``.
 
-    .. math::
+    $$
+    ms \leftarrow \rho\, ms + (1-\rho) g^2\ (ms_0 = 1), \quad
+    mom \leftarrow \beta\, mom + \frac{\eta g}{\sqrt{ms - mg^2 + \epsilon}}, \quad
+    \theta \leftarrow \theta - mom
+    $$
 
-      ms \leftarrow \rho\, ms + (1-\rho) g^2\ (ms_0 = 1), \quad
-      mom \leftarrow \beta\, mom + \frac{\eta g}{\sqrt{ms - mg^2 + \epsilon}}, \quad
-      \theta \leftarrow \theta - mom
-
-    Complex parameters follow optax's rule (one moment of :math:`|g|^2`).
+    Complex parameters follow optax's rule (one moment of $|g|^2$).
 
     Raises:
       ValueError: for a negative ``learning_rate`` or ``epsilon``, or ``decay`` or
