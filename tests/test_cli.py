@@ -257,3 +257,21 @@ def test_tune_command_goes_on_with_its_study_and_writes_the_trials(tmp_path, cap
 def test_tune_command_refuses_bad_input_in_flag_terms(argv, words, capsys):
     assert cli.main(argv) == 2
     assert words in capsys.readouterr().err
+
+
+def test_ctrl_c_in_a_problem_sweep_prints_where_it_stood(monkeypatch, capsys):
+    """The CLI's progress bar raising KeyboardInterrupt (as Ctrl-C in it would): exit 130
+    with the configurations after the finished steps."""
+    calls = []
+
+    def interrupting(self, done, total):
+        calls.append(done)
+        if done >= 200:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._Progress, "__call__", interrupting)
+    argv = ["sweep", "elongated", "--decay", "0.5:0.9:2", "--learning-rate", "0.01:0.1:2"]
+    code = cli.main([*argv, "--steps", "1000"])
+    out = capsys.readouterr().out
+    assert code == 130 and "interrupted after 200 steps; the best configurations then:" in out
+    assert "final_loss" in out and calls == [50, 100, 150, 200]

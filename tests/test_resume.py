@@ -284,8 +284,12 @@ def test_a_problem_sweep_goes_on_from_its_last_chunk(tmp_path):
         if done == 150:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(jax_rmsprop.SweepInterrupted) as info:
         jax_rmsprop.sweep(problem, grid, 400, **kw, checkpoint=tmp_path, progress=interrupt)
+    # the same exception as tune's: where it stopped, the checkpoint, the partial result
+    assert info.value.steps == 150 and info.value.checkpoint == tmp_path / "sweep.npz"
+    first = jax_rmsprop.sweep(problem, grid, 150, **kw)
+    np.testing.assert_array_equal(info.value.partial.final_loss, first.final_loss)
     calls.clear()
     done = jax_rmsprop.sweep(
         problem, grid, 400, **kw, checkpoint=tmp_path, progress=lambda d, t: calls.append(d)
@@ -325,6 +329,30 @@ def test_a_signal_stops_fit_after_the_epoch_in_flight_saved_and_a_rerun_goes_on(
     )
     assert seen == [3, 4, 5]  # the first unfinished epoch, not earlier
     _same((rest.params, rest.opt_state, rest.loss), (whole.params, whole.opt_state, whole.loss))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_problem_sweep_after_its_chunk_and_a_rerun_goes_on(signum, tmp_path):
+    """As fit and tune: the chunk in flight finishes and is saved, SweepInterrupted carries
+    the configurations where they stood, and the same call ends equal to one never stopped."""
+    problem = jax_rmsprop.problems.elongated()
+    grid = {"learning_rate": np.logspace(-3, 0, 4), "decay": np.array([0.5, 0.9])}
+    kw = dict(chunk_steps=20)
+    whole = jax_rmsprop.sweep(problem, grid, 100, **kw)
+
+    def signal_at_40(done, total):
+        if done == 40:
+            os.kill(os.getpid(), signum)
+
+    with pytest.raises(jax_rmsprop.SweepInterrupted) as info:
+        jax_rmsprop.sweep(problem, grid, 100, **kw, checkpoint=tmp_path, progress=signal_at_40)
+    assert info.value.steps == 40 and info.value.checkpoint == tmp_path / "sweep.npz"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    np.testing.assert_array_equal(
+        info.value.partial.final_loss, jax_rmsprop.sweep(problem, grid, 40, **kw).final_loss
+    )
+    done = jax_rmsprop.sweep(problem, grid, 100, **kw, checkpoint=tmp_path)
+    np.testing.assert_array_equal(done.final_loss, whole.final_loss)
 
 
 def test_a_signal_without_a_checkpoint_still_returns_what_finished():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
@@ -19,8 +18,10 @@ from jax.tree_util import Partial
 from . import _loop as loop
 from . import _resume
 from ._fit import _copy
+from ._signals import Interrupts
 from ._space import grid as grid_cells
 from ._space import make_tx, shard_runs
+from ._sweep_progress import SweepInterrupted
 from ._transform import rmsprop
 from .checkpoint import _host as to_host
 from .problems import Problem, Task
@@ -100,32 +101,60 @@ def _advance_in_chunks(
     """Every configuration ``steps`` steps, ``chunk`` per call; stops once all met ``tol``.
 
     Goes on from ``done_steps``; gives the checkpoint (if any) the carry after each chunk.
+    Ctrl-C or SIGTERM stops it after the chunk in flight (a second Ctrl-C, or one raised
+    by ``progress``, at once). Returns the carry (``None`` if a chunk was cut mid-call:
+    its input was donated), the steps done, and the signal that stopped it or ``None``.
     """
+    stop = None
     try:
-        while done_steps < steps:
-            k = min(chunk, steps - done_steps)
-            carry = _advance_all(loss, carry, values, tol, min_loss, n_steps=k, **static)
-            done_steps += k
-            last = done_steps >= steps
-            if tol is not None and bool(to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
-                last = True
-            if resume is not None and (resume.ready() or last):
-                resume.save(
-                    _copy(carry), functools.partial(dict, steps=done_steps)
-                )  # (the next chunk donates it)
-            if progress is not None:
-                progress(done_steps, steps)
-            if last:
-                break
+        with Interrupts() as signals:
+            while done_steps < steps:
+                k = min(chunk, steps - done_steps)
+                carry = _advance_all(loss, carry, values, tol, min_loss, n_steps=k, **static)
+                done_steps += k
+                last = done_steps >= steps
+                if tol is not None and bool(to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
+                    last = True
+                if resume is not None and (resume.ready() or last):
+                    resume.save(
+                        _copy(carry), functools.partial(dict, steps=done_steps)
+                    )  # (the next chunk donates it)
+                if progress is not None:
+                    progress(done_steps, steps)
+                if last:
+                    break
+                if signals.requested is not None:
+                    stop = signals.requested
+                    break
     except KeyboardInterrupt:
-        if resume is not None:  # keep the last whole chunk (unless Ctrl-C came mid-call)
-            with contextlib.suppress(RuntimeError):
-                resume.save(_copy(carry), functools.partial(dict, steps=done_steps))
-        raise
-    finally:
-        if resume is not None:
-            resume.flush()
-    return carry
+        stop = "SIGINT"
+    if stop is not None:
+        try:
+            jax.block_until_ready(carry)
+        except RuntimeError:  # cut mid-call: the donated input is gone
+            carry = None
+        if resume is not None and carry is not None:  # keep the last whole chunk
+            resume.save(_copy(carry), functools.partial(dict, steps=done_steps))
+    if resume is not None:
+        resume.flush()
+    return carry, done_steps, stop
+
+
+def _outcome(carry, n, shape, names, cells, tol, min_loss, f0) -> SweepResult:
+    """The sweep's result from its carry (after all the steps, or where it stopped)."""
+    final = to_host(carry.f)[:n]
+    taken = to_host(carry.i)[:n]
+    if tol is not None:
+        steps_to_tol = np.where(final - min_loss <= tol, taken, -1)
+    else:
+        steps_to_tol = np.full(n, -1)
+    diverged = ~np.isfinite(final) | (final > f0[:n])
+    return SweepResult(
+        configs={name: c.reshape(shape) for name, c in zip(names, cells)},
+        final_loss=final.reshape(shape),
+        steps_to_tol=steps_to_tol.reshape(shape),
+        diverged=diverged.reshape(shape),
+    )
 
 
 def _fingerprint(problem: Problem, names, cells, **settings) -> dict[str, str]:
@@ -215,19 +244,12 @@ def sweep(
         resume = _resume.Resume(checkpoint, "sweep", print_)
         if (got := resume.load(lambda _: carry)) is not None:
             carry, done_steps = got[0], got[1]["steps"]
-    carry = _advance_in_chunks(
+    carry, done, stop = _advance_in_chunks(
         loss, carry, values, steps, chunk, tol, min_loss, progress, static, done_steps, resume
     )
-    final = to_host(carry.f)[:n]
-    taken = to_host(carry.i)[:n]
-    if tol is not None:
-        steps_to_tol = np.where(final - min_loss <= tol, taken, -1)
-    else:
-        steps_to_tol = np.full(n, -1)
-    diverged = ~np.isfinite(final) | (final > f0[:n])
-    return SweepResult(
-        configs={name: c.reshape(shape) for name, c in zip(names, cells)},
-        final_loss=final.reshape(shape),
-        steps_to_tol=steps_to_tol.reshape(shape),
-        diverged=diverged.reshape(shape),
-    )
+    if stop is not None:
+        partial = None
+        if carry is not None:
+            partial = _outcome(carry, n, shape, names, cells, tol, min_loss, f0)
+        raise SweepInterrupted(partial, None if resume is None else resume.path, done)
+    return _outcome(carry, n, shape, names, cells, tol, min_loss, f0)

@@ -20,18 +20,23 @@ from .problems import Task
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a training sweep.
+    """Ctrl-C or SIGTERM during ``sweep``, ``tune``: stopped after the chunk in flight.
 
     Attributes:
-      partial: a ``TuneResult`` of the runs that finished (NaN elsewhere).
+      partial: a ``TuneResult`` of the runs that finished (NaN elsewhere); for ``sweep``,
+        a ``SweepResult`` of every configuration after ``steps`` steps (``None`` if a
+        second Ctrl-C cut a chunk mid-call); for ``tune(sampler=...)``, this call's
+        finished trials.
       checkpoint: the checkpoint file holding them (run the same call to resume), or
         ``None`` without ``checkpoint``.
+      steps: (``sweep``) the steps every configuration had taken.
     """
 
-    def __init__(self, partial: Any, checkpoint: Path | None):
+    def __init__(self, partial: Any, checkpoint: Path | None, steps: int | None = None):
         super().__init__("sweep interrupted")
         self.partial = partial
         self.checkpoint = checkpoint
+        self.steps = steps
 
 
 @dataclasses.dataclass

@@ -376,6 +376,11 @@ def _interrupted(stop, top: int) -> int:
     """Ctrl-C: the best of what finished, and how to go on; exit status 130 (SIGINT)."""
     from . import report
 
+    if stop.steps is not None:  # a problem sweep: every configuration, where it stood
+        print(f"interrupted after {stop.steps} steps; the best configurations then:")
+        if stop.partial is not None:
+            print(report.table(stop.partial, top))
+        return 130
     finished = int(np.isfinite(stop.partial.score()).sum())
     print(f"interrupted: {finished} of {stop.partial.score().size} configurations finished")
     if finished:
