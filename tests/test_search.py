@@ -35,7 +35,9 @@ def _tx(params):
 def test_every_told_trial_is_its_configuration_trained_by_fit_with_each_seed():
     task = _task()
     sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=3, constant_liar=True)
-    res = jax_rmsprop.tune(task, SPACE, 3, sampler=sampler, trials=7, batch=3, seeds=2)
+    res = jax_rmsprop.tune(
+        task, SPACE, 3, sampler=sampler, trials=7, batch=3, seeds=2, keep_params=True
+    )
     study = res.study
     assert [t.state for t in study.trials] == [COMPLETE] * 7  # 3 + 3 + 1 asked
     assert sorted(res.trial) == list(range(7)) and res.loss.shape == (7, 2, 3)
@@ -48,6 +50,8 @@ def test_every_told_trial_is_its_configuration_trained_by_fit_with_each_seed():
             hist = _fit_cell(task, _tx(t.params), s, 0, 3)
             np.testing.assert_allclose(res.val_loss[i, s], hist.val_loss, rtol=1e-10)
             np.testing.assert_allclose(res.loss[i, s], hist.loss, rtol=1e-10)
+            for name in ("w", "b"):  # keep_params: the trained parameters came back
+                np.testing.assert_allclose(res.params[name][i, s], hist.params[name], rtol=1e-9)
             finals.append(hist.val_loss[-1])
         np.testing.assert_allclose(t.value, np.mean(finals), rtol=1e-10)
     # later batches learn from the first: TPE's proposals are not the first three again

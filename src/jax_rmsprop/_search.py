@@ -31,6 +31,8 @@ from ._signals import Interrupts
 from ._space import check_space, static_names
 from ._sweep_progress import SweepInterrupted
 from ._tune import TuneResult, logged_names, make_plan
+from .checkpoint import _host as to_host
+from .checkpoint import key_data, with_keys
 from .problems import Task
 
 
@@ -54,6 +56,8 @@ class _Trained:
     ran: list = dataclasses.field(default_factory=list)  # (per_cfg,)
     pruned: list = dataclasses.field(default_factory=list)
     metrics: dict = dataclasses.field(default_factory=dict)  # name -> list of (per_cfg, epochs)
+    kept: list | None = None  # keep_params: each trial's (params, model state), per_cfg first
+    like: Any = None  # one run's abstract (params, model state): typed keys come back
 
 
 def search(
@@ -83,11 +87,6 @@ def search(
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"`tune({name}=...)` must be a positive int; got {v!r}.")
     assert trials is not None
-    if keep_params:
-        raise TypeError(
-            "`tune(sampler=..., keep_params=True)` is not supported yet; refit the best "
-            "trial with `fit` (its configuration is `result.study.best_params`)."
-        )
     names = check_space(space, "tune", distributions=True)
     static = static_names(space)
     numeric = tuple(n for n in names if n not in static)
@@ -117,7 +116,7 @@ def search(
         return plans[key]
 
     prune = not isinstance(study.pruner, optuna.pruners.NopPruner)
-    trained, pending = _Trained(), []
+    trained, pending = _Trained(kept=[] if keep_params else None), []
     try:
         with Interrupts() as signals:
             while done < trials and signals.requested is None:
@@ -206,6 +205,12 @@ def _train_group(plan, group: list, numeric, epochs, monitor, sign, prune, train
     v = jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:n], *[x[1] for x in logs])
     ran = np.asarray(jax.device_get(carry.ran))[:n].reshape(len(group), per_cfg)
     shaped = lambda a: a.reshape(len(group), per_cfg, -1)  # noqa: E731
+    if trained.kept is not None:  # the trained parameters, to the host once, at the end
+        host = jax.tree.map(to_host, key_data((carry.params, carry.state)))
+        host = jax.tree.map(lambda a: a[:n].reshape(len(group), per_cfg, *a.shape[1:]), host)
+        trained.kept += [jax.tree.map(lambda a, i=i: a[i], host) for i in range(len(group))]
+        run = plan.abstract_run()
+        trained.like = (run.params, run.state)
     for i, t in enumerate(group):
         trained.trials.append(t)
         trained.loss.append(shaped(f["loss"])[i])
@@ -253,8 +258,16 @@ def _result(trained: _Trained, names, study, has_val: bool) -> TuneResult:
     metrics = {
         k: np.stack(m) for k, m in trained.metrics.items() if has_val or not k.startswith("val_")
     }
+    params = state = None
+    if trained.kept:
+        params, state = jax.tree.map(lambda *a: np.stack(a), *trained.kept)
+        lead = (len(trained.trials), trained.loss[0].shape[0])
+        sds = lambda a: jax.ShapeDtypeStruct(lead + a.shape, a.dtype)  # noqa: E731
+        params, state = with_keys((params, state), jax.tree.map(sds, trained.like))
     return TuneResult(
         configs=configs,
+        params=params,
+        model_state=state,
         loss=np.stack(trained.loss),
         val_loss=np.stack(trained.val) if has_val else None,
         epochs_run=np.stack(trained.ran),
