@@ -275,3 +275,18 @@ def test_ctrl_c_in_a_problem_sweep_prints_where_it_stood(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert code == 130 and "interrupted after 200 steps; the best configurations then:" in out
     assert "final_loss" in out and calls == [50, 100, 150, 200]
+
+
+@pytest.mark.parametrize("command", ["demo", "sweep", "tune"])
+def test_an_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "out"  # a folder inside a file: no one can make it, root included
+    argv = {"demo": ["demo"], "sweep": ["sweep", "sphere", "--decay", "0.5:0.9:2"],
+            "tune": ["tune", "digits"]}[command]  # fmt: skip
+    assert cli.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: cannot write there (Not a directory)" in err
+    assert len(err.strip().splitlines()) == 1
+    assert cli.main([*argv, "--out", str(blocker)]) == 2
+    assert f"--out {blocker}: cannot write there (it is a file)" in capsys.readouterr().err

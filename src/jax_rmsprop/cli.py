@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -495,10 +496,26 @@ def _write(args, name, grid, result, what) -> int:
     return 0
 
 
+def _writable(path: str, flag: str) -> None:
+    """``path`` is, or can be made, a folder we may write in (checked, nothing created)."""
+    folder = Path(path).absolute()
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "Not a directory" if existing != folder else "it is a file"
+        raise UsageError(f"{flag} {path}: cannot write there ({what})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write there (Permission denied)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jax-rmsprop``; returns the exit code."""
     try:
         args = _parser().parse_args(argv)
+        _writable(args.out, "--out")
+        if getattr(args, "checkpoint", None):
+            _writable(args.checkpoint, "--checkpoint")
         if args.command == "demo":
             from . import _demo
 
