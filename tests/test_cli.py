@@ -93,6 +93,10 @@ def test_sweep_command(tmp_path, capsys):
         (["sweep", "sphere", "--learning-rate", "0:1:4:log"], "positive ends"),
         (["sweep", "sphere", "--learning-rate", "0.1"], "nothing to sweep"),
         (["sweep", "sphere", "--decay", "0.5:0.9:4", "--steps", "x"], "invalid int value"),
+        (["sweep", "sphere", "--decay", "0.5:1.5:4"], "--decay: decay must be finite in [0, 1]"),
+        (["sweep", "digits", "--decay", "0.5:1.5:2"], "--decay: decay must be finite in [0, 1]"),
+        (["tune", "digits", "--decay", "0.5:1.5"], "--decay: decay must be finite in [0, 1]"),
+        (["sweep", "sphere", "--learning-rate=-1:1:3"], "--learning-rate: learning_rate"),
         (["frobnicate"], "invalid choice"),
     ],
 )

@@ -150,3 +150,24 @@ def test_a_diverging_fit_stops_at_the_first_non_finite_epoch_keeping_finite_para
     on = jax_rmsprop.fit(loss, jnp.full(3, 0.5, jnp.float32), optax.chain(tx, grow), (x, y),
                          terminate_on_nan=False, **kw)  # fmt: skip
     assert len(on.loss) == 10 and not np.isfinite(np.asarray(on.params)).all()
+
+
+def test_a_grid_of_what_the_optimizer_reads_as_a_python_value_is_refused_by_name():
+    """Numbers for `centered` pass the grid's checks but cannot vary inside one program:
+    refused before compiling, naming it (was a TracerBoolConversionError)."""
+    sphere = jax_rmsprop.problems.sphere()
+    words = "the optimizer reads centered as a Python value, so it changes the compiled program"
+    grid = {"learning_rate": [0.1], "centered": (0.0, 1.0)}
+    _refused(lambda: jax_rmsprop.sweep(sphere, grid, 2), words)
+    _refused(lambda: jax_rmsprop.tune(_task(), grid, 2), words)
+    missing = "rmsprop() missing 1 required positional argument: 'learning_rate'; every argument"
+    _refused(lambda: jax_rmsprop.sweep(sphere, {"decay": [0.5]}, 2), missing, TypeError)
+    unknown = "got an unexpected keyword argument 'bogus'"
+    _refused(lambda: jax_rmsprop.tune(_task(), {"bogus": [0.5]}, 2), unknown, TypeError)
+
+
+def test_data_without_examples_is_refused_naming_it():
+    x = np.zeros((0, 3), np.float32)
+    _refused(_fit(data=(x, np.zeros(0, np.float32))), "`fit(data=...)` holds no examples")
+    val = (x, np.zeros(0, np.float32))
+    _refused(_fit(validation=val), "`fit(validation=...)` holds no examples")

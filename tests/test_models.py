@@ -369,6 +369,7 @@ def _nnx_task(n=200, rate=0.3):
     return jax_rmsprop.Task(loss_and_accuracy, init, train, 32, val)
 
 
+@pytest.mark.slow
 def test_a_sweep_of_an_nnx_model_trains_each_cell_like_fit_with_its_seed():
     """Dropout + batch-norm NNX model, learning rate x decay x 2 seeds, one program; every
     cell (loss, accuracy, validation) equals fit on init(seed's key) alone."""
@@ -489,6 +490,7 @@ def checkpoint_data(tree):
     return jax_rmsprop.checkpoint.key_data(tree)
 
 
+@pytest.mark.slow
 def test_a_sweep_returns_the_trained_parameters_of_its_best_configurations():
     """keep_params: each run's final parameters and batch-norm state, equal to fit's; the
     best configuration's by validation accuracy loads back into a module."""

@@ -320,6 +320,7 @@ def test_a_signal_stops_fit_after_the_epoch_in_flight_saved_and_a_rerun_goes_on(
         jax_rmsprop.fit(loss, p0, tx, data, **kw, checkpoint=tmp_path, callback=signal_at_epoch_2)
     stop = info.value
     assert seen == [0, 1, 2] and stop.signal == signal.Signals(signum).name
+    assert isinstance(stop, jax_rmsprop.Interrupted)  # one type catches fit's and sweeps'
     assert stop.checkpoint == tmp_path / "fit.npz" and stop.checkpoint.exists()
     np.testing.assert_array_equal(stop.partial.loss, whole.loss[:3])
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
@@ -347,6 +348,7 @@ def test_a_signal_stops_a_problem_sweep_after_its_chunk_and_a_rerun_goes_on(sign
     with pytest.raises(jax_rmsprop.SweepInterrupted) as info:
         jax_rmsprop.sweep(problem, grid, 100, **kw, checkpoint=tmp_path, progress=signal_at_40)
     assert info.value.steps == 40 and info.value.checkpoint == tmp_path / "sweep.npz"
+    assert isinstance(info.value, jax_rmsprop.Interrupted)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     np.testing.assert_array_equal(
         info.value.partial.final_loss, jax_rmsprop.sweep(problem, grid, 40, **kw).final_loss

@@ -16,6 +16,7 @@ from ._resume import CheckpointMismatch as CheckpointMismatch
 from ._run import Trajectory as Trajectory
 from ._run import run as run
 from ._signals import FitInterrupted as FitInterrupted
+from ._signals import Interrupted as Interrupted
 from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
 from ._sweep_progress import SweepInterrupted as SweepInterrupted
@@ -33,6 +34,7 @@ __all__ = [
     "FitInterrupted",
     "Flat",
     "History",
+    "Interrupted",
     "PBTResult",
     "ProcessLost",
     "RMSPropState",

@@ -40,8 +40,11 @@ def length(name: str, data: Any, call: str = "fit") -> int:
 def check_data(data, validation, epochs, batch_size, call: str = "fit") -> int:
     """Data, validation, ``epochs`` and ``batch_size``; returns the number of examples."""
     n = length("data", data, call)
+    if n == 0:
+        raise ValueError(f"`{call}(data=...)` holds no examples (its leading axis is 0).")
+    if validation is not None and length("validation", validation, call) == 0:
+        raise ValueError(f"`{call}(validation=...)` holds no examples (its leading axis is 0).")
     if validation is not None:
-        length("validation", validation, call)
         want: Any = jax.tree.structure(data)  # (Any: PyTreeDef is opaque to mypy)
         if jax.tree.structure(validation) != want:
             raise ValueError(f"`{call}(validation=...)` must have the structure of `data`.")
@@ -63,7 +66,8 @@ def finite(data: Any, name: str, call: str = "fit") -> None:
     for path, a in jax.tree_util.tree_leaves_with_path(data):
         if not jax.numpy.issubdtype(a.dtype, jax.numpy.inexact):
             continue
-        bad = ~np.asarray(jax.numpy.isfinite(a).reshape(a.shape[0], -1).all(axis=1))
+        rows = jax.numpy.isfinite(a).reshape(a.shape[0], int(np.prod(a.shape[1:])))
+        bad = ~np.asarray(rows.all(axis=1))
         if bad.any():
             row = int(np.argmax(bad))
             raise ValueError(

@@ -40,7 +40,23 @@ class Interrupts:
         self._previous.clear()
 
 
-class FitInterrupted(KeyboardInterrupt):
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during ``fit``, ``sweep`` or ``tune``, after saving what finished.
+
+    One type to catch for all three (``FitInterrupted`` and ``SweepInterrupted`` are its
+    kinds). Uncaught, it ends a script as Ctrl-C does.
+
+    Attributes:
+      partial: what finished (a ``History``, ``SweepResult`` or ``TuneResult``).
+      checkpoint: the checkpoint file holding it (run the same call to go on), or
+        ``None`` without ``checkpoint``.
+    """
+
+    partial: Any
+    checkpoint: Any
+
+
+class FitInterrupted(Interrupted):
     """Ctrl-C or SIGTERM during ``fit``, stopped at an epoch boundary.
 
     Attributes:

@@ -18,9 +18,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ._loop import apply
 
 # The hyperparameters whose ranges are known, by the names the constructors take
 _UNIT = ("decay", "rho", "alpha", "momentum", "b1", "b2", "beta1", "beta2")
@@ -62,7 +65,7 @@ def _check_values(name: str, arr: np.ndarray, call: str, what: str) -> None:
         span = f" in [{low:g}, {high:g}]" if np.isfinite(high) else " >= 0" if low == 0 else ""
         raise ValueError(
             f"`{call}({_arg(call)}={{{name!r}: ...}})`: {name} must be finite{span}; its {what} "
-            f"hold {bad!r}."
+            f"hold {float(bad)!r}."
         )
 
 
@@ -180,3 +183,44 @@ def shard_runs(tree: Any, mesh: Mesh | None) -> Any:
         return tree
     sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names))
     return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
+
+
+_STATIC_USE = (
+    jax.errors.ConcretizationTypeError,  # TracerBoolConversionError among them
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.TracerArrayConversionError,
+)
+
+
+def check_traceable(optimizer, names, options, first, params, call: str) -> None:
+    """Each searched name can vary inside one program; the optimizer gets what it needs.
+
+    Builds ``optimizer(**config, **options)`` and runs ``init`` and one ``update`` on
+    ``params``' shapes (``jax.eval_shape``: nothing is computed), one name traced at a
+    time from its first value ``first[i]``. A value the optimizer reads as a Python value
+    (``centered``, ``nesterov``...) would change the program: refused naming it. A
+    missing or unknown keyword is refused naming the call's arguments.
+    """
+    options = tuple(dict(options or {}).items())
+    for i, name in enumerate(names):
+
+        def one(v, i=i):
+            tx = make_tx(optimizer, names, options, [*first[:i], v, *first[i + 1 :]])
+            value = jnp.zeros((), jax.tree.leaves(params)[0].dtype)  # as training gives it
+            return apply(tx, params, tx.init(params), params, value)
+
+        try:
+            jax.eval_shape(one, np.asarray(first[i]))
+        except _STATIC_USE:
+            raise ValueError(
+                f"`{call}({_arg(call)}={{{name!r}: ...}})`: the optimizer reads {name} as a "
+                "Python value, so it changes the compiled program and cannot vary inside one; "
+                f"fix it with `options={{{name!r}: ...}}` and run once per value."
+            ) from None
+        except TypeError as err:
+            if "argument" not in str(err):
+                raise
+            raise TypeError(
+                f"`{call}({_arg(call)}=..., options=...)`: {err}; every argument the "
+                "optimizer needs goes in one of them, once."
+            ) from None

@@ -19,8 +19,8 @@ from . import _loop as loop
 from . import _resume
 from ._fit import _copy
 from ._signals import Interrupts
+from ._space import check_traceable, make_tx, shard_runs
 from ._space import grid as grid_cells
-from ._space import make_tx, shard_runs
 from ._sweep_progress import SweepInterrupted
 from ._transform import rmsprop
 from .checkpoint import _host as to_host
@@ -219,6 +219,7 @@ def sweep(
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`sweep(steps=...)` must be a positive int; got {steps!r}.")
     names, cells, shape = grid_cells(grid, "sweep")
+    check_traceable(optimizer, names, options, [c[0] for c in cells], problem.x0, "sweep")
     dtype = jax.tree.leaves(problem.x0)[0].dtype
     n = cells[0].size
     pad = 0 if mesh is None else (-n) % mesh.size

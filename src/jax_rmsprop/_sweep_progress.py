@@ -16,10 +16,11 @@ import jax
 import numpy as np
 
 from . import _resume
+from ._signals import Interrupted
 from .problems import Task
 
 
-class SweepInterrupted(KeyboardInterrupt):
+class SweepInterrupted(Interrupted):
     """Ctrl-C or SIGTERM during ``sweep``, ``tune``: stopped after the chunk in flight.
 
     Attributes:

@@ -29,7 +29,7 @@ from ._inputs import batch_of, check_data, direction, loss_output
 from ._model import FUNCTIONAL, NNX, Model, split_params
 from ._model import split as split_model
 from ._signals import Interrupts
-from ._space import draw, make_tx, shard_runs
+from ._space import check_traceable, draw, make_tx, shard_runs
 from ._space import grid as grid_cells
 from ._sweep_progress import Progress, SweepInterrupted, fingerprint
 from ._transform import rmsprop
@@ -764,6 +764,8 @@ def make_plan(
     made = task.init(seed_keys(seed, 0)[0])
     params0, state0 = made if task.model_state else (made, None)
     model, params0, state0 = split_model(task.loss, params0, state0)
+    first = [np.asarray(c).ravel()[0] for c in cells]
+    check_traceable(optimizer, names, options, first, params0, "tune")
     check_data(task.data, task.validation, 1, task.batch_size, call="Task")
     batch = batch_of(task.data, task.batch_size)
     _, metrics = loss_output(model, params0, state0, batch, call="Task")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -279,14 +280,13 @@ def _tune(args) -> int:
         load_if_exists=args.storage is not None,
     )
     progress = None if args.no_progress else _Progress(args.trials, "trial", "tune")
-    if progress is not None:
-        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        progress(len(study.get_trials(deepcopy=False, states=finished)), args.trials)
     try:
         result = tune(
             task, space, args.epochs, study=study, trials=args.trials, batch=args.batch,
             seeds=args.seeds, seed=args.seed, options=fixed, progress=progress,
         )  # fmt: skip
+    except (TypeError, ValueError) as err:
+        raise UsageError(_in_flags(str(err))) from None
     except SweepInterrupted as stop:
         if progress is not None:
             progress.close()
@@ -323,19 +323,27 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 class _Progress:
-    """tqdm when it is installed, else a carriage-return line on stderr."""
+    """tqdm when it is installed, else a carriage-return line on stderr.
+
+    Drawn from the first report on: a call refused before any work leaves stderr to its
+    one-line error.
+    """
 
     def __init__(self, total: int, unit: str = "step", desc: str = "sweep"):
-        self.unit, self.desc = unit, desc
-        try:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, unit=unit, desc=desc)
-        except ImportError:
-            self.bar = None
+        self.total, self.unit, self.desc = total, unit, desc
+        self.bar: Any = None
         self.done = 0
+        self.started = False
 
     def __call__(self, done: int, total: int) -> None:
+        if not self.started:
+            self.started = True
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=self.total, unit=self.unit, desc=self.desc)
+            except ImportError:
+                self.bar = None
         if self.bar is not None:
             self.bar.update(done - self.done)
         else:
@@ -343,7 +351,8 @@ class _Progress:
         self.done = done
 
     def close(self) -> None:
-        if self.done < 0:  # closed already
+        if self.done < 0 or not self.started:  # closed already, or never drawn
+            self.done = -1
             return
         if self.bar is not None:
             self.bar.close()
@@ -439,8 +448,6 @@ def _sweep(args) -> int:
             )
     except UsageError:
         raise
-    except TypeError as err:
-        raise UsageError(str(err)) from None
     except SweepInterrupted as stop:
         if progress is not None:
             progress.close()
@@ -449,6 +456,8 @@ def _sweep(args) -> int:
         raise UsageError(f"{err}\n  (or add --restart)") from None
     except CheckpointCorrupt as err:
         raise UsageError(str(err)) from None
+    except (TypeError, ValueError) as err:  # the library's refusals, in flag terms
+        raise UsageError(_in_flags(str(err))) from None
     finally:
         if progress is not None:
             progress.close()
@@ -494,6 +503,14 @@ def _write(args, name, grid, result, what) -> int:
         )
         print(f"  heatmap: {png}")
     return 0
+
+
+def _in_flags(message: str) -> str:
+    """A library refusal in the command line's terms: ``--decay: ...`` for ``decay``'s."""
+    m = re.match(r"`(?:sweep|tune)\((?:grid|space)=\{'(\w+)': [^`]*\}\)`:? ?(.*)", message, re.S)
+    if m and m.group(1) in SWEEPABLE:
+        return f"--{m.group(1).replace('_', '-')}: {m.group(2)}"
+    return message
 
 
 def _writable(path: str, flag: str) -> None:
