@@ -216,3 +216,45 @@ def test_pbt_schedule_draws_the_best_lineage_in_red(figures, tmp_path):
     lineage = [h["learning_rate"] for _, _, h, _ in res.lineage()]
     np.testing.assert_allclose(red[0].get_data().values, lineage)
     np.testing.assert_allclose(ax_loss.get_lines()[-1].get_ydata(), res.val_loss[res.best])
+
+
+def test_fit_curves_draw_each_quantity_training_and_validation(figures, tmp_path):
+    from jax_rmsprop._fit import History
+
+    hist = {
+        "loss": np.array([1.0, 0.5, 0.4]),
+        "accuracy": np.array([0.5, 0.7, 0.8]),
+        "val_loss": np.array([1.1, 0.6, 0.7]),
+        "val_accuracy": np.array([0.4, 0.6, 0.6]),
+    }
+    h = History(None, None, hist["loss"], hist["val_loss"], hist, epoch=(0, 1, 2), best_epoch=1)
+    plots.fit_curves(h, tmp_path / "f.png", title="t")
+    loss_ax, acc_ax = figures[-1].axes
+    train, val, best = loss_ax.get_lines()
+    np.testing.assert_array_equal(train.get_xdata(), [1, 2, 3])
+    np.testing.assert_array_equal(train.get_ydata(), hist["loss"])
+    np.testing.assert_array_equal(val.get_ydata(), hist["val_loss"])
+    assert val.get_linestyle() == "--" and val.get_color() == train.get_color()
+    assert best.get_xdata()[0] == 2 and loss_ax.get_yscale() == "log"
+    np.testing.assert_array_equal(acc_ax.get_lines()[1].get_ydata(), hist["val_accuracy"])
+    assert acc_ax.get_yscale() == "linear" and acc_ax.get_ylabel() == "accuracy"
+
+
+def test_top_curves_are_the_best_configurations_mean_over_seeds(figures, tmp_path):
+    lr, decay = np.array([1e-3, 1e-2]), np.array([0.5, 0.9])
+    rng = np.random.default_rng(0)
+    val = rng.uniform(0.1, 1.0, size=(2, 2, 3, 4))  # (lr, decay, seeds, epochs)
+    res = TuneResult({"learning_rate": np.repeat(lr, 2).reshape(2, 2),
+                      "decay": np.tile(decay, 2).reshape(2, 2)},
+                     val.copy(), val, np.full((2, 2, 3), 4))  # fmt: skip
+    plots.top_curves(res, tmp_path / "c.png", title="t", k=2)
+    ax = figures[-1].axes[0]
+    lines = ax.get_lines()
+    order = np.argsort(val[..., -1].mean(-1).ravel())[:2]
+    for line, i in zip(lines, order):
+        cell = np.unravel_index(i, (2, 2))
+        np.testing.assert_allclose(line.get_ydata(), val[cell].mean(0))
+    assert len(lines) == 2 and len(ax.collections) == 2  # a seed band each
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    i = np.unravel_index(order[0], (2, 2))
+    assert labels[0] == f"learning_rate {lr[i[0]]:.3g}, decay {decay[i[1]]:.3g}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -402,6 +403,74 @@ def pbt_schedule(result: PBTResult, out: str | Path, *, title: str) -> Path:
     axes[-1].set(xlabel="epoch", ylabel="validation loss" if result.val_loss is not None
                  else "training loss")  # fmt: skip
     axes[0].set_title(title)
+    return _save(fig, out)
+
+
+def fit_curves(history: Any, out: str | Path, *, title: str) -> Path:
+    """A ``fit``'s ``History``: its loss and each metric against the epoch.
+
+    One panel per quantity of ``history.history`` (``loss``, ``accuracy``...), training
+    solid and validation (``val_``) dashed in the same colour; losses on a log axis; the
+    best epoch of early stopping marked where there is one.
+    """
+    plt = _plt()
+    hist = history.history
+    names = [k for k in hist if not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.5), squeeze=False)
+    epochs = np.asarray(history.epoch) + 1 if history.epoch else None
+    for ax, name in zip(axes[0], names):
+        x = epochs if epochs is not None else np.arange(1, len(hist[name]) + 1)
+        (line,) = ax.plot(x, hist[name], "o-", ms=3, label=f"training {name}")
+        if f"val_{name}" in hist:
+            ax.plot(x, hist[f"val_{name}"], "o--", ms=3, color=line.get_color(),
+                    label=f"validation {name}")  # fmt: skip
+        if history.best_epoch is not None:
+            ax.axvline(history.best_epoch + 1, color="0.5", ls=":", label="best epoch")
+        if "loss" in name and np.all(np.asarray(hist[name]) > 0):
+            ax.set_yscale("log")
+        ax.set(xlabel="epoch", ylabel=name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return _save(fig, out)
+
+
+def top_curves(
+    result: TuneResult,
+    out: str | Path,
+    *,
+    title: str,
+    k: int = 5,
+    by: str | None = None,
+    mode: str = "auto",
+) -> Path:
+    """The learning curves of a tuning's ``k`` best configurations, with the seed spread.
+
+    Each of the ``k`` best (as ``best(k, by)`` ranks them) is its mean curve of ``by``
+    (default: the validation loss, else the training loss) over seeds, and a band from
+    the lowest to the highest seed; the legend gives its hyperparameters.
+    """
+    plt = _plt()
+    name = by or ("val_loss" if result.val_loss is not None else "loss")
+    curves = result.history(name)
+    grid = curves.shape[:-2]
+    order = np.argsort(result.score(by, mode).ravel(), kind="stable")[:k]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for i in order:
+        c = curves[np.unravel_index(i, grid)]  # (seeds, epochs)
+        x = np.arange(1, c.shape[-1] + 1)
+        label = ", ".join(f"{n} {v.ravel()[i]:.3g}" for n, v in result.configs.items())
+        (line,) = ax.plot(x, np.nanmean(c, 0), label=label)
+        if c.shape[0] > 1:
+            ax.fill_between(x, np.nanmin(c, 0), np.nanmax(c, 0), color=line.get_color(),
+                            alpha=0.2)  # fmt: skip
+    if "loss" in name:
+        ax.set_yscale("log")
+    seeds = curves.shape[-2]
+    spread = f", band: min-max over {seeds} seeds" if seeds > 1 else ""
+    ax.set(xlabel="epoch", ylabel=f"{name} (mean{spread})", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _save(fig, out)
 
 
