@@ -86,3 +86,19 @@ def test_the_built_api_page_shows_math_and_no_raw_rest(tmp_path):
     assert '<div class="arithmatex">' in api and "\\begin{aligned}" in api
     assert '<span class="arithmatex">\\(g_t\\)</span>' in api
     assert '<details class="warning"' in api  # Google-style Warning: section
+
+
+def test_every_speed_ratio_the_docs_quote_is_in_the_bench_results():
+    """One source for benchmark claims: a ratio quoted in the README or a docs page
+    (``2.47x``) must be a figure of ``bench/RESULTS.md``, where its command and date are."""
+    root = pathlib.Path(__file__).parent.parent
+    results = (root / "bench" / "RESULTS.md").read_text()
+    figures = set(re.findall(r"(\d+(?:\.\d+)?)(?:x|\*\*|\s|\||%)", results))
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    quoted = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # not the code
+        for ratio in re.findall(r"(?<![\w.−-])(\d+(?:\.\d+)?)x\b", text):  # not 6x in 2y²−6x
+            quoted.append((page.name, ratio))
+    missing = [(name, r) for name, r in quoted if r not in figures]
+    assert quoted and not missing, missing
