@@ -120,6 +120,11 @@ def test_each_entry_point_refuses_what_belongs_to_the_other():
             TypeError,
         )
     _refused(lambda: jax_rmsprop.tune(_task(), space, 2), "is a distribution: pass `samples=N`")
+    _refused(
+        lambda: jax_rmsprop.tune(_task(), space, 2, sampler=sampler, trials=2, chunk_size=4),
+        "size it with `batch=`",
+        TypeError,
+    )
 
 
 def test_a_diverging_fit_stops_at_the_first_non_finite_epoch_keeping_finite_params():

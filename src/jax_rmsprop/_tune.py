@@ -590,6 +590,11 @@ def tune(
                 "pruner: `samples`, `halving` and `checkpoint` do not apply (the study's "
                 "storage is the checkpoint)."
             )
+        if chunk_size is not None:
+            raise TypeError(
+                "`tune(sampler=..., chunk_size=...)`: a batch of trials is one program; "
+                "size it with `batch=`."
+            )
         from ._search import search
 
         return search(
