@@ -75,13 +75,15 @@ def loss_curves(
     title: str,
     xlabel: str = "Epoch",
     log: bool = True,
+    note: str | None = None,
 ) -> Path:
-    """Loss against step for several optimizers (seeds 001 and 002).
+    """Loss against step for several optimizers.
 
-    A curve labelled ``"X validation"`` is drawn dashed in the colour of ``"X train"``.
+    A curve labelled ``"X validation"`` is drawn dashed in the colour of ``"X train"``;
+    ``note`` is printed under the axes (what the reader should know to read the curves).
     """
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 6))
+    fig, ax = plt.subplots(figsize=(8, 6.6 if note else 6))
     colors: dict[str, str] = {}
     for label, curve in losses.items():
         base = label.removesuffix(" validation")
@@ -95,7 +97,9 @@ def loss_curves(
     ax.set(title=title, xlabel=xlabel, ylabel="Loss")
     ax.grid(alpha=0.4)
     ax.legend()
-    return _save(fig, out)
+    if note:
+        fig.text(0.02, 0.01, note, fontsize=8.5, va="bottom", wrap=True)
+    return _save(fig, out, rect=(0, 0.1, 1, 1) if note else None)
 
 
 def animate_1d(
@@ -535,12 +539,12 @@ def _null_locator():
     return NullLocator()
 
 
-def _save(fig, out: str | Path) -> Path:
+def _save(fig, out: str | Path, rect: tuple | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
