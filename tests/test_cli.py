@@ -294,3 +294,19 @@ def test_an_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys)
     assert len(err.strip().splitlines()) == 1
     assert cli.main([*argv, "--out", str(blocker)]) == 2
     assert f"--out {blocker}: cannot write there (it is a file)" in capsys.readouterr().err
+
+
+def test_the_table_ranks_finished_configurations_and_counts_the_rest():
+    from jax_rmsprop import report
+    from jax_rmsprop._tune import TuneResult
+
+    val = np.array([0.5, np.nan, 0.2, np.inf])[:, None, None].repeat(2, -1)
+    res = TuneResult({"learning_rate": np.array([1e-3, 1e-2, 1e-1, 1.0])}, val.copy(), val,
+                     np.array([[2], [1], [2], [2]]))  # fmt: skip
+    text = report.table(res, 10)
+    lines = text.splitlines()
+    assert [ln.split()[0] for ln in lines[2:4]] == ["0.1", "0.001"]  # best first
+    assert "inf" not in text and "nan" not in text
+    assert lines[-1] == (
+        "(2 more not ranked: not continued by successive halving, pruned, or diverged)"
+    )

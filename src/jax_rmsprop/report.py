@@ -22,16 +22,29 @@ def _fmt(v: float | int | bool) -> str:
 
 
 def table(result: SweepResult | TuneResult, k: int = 10) -> str:
-    """The best ``k`` rows of ``result`` (its ``best(k)``) as an aligned table."""
+    """The best ``k`` rows of ``result`` (its ``best(k)``) as an aligned table.
+
+    For a tuning, configurations without a finished score (not continued by successive
+    halving, pruned, or diverged) are not ranked: a last line counts them.
+    """
     rows = result.best(k)
+    unranked = 0
+    if isinstance(result, TuneResult):
+        unranked = int((~np.isfinite(result.score())).sum())
+        rows = [r for r in rows if np.isfinite(r["score"])]
     if not rows:
-        return "(empty sweep)"
+        return "(empty sweep)" if not unranked else f"(none of {unranked} finished)"
     cols = list(rows[0])
     cells = [[_fmt(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(cols)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    if unranked:
+        lines.append(
+            f"({unranked} more not ranked: not continued by successive halving, pruned, "
+            "or diverged)"
+        )
     return "\n".join(lines)
 
 
