@@ -116,7 +116,9 @@ class TuneResult:
 
     def spread(self, by: str | None = None) -> np.ndarray:
         """The standard deviation over seeds of each cell's final value (grid-shaped)."""
-        return self._final(by).std(-1)
+        final = self._final(by)
+        with np.errstate(invalid="ignore"):  # a diverged (inf) seed: no spread to give
+            return np.where(np.isfinite(final).all(-1), final.std(-1), np.nan)
 
     def best_params(self, k: int = 1, by: str | None = None, mode: str = "auto") -> list:
         """The ``k`` best cells' ``(row, params, model_state)``, as ``best`` ranks them.
