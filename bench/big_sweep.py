@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 import jax_rmsprop
-from jax_rmsprop import _tune
+from jax_rmsprop import _plan
 from jax_rmsprop._space import grid as grid_cells
 
 GRID = {"learning_rate": np.logspace(-4, -1, 64), "decay": np.linspace(0.5, 0.99, 64)}
@@ -27,20 +27,20 @@ RUNS = 64 * 64
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--fraction", type=float, default=_tune.MEMORY_FRACTION)
+    parser.add_argument("--fraction", type=float, default=_plan.MEMORY_FRACTION)
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
-    _tune.MEMORY_FRACTION = args.fraction
+    _plan.MEMORY_FRACTION = args.fraction
     task = jax_rmsprop.problems.digits(hidden=1400, batch_size=64, n_train=256)
     params = sum(a.size for a in jax.tree.leaves(task.init(jax.random.key(0))))
     names, cells, _ = grid_cells(GRID, "tune")
-    plan = _tune.make_plan(
+    plan = _plan.make_plan(
         task, cells, names, 1, 0, None, jax_rmsprop.rmsprop, None, None, None, None
     )
     one_program, _ = plan._bytes(RUNS, None, 0, args.epochs)
     budgets = []  # the budget when the sweep sized its chunks
-    measure = _tune._memory_budget
-    _tune._memory_budget = lambda mesh: budgets.append(measure(mesh)) or budgets[-1]
+    measure = _plan._memory_budget
+    _plan._memory_budget = lambda mesh: budgets.append(measure(mesh)) or budgets[-1]
     chunks = []
     start = time.perf_counter()
     res = jax_rmsprop.tune(task, GRID, args.epochs, progress=lambda d, n: chunks.append(d))

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import jax_rmsprop
-from jax_rmsprop import _tune
+from jax_rmsprop import _plan
 from jax_rmsprop._model import split as split_model
 
 from .helpers import keras_digits_classifier, keras_on_jax, round_robin
@@ -40,7 +40,7 @@ def loop_of_fits(task, configs, tx=TX, epochs=EPOCHS):
     """
     for lr, decay in configs:
         for s in range(SEEDS):
-            init_key, shuffle_key = _tune.seed_keys(0, s)
+            init_key, shuffle_key = _plan.seed_keys(0, s)
             model = task.init(init_key)
             state = tx.init(split_model(task.loss, model, None)[1])
             state.hyperparams["learning_rate"] = jnp.float32(lr)

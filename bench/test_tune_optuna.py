@@ -29,7 +29,7 @@ import optax
 import pytest
 
 import jax_rmsprop
-from jax_rmsprop import _tune
+from jax_rmsprop import _plan
 
 from .helpers import big_enabled, keras_digits_classifier, keras_on_jax, round_robin
 
@@ -53,7 +53,7 @@ def _sampler(seed=0):
 
 
 def _objective(task, make_tx):
-    init_key, shuffle_key = _tune.seed_keys(0, 0)
+    init_key, shuffle_key = _plan.seed_keys(0, 0)
 
     def objective(trial):
         params = {n: trial.suggest_float(n, d.low, d.high, log=d.log) for n, d in SPACE.items()}

@@ -297,8 +297,7 @@ def test_an_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys)
 
 
 def test_the_table_ranks_finished_configurations_and_counts_the_rest():
-    from jax_rmsprop import report
-    from jax_rmsprop._tune import TuneResult
+    from jax_rmsprop import TuneResult, report
 
     val = np.array([0.5, np.nan, 0.2, np.inf])[:, None, None].repeat(2, -1)
     res = TuneResult({"learning_rate": np.array([1e-3, 1e-2, 1e-1, 1.0])}, val.copy(), val,

@@ -373,7 +373,7 @@ def _nnx_task(n=200, rate=0.3):
 def test_a_sweep_of_an_nnx_model_trains_each_cell_like_fit_with_its_seed():
     """Dropout + batch-norm NNX model, learning rate x decay x 2 seeds, one program; every
     cell (loss, accuracy, validation) equals fit on init(seed's key) alone."""
-    from jax_rmsprop import _tune
+    from jax_rmsprop import _plan
 
     task = _nnx_task()
     grid = {"learning_rate": np.array([1e-3, 1e-2]), "decay": np.array([0.9, 0.99])}
@@ -381,7 +381,7 @@ def test_a_sweep_of_an_nnx_model_trains_each_cell_like_fit_with_its_seed():
     assert set(res.metrics) == {"accuracy", "val_accuracy"}
     assert res.metrics["accuracy"].shape == res.loss.shape == (2, 2, 2, 2)
     for i, j, s in [(1, 0, 0), (0, 1, 1)]:
-        init_key, shuffle_key = _tune.seed_keys(5, s)
+        init_key, shuffle_key = _plan.seed_keys(5, s)
         tx = jax_rmsprop.rmsprop(grid["learning_rate"][i], decay=grid["decay"][j])
         hist = jax_rmsprop.fit(
             task.loss,
@@ -411,7 +411,7 @@ def test_a_sweep_of_an_nnx_model_trains_each_cell_like_fit_with_its_seed():
 
 
 def test_a_sweep_of_the_functional_form_uses_the_seed_model_key():
-    from jax_rmsprop import _tune
+    from jax_rmsprop import _plan
 
     params, data = _plateau_problem()
 
@@ -424,7 +424,7 @@ def test_a_sweep_of_the_functional_form_uses_the_seed_model_key():
 
     task = jax_rmsprop.Task(loss, init, data, 16, model_state=True)
     res = jax_rmsprop.tune(task, {"learning_rate": np.array([0.01, 0.1])}, 3, seeds=2)
-    init_key, shuffle_key = _tune.seed_keys(0, 1)
+    init_key, shuffle_key = _plan.seed_keys(0, 1)
     p0, s0 = init(init_key)
     hist = jax_rmsprop.fit(
         loss,
@@ -435,7 +435,7 @@ def test_a_sweep_of_the_functional_form_uses_the_seed_model_key():
         batch_size=16,
         key=shuffle_key,
         state=s0,
-        rng=_tune.model_key(0, 1),
+        rng=_plan.model_key(0, 1),
     )
     np.testing.assert_allclose(res.loss[1, 1], hist.loss, rtol=1e-5)
     np.testing.assert_allclose(res.metrics["steps"][1, 1], hist.history["steps"], rtol=1e-6)
@@ -494,7 +494,7 @@ def checkpoint_data(tree):
 def test_a_sweep_returns_the_trained_parameters_of_its_best_configurations():
     """keep_params: each run's final parameters and batch-norm state, equal to fit's; the
     best configuration's by validation accuracy loads back into a module."""
-    from jax_rmsprop import _tune
+    from jax_rmsprop import _plan
 
     task = _nnx_task(n=128)
     grid = {"learning_rate": np.array([1e-3, 1e-2])}
@@ -504,7 +504,7 @@ def test_a_sweep_returns_the_trained_parameters_of_its_best_configurations():
     mean = res.metrics["val_accuracy"][..., -1].mean(-1)  # NaN: not continued (halving)
     i = int(np.argmax(np.where(np.isfinite(mean), mean, -np.inf)))
     assert row["learning_rate"] == grid["learning_rate"][i]
-    init_key, shuffle_key = _tune.seed_keys(0, 1)
+    init_key, shuffle_key = _plan.seed_keys(0, 1)
     epochs = int(res.epochs_run[i, 1])
     model = task.init(init_key)
     jax_rmsprop.fit(task.loss, model, jax_rmsprop.rmsprop(grid["learning_rate"][i]), task.data,

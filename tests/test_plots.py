@@ -6,8 +6,10 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import jax_rmsprop  # noqa: E402
-from jax_rmsprop import plots  # noqa: E402
-from jax_rmsprop._tune import TuneResult  # noqa: E402
+from jax_rmsprop import (
+    TuneResult,  # noqa: E402
+    plots,  # noqa: E402
+)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from optuna.distributions import FloatDistribution as F
 
 import jax_rmsprop
-from jax_rmsprop import _tune
+from jax_rmsprop import _plan, _tune
 
 from .test_fit import _problem, regression_loss
 
@@ -39,7 +39,7 @@ def test_each_cell_equals_fit_with_its_seeds_keys():
     for i, lr in enumerate(GRID["learning_rate"]):
         for j, d in enumerate(GRID["decay"]):
             for s in range(2):
-                init_key, shuffle_key = _tune.seed_keys(7, s)
+                init_key, shuffle_key = _plan.seed_keys(7, s)
                 hist = jax_rmsprop.fit(
                     task.loss,
                     task.init(init_key),
@@ -86,7 +86,7 @@ def test_chunks_are_sized_by_memory_when_not_given(monkeypatch):
     """Without ``chunk_size``, XLA's accounting of the whole program decides: all runs in
     one program when it fits the budget, else chunks that do, with the same numbers."""
     task = _task()
-    plan = _tune.make_plan(
+    plan = _plan.make_plan(
         task,
         [GRID["learning_rate"]],
         ("learning_rate",),
@@ -104,13 +104,13 @@ def test_chunks_are_sized_by_memory_when_not_given(monkeypatch):
     assert 0 < shared < total and per_run > 0
     # a budget for about a third of the runs: smaller chunks whose program fits it
     budget = int(shared + 4 * per_run)
-    monkeypatch.setattr(_tune, "_memory_budget", lambda mesh: budget)
+    monkeypatch.setattr(_plan, "_memory_budget", lambda mesh: budget)
     c = plan.chunk(12, None, 0, 2)
     assert 1 <= c < 12 and plan._bytes(c, None, 0, 2)[0] <= budget
     calls = []
     small = jax_rmsprop.tune(task, GRID, 2, seeds=2, progress=lambda d, t: calls.append(d))
     assert calls == [*range(c, 12, c), 12]
-    monkeypatch.setattr(_tune, "_memory_budget", lambda mesh: 1 << 40)
+    monkeypatch.setattr(_plan, "_memory_budget", lambda mesh: 1 << 40)
     calls.clear()
     whole = jax_rmsprop.tune(task, GRID, 2, seeds=2, progress=lambda d, t: calls.append(d))
     assert calls == [12]
@@ -121,9 +121,9 @@ def test_chunks_are_sized_by_memory_when_not_given(monkeypatch):
 def test_the_memory_budget_is_a_share_of_the_free_memory():
     import os
 
-    budget = _tune._memory_budget(None)
+    budget = _plan._memory_budget(None)
     ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    assert 0 < budget <= _tune.MEMORY_FRACTION * ram
+    assert 0 < budget <= _plan.MEMORY_FRACTION * ram
 
 
 def test_other_optimizers_and_options():
@@ -135,7 +135,7 @@ def test_other_optimizers_and_options():
         optimizer=optax.sgd,
         options={"momentum": 0.9},
     )
-    init_key, shuffle_key = _tune.seed_keys(0, 0)
+    init_key, shuffle_key = _plan.seed_keys(0, 0)
     hist = jax_rmsprop.fit(
         task.loss,
         task.init(init_key),
@@ -174,7 +174,7 @@ def test_the_digits_task_trains_like_fit():
     x, y = task.data
     assert x.shape == (1437, 64) and y.shape == (1437,) and task.validation[0].shape == (360, 64)
     res = jax_rmsprop.tune(task, {"learning_rate": np.array([1e-3, 1e-2])}, 1, seeds=1)
-    init_key, shuffle_key = _tune.seed_keys(0, 0)
+    init_key, shuffle_key = _plan.seed_keys(0, 0)
     hist = jax_rmsprop.fit(
         task.loss,
         task.init(init_key),
@@ -190,7 +190,7 @@ def test_the_digits_task_trains_like_fit():
 
 
 def _fit_cell(task, tx, s, seed, epochs):
-    init_key, shuffle_key = _tune.seed_keys(seed, s)
+    init_key, shuffle_key = _plan.seed_keys(seed, s)
     return jax_rmsprop.fit(
         task.loss,
         task.init(init_key),
@@ -270,7 +270,7 @@ def test_k_fold_cross_validation_trains_each_fold_like_fit_on_its_split():
         for f in range(4):
             held = np.arange(16 * f, 16 * (f + 1))
             train = np.setdiff1d(np.arange(64), held)
-            init_key, shuffle_key = _tune.seed_keys(0, s)
+            init_key, shuffle_key = _plan.seed_keys(0, s)
             hist = jax_rmsprop.fit(
                 task.loss,
                 task.init(init_key),

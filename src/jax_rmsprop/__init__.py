@@ -23,8 +23,8 @@ from ._sweep_progress import SweepInterrupted as SweepInterrupted
 from ._transform import RMSPropState as RMSPropState
 from ._transform import rmsprop as rmsprop
 from ._transform import scale_by_rms as scale_by_rms
-from ._tune import TuneResult as TuneResult
 from ._tune import tune as tune
+from ._tune_result import TuneResult as TuneResult
 from ._version import __version__ as __version__
 from .problems import Task as Task
 

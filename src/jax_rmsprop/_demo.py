@@ -152,7 +152,7 @@ def _seed_002_digits(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     """
     from . import plots
     from ._fit import fit
-    from ._tune import seed_keys
+    from ._plan import seed_keys
 
     try:
         task = problems.digits_nnx()

@@ -26,9 +26,9 @@ from jax.sharding import Mesh
 
 from ._inputs import direction
 from ._model import is_nnx_module
+from ._plan import logged_names, make_plan, model_key, seed_keys
 from ._space import check_space, draw
 from ._transform import rmsprop
-from ._tune import logged_names, make_plan, model_key, seed_keys
 from .problems import Task
 
 

@@ -27,10 +27,11 @@ import optax
 from jax.sharding import Mesh
 
 from ._inputs import direction
+from ._plan import logged_names, make_plan
 from ._signals import Interrupts
 from ._space import check_space, static_names
 from ._sweep_progress import SweepInterrupted
-from ._tune import TuneResult, logged_names, make_plan
+from ._tune_result import TuneResult
 from .checkpoint import _host as to_host
 from .checkpoint import key_data, with_keys
 from .problems import Task

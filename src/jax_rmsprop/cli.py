@@ -404,7 +404,8 @@ def _sweep(args) -> int:
     from ._resume import CheckpointCorrupt, CheckpointMismatch
     from ._sweep import SweepResult, sweep
     from ._sweep_progress import SweepInterrupted
-    from ._tune import TuneResult, tune
+    from ._tune import tune
+    from ._tune_result import TuneResult
 
     try:
         problem = problems.get(args.problem)

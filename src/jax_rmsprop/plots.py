@@ -18,7 +18,7 @@ import numpy.typing as npt
 from ._inputs import direction
 from ._pbt import PBTResult
 from ._sweep import SweepResult
-from ._tune import TuneResult
+from ._tune_result import TuneResult
 from .problems import Problem
 
 

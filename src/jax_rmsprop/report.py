@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from ._sweep import SweepResult
-from ._tune import TuneResult
+from ._tune_result import TuneResult
 
 _OUTCOMES = ("final_loss", "steps_to_tol", "diverged")
 

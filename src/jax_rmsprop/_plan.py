@@ -1,0 +1,377 @@
+"""Every run of a tuning, ready to train: the compiled epochs and how many runs per program.
+
+``_train_chunk`` is one program: ``vmap`` over runs (configuration, seed, fold) of a
+``lax.scan`` over the epochs of ``train_epoch``, so a run equals ``fit`` alone with its
+configuration and seed's keys. ``_Plan`` holds the runs and sizes the chunks from XLA's
+memory accounting; ``make_plan`` checks the task and builds it. Shared by ``tune``,
+``_search`` (Optuna's batches) and ``_pbt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+from jax.tree_util import Partial
+
+from ._epoch import evaluate, train_epoch
+from ._inputs import batch_of, check_data, loss_output
+from ._model import FUNCTIONAL, NNX, Model, split_params
+from ._model import split as split_model
+from ._space import check_traceable, make_tx, shard_runs
+from .checkpoint import _host as to_host
+from .checkpoint import key_data, with_keys
+
+
+def seed_keys(seed: Any, s: Any) -> tuple[jax.Array, jax.Array]:
+    """Seed ``s``'s (initialisation key, shuffling key): ``fold_in(key(seed), s)``, then 0/1."""
+    k = jax.random.fold_in(jax.random.key(seed), s)
+    return jax.random.fold_in(k, 0), jax.random.fold_in(k, 1)
+
+
+def model_key(seed: Any, s: Any) -> jax.Array:
+    """Seed ``s``'s key for a functional model's randomness (``fit(rng=...)``): then 2."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), s), 2)
+
+
+class _Run(NamedTuple):
+    """One training run's state between epochs (a pytree: vmapped, carried across rungs)."""
+
+    params: Any
+    state: Any  # the model state (batch-norm statistics, RNG streams), or None
+    opt_state: Any
+    last: tuple[dict, dict]  # the last epoch's (training, validation) logs: loss, metrics
+    best: jax.Array  # the best validation loss so far (early stopping)
+    wait: jax.Array  # epochs since it improved
+    ran: jax.Array  # epochs trained
+    stopped: jax.Array
+
+
+def _fresh_run(model: Model, metrics: tuple[str, ...], init, tx, key) -> _Run:
+    """A run before its first epoch: ``init(key)``, ``tx.init``, no losses yet."""
+    params, state = _initial(model, init, key)
+    inf = jnp.asarray(jnp.inf, jax.tree.leaves(params)[0].dtype)
+    logs = {"loss": inf} | {m: jnp.full((), jnp.nan, inf.dtype) for m in metrics}
+    zero = jnp.zeros((), jnp.int32)
+    return _Run(params, state, tx.init(params), (logs, logs), inf, zero, zero, jnp.zeros((), bool))
+
+
+def _initial(model: Model, init, key) -> tuple[Any, Any]:
+    """``(params, model state)`` of a fresh run: ``init(key)`` split as the model's kind says."""
+    made = init(key)
+    if model.kind == NNX:
+        return split_params(made)[1:]
+    if model.kind == FUNCTIONAL:
+        return made
+    return made, None
+
+
+def _early_stop(patience: int, prev: _Run, new: _Run) -> _Run:
+    """Keras's EarlyStopping on the validation loss, as a freeze that vmap can run.
+
+    A run that has waited ``patience`` epochs without improving stands still from then
+    on, repeating its last losses.
+    """
+    v = new.last[1]["loss"]
+    improved = v < prev.best
+    wait = jnp.where(improved, 0, prev.wait + 1)
+    moved = new._replace(
+        best=jnp.where(improved, v, prev.best), wait=wait, stopped=wait >= patience
+    )
+    return jax.tree.map(lambda a, b: jnp.where(prev.stopped, a, b), prev, moved)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "model",
+        "metrics",
+        "optimizer",
+        "names",
+        "options",
+        "epochs",
+        "bs",
+        "patience",
+    ),
+)
+def _train_chunk(
+    init,
+    data,
+    validation,
+    values,
+    root,
+    seed_of_run,
+    rows,
+    carry,
+    first,
+    model,
+    metrics,
+    optimizer,
+    names,
+    options,
+    epochs,
+    bs,
+    patience,
+):
+    """``epochs`` epochs from epoch ``first`` of every run in the chunk.
+
+    Starts from ``carry`` (``None``: initialise); returns the new carries and each
+    epoch's (training, validation) logs.
+    """
+
+    def one(vals, s, rows, carry):
+        tx = make_tx(optimizer, names, options, vals)
+        init_key, shuffle_key = seed_keys(root, s)
+        rng = model_key(root, s) if model.kind == FUNCTIONAL else None
+        train_rows, val_rows = (None, None) if rows is None else rows
+        fresh = functools.partial(_fresh_run, model, metrics, init, tx)
+        if carry is None:
+            carry = fresh(init_key)
+        else:  # from the host: keys (NNX RNG streams) come back as their data
+            carry = with_keys(carry, jax.eval_shape(fresh, init_key))
+
+        def epoch(carry: _Run, e):
+            params, state, opt_state, logs = train_epoch(
+                model, tx, carry.params, carry.state, carry.opt_state, data, shuffle_key, e, bs,
+                rows=train_rows, rng=rng,
+            )  # fmt: skip
+            if val_rows is not None:  # cross-validation: the held-out fold of ``data``
+                val = evaluate(model, params, state, data, bs, rows=val_rows)
+            else:
+                val = logs if validation is None else evaluate(model, params, state, validation, bs)
+            new = carry._replace(
+                params=params, state=state, opt_state=opt_state, last=(logs, val),
+                ran=carry.ran + 1,
+            )  # fmt: skip
+            if patience is not None:
+                carry = _early_stop(patience, carry, new)
+            else:  # a run stopped from outside (an Optuna pruner) stands still
+                carry = jax.tree.map(lambda a, b: jnp.where(carry.stopped, a, b), carry, new)
+            return carry, carry.last
+
+        return jax.lax.scan(epoch, carry, first + jnp.arange(epochs))
+
+    return jax.vmap(one)(values, seed_of_run, rows, carry)
+
+
+def _folds(folds: int | None, n: int, batch_size: int):
+    """(training rows, validation rows) of each of ``folds`` folds, as ``(folds, .)`` arrays.
+
+    Fold f holds out examples ``[f m, (f + 1) m)`` with ``m = n // folds`` and trains on the
+    other ``(folds - 1) m`` of the first ``folds m`` (the last ``n mod folds`` are unused).
+    """
+    if folds is None:
+        return None
+    if not isinstance(folds, int) or not 2 <= folds <= n:
+        raise ValueError(f"`tune(folds=...)` must be an int in [2, {n}]; got {folds!r}.")
+    m = n // folds
+    if batch_size > (folds - 1) * m:
+        raise ValueError(
+            f"`tune(folds={folds})` leaves {(folds - 1) * m} training examples per fold, "
+            f"fewer than the task's batch_size {batch_size}."
+        )
+    idx = np.arange(folds * m).reshape(folds, m)
+    train = np.stack([np.delete(idx, f, axis=0).ravel() for f in range(folds)])
+    return train.astype(np.int32), idx.astype(np.int32)
+
+
+MEMORY_FRACTION = 0.5  # of the memory free when a sweep starts, for its chunks
+
+
+def _free_bytes(device: jax.Device, sharing: int) -> int:
+    """Memory ``device`` can give a sweep: its free memory, or on CPU a share of the RAM.
+
+    CPU devices hold the host's memory (``MemAvailable``), split among the ``sharing``
+    devices the sweep runs on.
+    """
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        free = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):  # not Linux
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return free // sharing
+
+
+def _memory_budget(mesh: Mesh | None) -> int:
+    """Bytes one device may use for one chunk (the least free of the devices it runs on)."""
+    devices = [jax.local_devices()[0]] if mesh is None else list(mesh.local_devices)
+    budget = int(MEMORY_FRACTION * min(_free_bytes(d, len(devices)) for d in devices))
+    if mesh is not None and jax.process_count() > 1:  # every process must pick the same
+        budget = int(multihost_utils.process_allgather(np.int64(budget)).min())
+    return budget
+
+
+@dataclasses.dataclass
+class _Plan:
+    """Every (configuration, seed, fold) run of a training sweep, ready to train."""
+
+    runs: list[np.ndarray]  # one array of values per hyperparameter, a run per entry
+    root: int  # the sweep's ``seed``: run keys are ``seed_keys(root, seed of the run)``
+    seeds: int
+    k: int  # folds (1 without cross-validation)
+    fold_rows: tuple[np.ndarray, np.ndarray] | None
+    dtype: Any
+    args: tuple  # (init, data, validation)
+    static: dict[str, Any]
+    chunk_size: int | None  # the user's; None: sized by memory (``chunk``)
+    mesh: Mesh | None
+    params0: Any  # seed 0's initial parameters (checked, and fingerprinted)
+
+    @property
+    def _devices(self) -> int:
+        return self.mesh.size if self.mesh else 1
+
+    def _round(self, n: int) -> int:
+        """``n`` rounded up to a multiple of the mesh's devices (an equal share each)."""
+        return -(-n // self._devices) * self._devices
+
+    def _inputs(self, run: np.ndarray, carry: Any):
+        """The chunk's per-run inputs (values, seed, fold rows, carry), on the mesh."""
+        # host (NumPy) arrays: they go to the mesh's devices, other processes' included
+        values = tuple(np.asarray(r[run]).astype(self.dtype) for r in self.runs)
+        seed = (run // self.k % self.seeds).astype(np.int32)
+        rows = None
+        if self.fold_rows is not None:
+            rows = tuple(r[run % self.k] for r in self.fold_rows)
+        return shard_runs((values, seed, rows, carry), self.mesh)
+
+    def _bytes(self, c: int, carry: Any, first: int, epochs: int) -> tuple[int, int]:
+        """XLA's accounting of a ``c``-run chunk, per device: (total, shared by all runs).
+
+        Compiling here is not wasted: the program is cached for the call that follows.
+        """
+        run = np.zeros(c, np.int64)
+        c_carry = None if carry is None else jax.tree.map(lambda a: a[:c], carry)
+        inputs = self._inputs(run, c_carry)
+        args = (*self.args, inputs[0], self.root, *inputs[1:], first)
+        m = _train_chunk.lower(*args, **self.static, epochs=epochs).compile().memory_analysis()
+        if m is None:  # a backend without XLA's accounting: size as if it all fits
+            return 0, 0
+        total = m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+        total -= m.alias_size_in_bytes
+        shared = sum(getattr(a, "nbytes", 0) for a in jax.tree.leaves(self.args))
+        return total, shared
+
+    def chunk(self, n: int, carry: Any, first: int, epochs: int) -> int:
+        """Runs per program: the user's ``chunk_size``, else as many as memory allows.
+
+        All ``n`` runs in one program if XLA's accounting of it fits in
+        ``MEMORY_FRACTION`` of the free memory; otherwise the chunk is shrunk in
+        proportion to its excess per run (memory grows about linearly with the runs of a
+        ``vmap``) until its own accounting fits, or one run per device is left.
+        """
+        if self.chunk_size is not None:
+            return self._round(self.chunk_size)
+        budget = _memory_budget(self.mesh)
+        c = self._round(n)
+        while c > self._devices:
+            total, shared = self._bytes(c, carry, first, epochs)
+            if total <= budget:
+                break
+            per_run = max(1, (total - shared) // (c // self._devices))
+            fit = max(1, (budget - shared) // per_run) * self._devices
+            c = self._round(min(fit, c - self._devices))
+        return c
+
+    def abstract_run(self) -> _Run:
+        """The shapes and dtypes of one run's carry (nothing is computed)."""
+        init = self.args[0]
+        vals = tuple(jax.ShapeDtypeStruct((), self.dtype) for _ in self.runs)
+        st = self.static
+
+        def fresh(v):
+            tx = make_tx(st["optimizer"], st["names"], st["options"], v)
+            return _fresh_run(st["model"], st["metrics"], init, tx, seed_keys(self.root, 0)[0])
+
+        return jax.eval_shape(fresh, vals)
+
+    def advance(self, idx: np.ndarray, carry: Any, first: int, epochs: int):
+        """Runs ``idx`` (one program) ``epochs`` epochs on from ``first``; carries stay put.
+
+        ``carry``: the device carries of the previous call, or ``None`` to start. Returns
+        the new carries (on the devices) and the epochs' (training, validation) logs on
+        the host, ``(runs, epochs)`` each.
+        """
+        values, seed, rows, _ = self._inputs(idx, None)
+        out, logs = _train_chunk(
+            *self.args, values, self.root, seed, rows, carry, first, **self.static, epochs=epochs
+        )
+        return out, jax.tree.map(to_host, logs)
+
+    def train(self, idx, carry, first, epochs, keep: bool, chunk: int, start: int = 0, full=False):
+        """Trains runs ``idx`` for ``epochs`` from ``first``, ``chunk`` runs per program.
+
+        ``carry`` (host arrays, one entry per run of ``idx``, or ``None`` to start) goes
+        in chunk by chunk, from run ``start`` of ``idx``. Yields, after each chunk,
+        ``(runs done, kept, losses, validation losses)`` on the host: ``kept`` is the
+        chunk's new carries when ``keep`` (successive halving continues them) or ``full``
+        (the trained parameters are returned), else the epochs each run trained; the
+        losses are ``(runs in the chunk, epochs)``.
+        """
+        for begin in range(start, idx.size, chunk):
+            part = np.minimum(np.arange(begin, begin + chunk), idx.size - 1)  # pad
+            c = None if carry is None else jax.tree.map(lambda a: a[part], carry)  # noqa: B023
+            values, seed, rows, c = self._inputs(idx[part], c)
+            out, logs = _train_chunk(
+                *self.args, values, self.root, seed, rows, c, first, **self.static, epochs=epochs
+            )
+            take = min(chunk, idx.size - begin)
+            kept = out if keep or full else out.ran
+            kept, (f, v) = jax.tree.map(lambda a, n=take: to_host(a)[:n], (key_data(kept), logs))
+            yield begin + take, kept, f, v
+
+
+def logged_names(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The metrics a sweep records beside the losses: each, and its ``val_`` twin."""
+    return (*metrics, *[f"val_{m}" for m in metrics])
+
+
+def make_plan(
+    task, cells, names, seeds, seed, folds, optimizer, options, chunk_size, patience, mesh
+):
+    made = task.init(seed_keys(seed, 0)[0])
+    params0, state0 = made if task.model_state else (made, None)
+    model, params0, state0 = split_model(task.loss, params0, state0)
+    first = [np.asarray(c).ravel()[0] for c in cells]
+    check_traceable(optimizer, names, options, first, params0, "tune")
+    check_data(task.data, task.validation, 1, task.batch_size, call="Task")
+    batch = batch_of(task.data, task.batch_size)
+    _, metrics = loss_output(model, params0, state0, batch, call="Task")
+    fold_rows = _folds(folds, jax.tree.leaves(task.data)[0].shape[0], task.batch_size)
+    k = 1 if folds is None else folds
+    # every (configuration, seed, fold) run, the fold varying fastest, then the seed
+    runs = [np.repeat(c, seeds * k) for c in cells]
+    wrap = lambda f: f if isinstance(f, Partial) else Partial(f)  # noqa: E731
+    val = None if task.validation is None else jax.tree.map(jnp.asarray, task.validation)
+    return _Plan(
+        runs=runs,
+        root=seed,
+        seeds=seeds,
+        k=k,
+        fold_rows=fold_rows,
+        dtype=jax.tree.leaves(params0)[0].dtype,
+        args=(wrap(task.init), jax.tree.map(jnp.asarray, task.data), val),
+        static=dict(
+            model=model,
+            metrics=metrics,
+            optimizer=optimizer,
+            names=names,
+            options=tuple(sorted((options or {}).items())),
+            bs=int(task.batch_size),
+            patience=patience,
+        ),
+        chunk_size=chunk_size,
+        mesh=mesh,
+        params0=params0,
+    )
