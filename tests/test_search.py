@@ -216,3 +216,32 @@ def test_the_trials_as_a_data_frame_one_row_per_run_or_per_epoch():
     # a pruned trial ranks after every finished one
     if res.pruned.any():
         assert np.isinf(res.score()[res.pruned]).all()
+
+
+def test_a_freed_slot_takes_the_next_trial_at_once_and_trains_it_like_fit(monkeypatch):
+    """With a pruner, a pruned (or finished) trial's slot takes the next trial from its
+    epoch 0 inside the same program: fewer epoch steps than batch after batch, and a
+    trial that started in a freed slot still equals fit alone."""
+    from jax_rmsprop import _plan
+
+    calls = []
+    advance = _plan._Plan.advance
+    monkeypatch.setattr(
+        _plan._Plan, "advance", lambda self, *a, **k: calls.append(1) or advance(self, *a, **k)
+    )
+    task = _task()
+    space = {"learning_rate": FloatDistribution(1e-4, 3.0, log=True)}
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    res = jax_rmsprop.tune(
+        task, space, 5, sampler=optuna.samplers.RandomSampler(seed=0), pruner=pruner,
+        trials=12, batch=4,
+    )  # fmt: skip
+    states = [t.state for t in res.study.trials]
+    assert states.count(COMPLETE) + states.count(PRUNED) == 12 and res.pruned.sum() >= 3
+    assert len(calls) < 3 * 5  # batch after batch: 3 batches of 4 trials x 5 epochs
+    late = [i for i, number in enumerate(res.trial) if number >= 4]  # asked into a freed slot
+    assert late
+    for i in late:
+        t, ran = res.study.trials[res.trial[i]], int(res.epochs_run[i, 0])
+        hist = _fit_cell(task, _tx(t.params), 0, 0, ran)
+        np.testing.assert_allclose(res.val_loss[i, 0, :ran], hist.val_loss, rtol=1e-10)

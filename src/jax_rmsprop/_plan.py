@@ -111,6 +111,8 @@ def _train_chunk(
     rows,
     carry,
     first,
+    reset=None,
+    *,
     model,
     metrics,
     optimizer,
@@ -122,11 +124,14 @@ def _train_chunk(
 ):
     """``epochs`` epochs from epoch ``first`` of every run in the chunk.
 
-    Starts from ``carry`` (``None``: initialise); returns the new carries and each
-    epoch's (training, validation) logs.
+    Starts from ``carry`` (``None``: initialise); ``first`` is one epoch for all runs or
+    one per run; ``reset`` (per run, optional) starts those runs afresh from ``carry``'s
+    place (a new trial in a freed slot). Returns the new carries and each epoch's
+    (training, validation) logs.
     """
+    firsts = jnp.broadcast_to(jnp.asarray(first, jnp.int32), seed_of_run.shape)
 
-    def one(vals, s, rows, carry):
+    def one(vals, s, rows, carry, first, reset):
         tx = make_tx(optimizer, names, options, vals)
         init_key, shuffle_key = seed_keys(root, s)
         rng = model_key(root, s) if model.kind == FUNCTIONAL else None
@@ -136,6 +141,8 @@ def _train_chunk(
             carry = fresh(init_key)
         else:  # from the host: keys (NNX RNG streams) come back as their data
             carry = with_keys(carry, jax.eval_shape(fresh, init_key))
+            if reset is not None:
+                carry = jax.tree.map(lambda a, b: jnp.where(reset, a, b), fresh(init_key), carry)
 
         def epoch(carry: _Run, e):
             params, state, opt_state, logs = train_epoch(
@@ -156,9 +163,9 @@ def _train_chunk(
                 carry = jax.tree.map(lambda a, b: jnp.where(carry.stopped, a, b), carry, new)
             return carry, carry.last
 
-        return jax.lax.scan(epoch, carry, first + jnp.arange(epochs))
+        return jax.lax.scan(epoch, carry, first + jnp.arange(epochs, dtype=jnp.int32))
 
-    return jax.vmap(one)(values, seed_of_run, rows, carry)
+    return jax.vmap(one)(values, seed_of_run, rows, carry, firsts, reset)
 
 
 def _folds(folds: int | None, n: int, batch_size: int):
@@ -296,17 +303,21 @@ class _Plan:
 
         return jax.eval_shape(fresh, vals)
 
-    def advance(self, idx: np.ndarray, carry: Any, first: int, epochs: int):
+    def advance(self, idx: np.ndarray, carry: Any, first: Any, epochs: int, reset: Any = None):
         """Runs ``idx`` (one program) ``epochs`` epochs on from ``first``; carries stay put.
 
-        ``carry``: the device carries of the previous call, or ``None`` to start. Returns
-        the new carries (on the devices) and the epochs' (training, validation) logs on
-        the host, ``(runs, epochs)`` each.
+        ``carry``: the device carries of the previous call, or ``None`` to start;
+        ``first``: an epoch, or one per run; ``reset``: runs to start afresh (a bool per
+        run) or ``None``. Returns the new carries (on the devices) and the epochs'
+        (training, validation) logs on the host, ``(runs, epochs)`` each.
         """
         values, seed, rows, _ = self._inputs(idx, None)
+        if np.ndim(first):
+            first, reset = shard_runs((np.asarray(first, np.int32), reset), self.mesh)
         out, logs = _train_chunk(
-            *self.args, values, self.root, seed, rows, carry, first, **self.static, epochs=epochs
-        )
+            *self.args, values, self.root, seed, rows, carry, first, reset, **self.static,
+            epochs=epochs,
+        )  # fmt: skip
         return out, jax.tree.map(to_host, logs)
 
     def train(self, idx, carry, first, epochs, keep: bool, chunk: int, start: int = 0, full=False):

@@ -29,7 +29,7 @@ from jax.sharding import Mesh
 from ._inputs import direction
 from ._plan import logged_names, make_plan
 from ._signals import Interrupts
-from ._space import check_space, static_names
+from ._space import check_space, shard_runs, static_names
 from ._sweep_progress import SweepInterrupted
 from ._tune_result import TuneResult
 from .checkpoint import _host as to_host
@@ -110,16 +110,28 @@ def search(
     def plan_for(key: tuple):
         if key not in plans:
             fixed = dict(options or {}) | dict(zip(static, key))
-            cells = [np.zeros(1) for _ in numeric]
+            cells = [np.asarray([_first_value(space[n])]) for n in numeric]
             plans[key] = make_plan(
                 task, cells, numeric, seeds, seed, folds, optimizer, fixed, None, patience, mesh
             )
         return plans[key]
 
     prune = not isinstance(study.pruner, optuna.pruners.NopPruner)
-    trained, pending = _Trained(kept=[] if keep_params else None), []
+    trained = _Trained(kept=[] if keep_params else None)
+    pending: list = []  # asked, not told: failed if a second Ctrl-C cuts them short
+    start = done
+
+    def report(k: int) -> None:
+        if progress is not None:
+            progress(start + k, trials)
+
     try:
         with Interrupts() as signals:
+            if prune and not static and done < trials:  # freed slots take new trials
+                slots = _Slots(plan_for(()), study, optuna, space, numeric, epochs, monitor, sign)
+                slots.run(trained, pending, min(batch, trials - done), trials - done, report,
+                          signals)  # fmt: skip
+                done += slots.finished
             while done < trials and signals.requested is None:
                 pending = [study.ask(dict(space)) for _ in range(min(batch, trials - done))]
                 groups: dict[tuple, list] = {}
@@ -142,6 +154,113 @@ def search(
     if signals.requested is not None:
         raise SweepInterrupted(result, None)
     return result
+
+
+def _first_value(dist: Any) -> float:
+    """A value the distribution allows (its low end, or first choice): for checks."""
+    if type(dist).__name__ == "CategoricalDistribution":
+        return float(dist.choices[0])
+    return float(dist.low)
+
+
+@dataclasses.dataclass
+class _Slots:
+    """Continuous batching: ``batch`` slots, each training one trial at its own epoch.
+
+    With a pruner the slots advance one epoch at a time; a trial that finishes or is
+    pruned is told at once, and its slot takes the next asked trial from epoch 0 (its
+    runs start afresh: ``reset``), so a pruned trial's slot is not left idle while the
+    others finish. One compiled program throughout: the per-run epoch and reset are
+    inputs.
+    """
+
+    plan: Any
+    study: Any
+    optuna: Any
+    space: Any
+    numeric: tuple
+    epochs: int
+    monitor: str
+    sign: float
+    finished: int = 0
+
+    def run(self, trained: _Trained, pending: list, batch: int, budget: int, report, signals):
+        """Trains ``budget`` trials through ``batch`` slots; ``pending`` tracks the asked."""
+        per_cfg = self.plan.seeds * self.plan.k
+        slot = [self.study.ask(dict(self.space)) for _ in range(batch)]
+        pending[:] = slot
+        asked = batch
+        logs: list[list] = [[] for _ in range(batch)]  # per slot: (f, v) of each epoch
+        ep = np.zeros(batch, np.int64)
+        active = np.ones(batch, bool)
+        n = batch * per_cfg
+        idx = np.minimum(np.arange(self.plan._round(n)), n - 1)
+        carry: Any = None
+        reset = None
+        runs = lambda mask: np.repeat(mask, per_cfg)[idx]  # noqa: E731 (slots -> runs)
+        while active.any():
+            if signals.requested is not None:  # Ctrl-C, SIGTERM: unfinished trials failed
+                for i in np.flatnonzero(active):
+                    self.study.tell(slot[i], state=self.optuna.trial.TrialState.FAIL)
+                pending.clear()
+                return
+            values = [np.repeat([t.params[m] for t in slot], per_cfg) for m in self.numeric]
+            step = dataclasses.replace(self.plan, runs=values)
+            carry, (f, v) = step.advance(idx, carry, runs(ep), 1, reset)
+            reset = None
+            score = _monitored(f, v, self.monitor)[:n].reshape(batch, per_cfg, -1).mean(1)[:, 0]
+            freed = np.zeros(batch, bool)
+            for i in np.flatnonzero(active):
+                rows = slice(i * per_cfg, (i + 1) * per_cfg)
+                logs[i].append(jax.tree.map(lambda a, r=rows: a[r], (f, v)))
+                ep[i] += 1
+                value = float(score[i]) if np.isfinite(score[i]) else self.sign * np.inf
+                slot[i].report(value, int(ep[i]))
+            for i in np.flatnonzero(active):  # every value reported: now decide
+                pruned = ep[i] < self.epochs and slot[i].should_prune()
+                if ep[i] < self.epochs and not pruned:
+                    continue
+                self._record(trained, slot[i], logs[i], pruned, carry, i, per_cfg)
+                _tell(self.study, self.optuna, trained, len(trained.trials) - 1,
+                      self.monitor, self.sign)  # fmt: skip
+                self.finished += 1
+                report(self.finished)
+                freed[i] = True
+                if asked < budget and signals.requested is None:
+                    slot[i] = self.study.ask(dict(self.space))
+                    asked += 1
+                    logs[i], ep[i] = [], 0
+                else:
+                    active[i] = False
+            pending[:] = [t for t, a in zip(slot, active) if a]
+            if freed.any():
+                refill = freed & active
+                if refill.any():
+                    reset = shard_runs(jnp.asarray(runs(refill)), self.plan.mesh)
+                halt = jnp.asarray(runs(freed & ~active))
+                carry = carry._replace(stopped=(carry.stopped & ~jnp.asarray(runs(refill))) | halt)
+
+    def _record(self, trained: _Trained, trial, logs, pruned, carry, i, per_cfg) -> None:
+        """A finished trial's runs into ``trained``: epochs it did not train repeat its last."""
+        f = jax.tree.map(lambda *a: np.concatenate(a, axis=1), *[x[0] for x in logs])
+        v = jax.tree.map(lambda *a: np.concatenate(a, axis=1), *[x[1] for x in logs])
+        pad = self.epochs - len(logs)
+        grow = lambda a: np.concatenate([a, np.repeat(a[:, -1:], pad, 1)], 1)  # noqa: E731
+        f, v = jax.tree.map(grow, f), jax.tree.map(grow, v)
+        trained.trials.append(trial)
+        trained.loss.append(f["loss"])
+        trained.val.append(v["loss"])
+        trained.ran.append(np.full(per_cfg, len(logs), np.int64))
+        trained.pruned.append(bool(pruned))
+        for name in logged_names(self.plan.static["metrics"]):
+            log, key = (v, name[4:]) if name.startswith("val_") else (f, name)
+            trained.metrics.setdefault(name, []).append(log[key])
+        if trained.kept is not None:
+            rows = slice(i * per_cfg, (i + 1) * per_cfg)
+            host = jax.tree.map(lambda a: to_host(a)[rows], key_data((carry.params, carry.state)))
+            trained.kept.append(host)
+            run = self.plan.abstract_run()
+            trained.like = (run.params, run.state)
 
 
 def _study(optuna, study, sampler, pruner, sign: float):
