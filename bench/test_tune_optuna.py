@@ -44,6 +44,7 @@ SPACE = {
     "momentum": FloatDistribution(0.0, 0.95),
 }
 EPOCHS, TRIALS, BATCH, LOOP_TRIALS = 3, 256, 32, 4
+QUALITY_SEEDS = 2
 
 
 def _sampler(seed=0):
@@ -165,10 +166,12 @@ def test_batched_tpe_against_study_optimize(benchmark, device):
 def test_batched_tpe_finds_what_a_4096_random_search_finds(benchmark, device, request):
     """Batched TPE (256 trials, batches of 32) against 4096 random configurations.
 
-    The best final validation loss for 3 search seeds (seed s: the sampler's seed and the
-    training keys' root, the same for both searches); one round, ~90 s on 2 CPU cores, so
-    it runs under ``--big``. The figures are recorded, not asserted: the goal (within 2%
-    on every seed) is not met (bench/RESULTS.md).
+    The best final validation loss, each configuration scored on the mean of
+    ``QUALITY_SEEDS`` trainings (one seed's 3-epoch loss is noisy enough that the best of
+    4096 draws is mostly luck), for 3 search seeds (seed s: the sampler's seed and the
+    training keys' root, the same for both searches); one round, minutes on 2 CPU cores,
+    so it runs under ``--big``. Recorded, not asserted (bench/RESULTS.md says whether
+    the goal, within 2% on every seed, holds).
     """
     if not big_enabled(request.config):
         pytest.skip("--big: three 4096-configuration searches")
@@ -178,10 +181,12 @@ def test_batched_tpe_finds_what_a_4096_random_search_finds(benchmark, device, re
 
     def searches():
         for seed in range(3):
-            rnd = jax_rmsprop.tune(task, SPACE, EPOCHS, samples=4096, seed=seed)
+            rnd = jax_rmsprop.tune(
+                task, SPACE, EPOCHS, samples=4096, seed=seed, seeds=QUALITY_SEEDS
+            )
             tpe = jax_rmsprop.tune(
                 task, SPACE, EPOCHS, sampler=_sampler(seed), trials=TRIALS, batch=BATCH,
-                seed=seed,
+                seed=seed, seeds=QUALITY_SEEDS,
             )  # fmt: skip
             found[seed] = (float(rnd.score().min()), tpe.study.best_value)
 
@@ -193,6 +198,7 @@ def test_batched_tpe_finds_what_a_4096_random_search_finds(benchmark, device, re
             "tpe 256 best": [round(t, 4) for _, t in found.values()],
             "tpe/random (worst seed)": round(max(ratios), 4),
             "configurations trained (tpe, random)": (TRIALS, 4096),
+            "seeds per configuration": QUALITY_SEEDS,
         },
         device=device,
     )
