@@ -1,5 +1,6 @@
-"""Draws the tuning pictures of docs/gallery.md: a batched TPE search against random search,
-its parallel coordinates, the best configurations' learning curves, and a PBT run.
+"""Draws the sweep and tuning pictures of docs/gallery.md: a grid sweep of the elongated
+bowl, a batched TPE search against random search, its parallel coordinates, the best
+configurations' learning curves, and a PBT run.
 
 Usage: python scripts/make_search_gallery.py [OUT_DIR]   (default: docs/gallery)
 """
@@ -24,6 +25,12 @@ SPACE = {
 
 
 def main(out: Path) -> None:
+    grid = {"learning_rate": np.logspace(-4, -1, 4), "decay": np.linspace(0.5, 0.99, 8)}
+    plots.sweep_heatmap(
+        jax_rmsprop.sweep(jax_rmsprop.problems.elongated(), grid, 300),
+        out / "elongated_sweep.png",
+        title="x² + 10y² from (1.5, 1.5): final loss after 300 steps, 4 x 8 configurations",
+    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     task = jax_rmsprop.problems.digits()
     with warnings.catch_warnings():

@@ -260,3 +260,19 @@ def test_top_curves_are_the_best_configurations_mean_over_seeds(figures, tmp_pat
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     i = np.unravel_index(order[0], (2, 2))
     assert labels[0] == f"learning_rate {lr[i[0]]:.3g}, decay {decay[i[1]]:.3g}"
+
+
+def test_a_zero_loss_on_log_colours_is_the_lowest_colour_and_reads_0(drawn):
+    lr, decay = np.array([1e-3, 1e-2]), np.array([0.5, 0.9])
+    final = np.array([[1.0, 1e-3], [1e-5, 0.0]])  # the last one underflowed to 0
+    res = jax_rmsprop.SweepResult(
+        configs={"learning_rate": np.repeat(lr, 2).reshape(2, 2),
+                 "decay": np.tile(decay, 2).reshape(2, 2)},
+        final_loss=final, steps_to_tol=np.full((2, 2), -1),
+        diverged=np.zeros((2, 2), bool),
+    )  # fmt: skip
+    ax = drawn(res).axes[0]
+    mesh = ax.collections[0]
+    shown = np.asarray(mesh.get_array()).reshape(2, 2)
+    assert not np.ma.is_masked(shown[1, 1]) and shown[1, 1] == 1e-5 == mesh.norm.vmin
+    assert [(t.get_text(), t.get_position()) for t in ax.texts] == [("0", (0.9, 1e-2))]

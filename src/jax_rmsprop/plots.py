@@ -509,15 +509,19 @@ def _grid_panel(ax, a, b, values, label, log):
     """One heatmap of ``values`` over the grid ``a x b``.
 
     Cells centred on the grid values, the grid values as ticks, log-scaled axes where the
-    values are.
+    values are; on log colours a value of exactly 0 takes the lowest colour and reads "0".
     """
     from matplotlib.colors import LogNorm
 
     norm = None
     pos = values[np.isfinite(values) & (values > 0)]
-    if log:
-        values = np.where(values > 0, values, np.nan)
-        norm = LogNorm(vmin=max(pos.min(), 1e-300), vmax=pos.max()) if pos.size else None
+    zero = np.isfinite(values) & (values <= 0)
+    if log:  # a loss of exactly 0 (underflow) has no log colour: the lowest, marked "0"
+        vmin = max(pos.min(), 1e-300) if pos.size else 1.0
+        values = np.where(zero, vmin, values)
+        norm = LogNorm(vmin=vmin, vmax=pos.max()) if pos.size else None
+        for i, j in zip(*np.nonzero(zero)):
+            ax.text(b[j], a[i], "0", ha="center", va="center", color="white", fontsize=9)
     log_a, log_b = _log_axis(a), _log_axis(b)
     mesh = ax.pcolormesh(
         cell_edges(b, log_b), cell_edges(a, log_a), values, norm=norm, cmap="viridis",
