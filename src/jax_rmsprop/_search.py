@@ -29,7 +29,7 @@ from jax.sharding import Mesh
 from ._inputs import direction
 from ._plan import logged_names, make_plan
 from ._signals import Interrupts
-from ._space import check_space, shard_runs, static_names
+from ._space import check_space, static_names
 from ._sweep_progress import SweepInterrupted
 from ._tune_result import TuneResult
 from .checkpoint import _host as to_host
@@ -59,6 +59,26 @@ class _Trained:
     metrics: dict = dataclasses.field(default_factory=dict)  # name -> list of (per_cfg, epochs)
     kept: list | None = None  # keep_params: each trial's (params, model state), per_cfg first
     like: Any = None  # one run's abstract (params, model state): typed keys come back
+
+    def add(self, trial, f: dict, v: dict, ran, pruned: bool, plan, kept=None) -> None:
+        """One trial's runs, whichever loop trained them.
+
+        Its epoch logs ``f``/``v`` (``(per_cfg, epochs)`` each), the epochs each run
+        trained, and (``keep_params``) its host ``(params, model state)``.
+        """
+        self.trials.append(trial)
+        self.loss.append(f["loss"])
+        self.val.append(v["loss"])
+        self.ran.append(ran)
+        self.pruned.append(bool(pruned))
+        for name in logged_names(plan.static["metrics"]):
+            log, key = (v, name[4:]) if name.startswith("val_") else (f, name)
+            self.metrics.setdefault(name, []).append(log[key])
+        if self.kept is not None:
+            self.kept.append(kept)
+            if self.like is None:
+                run = plan.abstract_run()
+                self.like = (run.params, run.state)
 
 
 def search(
@@ -233,12 +253,10 @@ class _Slots:
                 else:
                     active[i] = False
             pending[:] = [t for t, a in zip(slot, active) if a]
-            if freed.any():
-                refill = freed & active
-                if refill.any():
-                    reset = shard_runs(jnp.asarray(runs(refill)), self.plan.mesh)
-                halt = jnp.asarray(runs(freed & ~active))
-                carry = carry._replace(stopped=(carry.stopped & ~jnp.asarray(runs(refill))) | halt)
+            if (freed & active).any():  # new trials: their runs start afresh next epoch
+                reset = runs(freed & active)
+            if (freed & ~active).any():  # nothing left to ask: the slot stands still
+                carry = carry._replace(stopped=carry.stopped | jnp.asarray(runs(freed & ~active)))
 
     def _record(self, trained: _Trained, trial, logs, pruned, carry, i, per_cfg) -> None:
         """A finished trial's runs into ``trained``: epochs it did not train repeat its last."""
@@ -247,20 +265,12 @@ class _Slots:
         pad = self.epochs - len(logs)
         grow = lambda a: np.concatenate([a, np.repeat(a[:, -1:], pad, 1)], 1)  # noqa: E731
         f, v = jax.tree.map(grow, f), jax.tree.map(grow, v)
-        trained.trials.append(trial)
-        trained.loss.append(f["loss"])
-        trained.val.append(v["loss"])
-        trained.ran.append(np.full(per_cfg, len(logs), np.int64))
-        trained.pruned.append(bool(pruned))
-        for name in logged_names(self.plan.static["metrics"]):
-            log, key = (v, name[4:]) if name.startswith("val_") else (f, name)
-            trained.metrics.setdefault(name, []).append(log[key])
-        if trained.kept is not None:
+        kept = None
+        if trained.kept is not None:  # this slot's runs only, sliced on the device
             rows = slice(i * per_cfg, (i + 1) * per_cfg)
-            host = jax.tree.map(lambda a: to_host(a)[rows], key_data((carry.params, carry.state)))
-            trained.kept.append(host)
-            run = self.plan.abstract_run()
-            trained.like = (run.params, run.state)
+            kept = jax.tree.map(lambda a: to_host(a[rows]), key_data((carry.params, carry.state)))
+        ran = np.full(per_cfg, len(logs), np.int64)
+        trained.add(trial, f, v, ran, pruned, self.plan, kept)
 
 
 def _study(optuna, study, sampler, pruner, sign: float):
@@ -324,22 +334,15 @@ def _train_group(plan, group: list, numeric, epochs, monitor, sign, prune, train
     f = jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:n], *[x[0] for x in logs])
     v = jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:n], *[x[1] for x in logs])
     ran = np.asarray(jax.device_get(carry.ran))[:n].reshape(len(group), per_cfg)
-    shaped = lambda a: a.reshape(len(group), per_cfg, -1)  # noqa: E731
+    f, v = (jax.tree.map(lambda a: a.reshape(len(group), per_cfg, -1), x) for x in (f, v))
+    host = None
     if trained.kept is not None:  # the trained parameters, to the host once, at the end
         host = jax.tree.map(to_host, key_data((carry.params, carry.state)))
         host = jax.tree.map(lambda a: a[:n].reshape(len(group), per_cfg, *a.shape[1:]), host)
-        trained.kept += [jax.tree.map(lambda a, i=i: a[i], host) for i in range(len(group))]
-        run = plan.abstract_run()
-        trained.like = (run.params, run.state)
     for i, t in enumerate(group):
-        trained.trials.append(t)
-        trained.loss.append(shaped(f["loss"])[i])
-        trained.val.append(shaped(v["loss"])[i])
-        trained.ran.append(ran[i])
-        trained.pruned.append(bool(stopped[i]))
-        for name in logged_names(plan.static["metrics"]):
-            log, key = (v, name[4:]) if name.startswith("val_") else (f, name)
-            trained.metrics.setdefault(name, []).append(shaped(log[key])[i])
+        kept = None if host is None else jax.tree.map(lambda a, i=i: a[i], host)
+        pick = lambda x, i=i: jax.tree.map(lambda a: a[i], x)  # noqa: E731
+        trained.add(t, pick(f), pick(v), ran[i], stopped[i], plan, kept)
 
 
 def _monitored(f: dict, v: dict, monitor: str) -> np.ndarray:

@@ -263,7 +263,7 @@ def sweep_scatter(
     label = f"final {what}" + (f", mean over {seeds} seeds" if seeds > 1 else "")
     fig.colorbar(points, ax=ax, label=label + (" (log)" if norm is not None else ""))
     for axis, v in (("x", xs), ("y", ys)):
-        if v.min() > 0 and v.max() / v.min() >= 100:
+        if _spans_decades(v):
             getattr(ax, f"set_{axis}scale")("log")
     ax.set(xlabel=x, ylabel=y, title=title)
     ax.legend(loc="best")
@@ -289,7 +289,7 @@ def parallel_coordinates(
     plt = _plt()
     names = list(result.configs)
     cols = np.stack([np.asarray(result.configs[n], np.float64).ravel() for n in names])
-    logs = [bool(c.min() > 0 and c.max() / c.min() >= 100) for c in cols]
+    logs = [_spans_decades(c) for c in cols]
     if result.study is not None and result.trial is not None and result.trial.size:
         dists = result.study.trials[int(result.trial[0])].distributions  # they say log
         logs = [bool(getattr(dists.get(n), "log", False)) for n in names]
@@ -394,7 +394,7 @@ def pbt_schedule(result: PBTResult, out: str | Path, *, title: str) -> Path:
             ax.stairs(v[:, m], edges, baseline=None, color="0.6", lw=0.7, alpha=0.6)
         ax.stairs([h[name] for _, _, h, _ in lineage], edges, baseline=None, color="red",
                   lw=2.2, label="the best member's lineage")  # fmt: skip
-        if v.min() > 0 and v.max() / v.min() >= 100:
+        if _spans_decades(v):
             ax.set_yscale("log")
         ax.set_ylabel(name)
     axes[0].legend(loc="best")
@@ -478,6 +478,11 @@ def top_curves(
     return _save(fig, out)
 
 
+def _spans_decades(v: np.ndarray) -> bool:
+    """Positive values spanning two decades or more: they belong on a log axis."""
+    return bool(v.min() > 0 and v.max() / v.min() >= 100)
+
+
 def _log_axis(v: np.ndarray) -> bool:
     """Whether grid values ``v`` belong on a log axis.
 
@@ -486,7 +491,7 @@ def _log_axis(v: np.ndarray) -> bool:
     if v.size < 2 or v.min() <= 0:
         return False
     steps = np.diff(np.log(v))
-    return bool(np.allclose(steps, steps[0]) and v.size > 2) or v.max() / v.min() >= 100
+    return bool(np.allclose(steps, steps[0]) and v.size > 2) or _spans_decades(v)
 
 
 def cell_edges(v: np.ndarray, log: bool) -> np.ndarray:
