@@ -64,3 +64,17 @@ def reordered_sum_drift(terms: int, dtype=np.float32) -> float:
     whatever order the machine's reduction picks; a lost or doubled share is off by O(1).
     """
     return terms * float(np.finfo(dtype).eps) / 2
+
+
+def complex_grads(dtype, steps=30, shape=(3, 4)):
+    """Complex gradients with exact zeros and zero imaginary parts in the sequence."""
+    re, im = jax.random.normal(jax.random.PRNGKey(11), (2, steps, *shape))
+    g = jax.lax.complex(re, im).astype(dtype)
+    g = g.at[::4, 0, 0].set(0.0)  # exact zeros
+    return g.at[1::4, 1, 1].set(g[1::4, 1, 1].real.astype(dtype))  # zero imaginary parts
+
+
+def complex_x0(dtype):
+    """A complex starting point for ``complex_grads``."""
+    x = jnp.linspace(-1, 1, 12).reshape(3, 4)
+    return jax.lax.complex(x, x[::-1]).astype(dtype)

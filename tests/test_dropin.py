@@ -18,22 +18,10 @@ import pytest
 import jax_rmsprop
 from jax_rmsprop import compat
 
-from .helpers import apply_sequence, assert_close_path, optax_rules
+from .helpers import apply_sequence, assert_close_path, complex_grads, complex_x0, optax_rules
 from .test_optax_parity import GRID
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
-
-
-def _complex_grads(dtype, steps=30, shape=(3, 4)):
-    re, im = jax.random.normal(jax.random.PRNGKey(11), (2, steps, *shape))
-    g = jax.lax.complex(re, im).astype(dtype)
-    g = g.at[::4, 0, 0].set(0.0)  # exact zeros
-    return g.at[1::4, 1, 1].set(g[1::4, 1, 1].real.astype(dtype))  # zero imaginary parts
-
-
-def _complex_x0(dtype):
-    x = jnp.linspace(-1, 1, 12).reshape(3, 4)
-    return jax.lax.complex(x, x[::-1]).astype(dtype)
 
 
 # --- complex parameters: optax's rule --------------------------------------------------
@@ -51,7 +39,7 @@ def _ids(kw):
 )
 @pytest.mark.slow
 def test_complex_equal_to_optax(dtype, eps, rtol, grid):
-    grads, x0 = _complex_grads(dtype), _complex_x0(dtype)
+    grads, x0 = complex_grads(dtype), complex_x0(dtype)
     for kw in grid:
         ours = apply_sequence(jax_rmsprop.rmsprop(0.01, 0.9, eps, **kw), x0, grads)
         with optax_rules():

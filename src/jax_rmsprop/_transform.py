@@ -198,34 +198,53 @@ def _cast(s: _Scalars, dtype: Any) -> _Scalars:
 def _moments(g, nu, mu, real: _Scalars, arith: _Scalars):
     """The moving averages and the variance estimate $v_t$.
 
-    ``nu`` follows $|g|^2$ in the real dtype; ``mu`` (centered) follows $g$.
+    ``nu`` follows $|g|^2$ and is stored real; ``mu`` (centered) follows $g$. For a
+    complex ``g`` the arithmetic is optax's: its ``nu`` is complex with a zero imaginary
+    part, so the average, the variance and the root are taken in the complex dtype
+    (the same operations, hence the same roundings: complex64 is bit-identical to
+    ``optax.rmsprop``) and only the real part is kept.
     """
-    g2 = jnp.real(jnp.conj(g) * g) if jnp.iscomplexobj(g) else g * g
-    nu = real.one_minus_decay * g2 + real.decay * nu
-    nu_hat = nu if real.bias is None else nu / real.bias
+    cplx = jnp.iscomplexobj(g)
+    g2 = jnp.real(jnp.conj(g) * g) if cplx else g * g
+    if cplx:
+        # nu >= 0, so min(nu, 0) is 0; written so because XLA folds a constant zero
+        # imaginary part away and contracts the rest into a real FMA, which optax's
+        # complex state (whose imaginary part XLA cannot know) never gets.
+        nu = jax.lax.complex(nu, jnp.minimum(nu, jnp.zeros((), nu.dtype)))
+        nu = (real.one_minus_decay * g2).astype(g.dtype) + arith.decay * nu
+    else:
+        nu = real.one_minus_decay * g2 + real.decay * nu
+    nu_hat = nu if real.bias is None else nu / (arith.bias if cplx else real.bias)
     if mu is None:
-        return nu, None, nu_hat
+        return (jnp.real(nu) if cplx else nu), None, nu_hat
     mu = arith.one_minus_decay * g + arith.decay * mu
     mu_hat = mu if arith.bias is None else mu / arith.bias
-    mu2 = jnp.real(jnp.conj(mu_hat) * mu_hat) if jnp.iscomplexobj(mu) else mu_hat * mu_hat
+    mu2 = jnp.real(jnp.conj(mu_hat) * mu_hat) if cplx else mu_hat * mu_hat
     # nu - |mu|^2 >= 0 in exact arithmetic; clamp the rounding error (optax: NaN).
-    return nu, mu, jnp.maximum(nu_hat - mu2, 0)
+    var = nu_hat - mu2.astype(nu_hat.dtype)
+    var = jnp.where(jnp.real(var) < 0, jnp.zeros((), var.dtype), var)
+    return (jnp.real(nu) if cplx else nu), mu, var
 
 
 def _precondition(g, v, real: _Scalars, eps_in_sqrt: bool, centered: bool):
-    r"""$s_t = g_t/(\sqrt{v_t}+\epsilon)$ or $g_t/\sqrt{v_t+\epsilon}$."""
-    s = v + real.eps if eps_in_sqrt else v
-    scale = jax.lax.rsqrt(s) if eps_in_sqrt else 1 / (jnp.sqrt(s) + real.eps)
+    r"""$s_t = g_t/(\sqrt{v_t}+\epsilon)$ or $g_t/\sqrt{v_t+\epsilon}$.
+
+    ``v`` is complex (with a zero imaginary part) for a complex ``g``: see ``_moments``.
+    """
+    eps = real.eps.astype(v.dtype)
+    s = v + eps if eps_in_sqrt else v
+    scale = jax.lax.rsqrt(s) if eps_in_sqrt else 1 / (jnp.sqrt(s) + eps)
     if not real.guard:
         return scale.astype(g.dtype) * g
     if not centered:
         # sqrt(nu_hat) >= sqrt(1 - decay) |g| in exact arithmetic. When |g|^2 underflows,
         # nu_hat is 0 and the quotient would be g/0; the floor restores the finite answer.
         # Only sub-normal ``s`` takes it: normal values are bit-identical to the plain formula.
+        s_re = jnp.real(s)
         floor = jnp.sqrt(real.one_minus_decay) * jnp.abs(g)
-        root = jnp.maximum(jnp.sqrt(s), floor)
+        root = jnp.maximum(jnp.sqrt(s_re), floor)
         safe = 1 / root if eps_in_sqrt else 1 / (root + real.eps)
-        scale = jnp.where(s < jnp.finfo(s.dtype).tiny, safe, scale)
+        scale = jnp.where(s_re < jnp.finfo(s_re.dtype).tiny, safe.astype(scale.dtype), scale)
     # A zero gradient moves nothing, even where the denominator is 0.
     return jnp.where(g == 0, jnp.zeros((), g.dtype), scale.astype(g.dtype) * g)
 
