@@ -116,6 +116,19 @@ def main(path, *later):
             [[e["rounds"], f"{e['optax-tree_ms']:.1f}", f"{e['ours-tree_ms']:.1f}",
               f"**{e['ours-tree/optax-tree']:.3f}**"]],
         )  # fmt: skip
+    compile_rows = [
+        [b["name"].removeprefix("test_").replace("_", " "), e["rounds"],
+         f"{e['traced_ms']:.0f}", f"{e['per-object_ms']:.0f}", f"**{e['per-object/traced']}x**"]
+        for b in by_group.get("compile", {}).values()
+        for e in [b["extra_info"]]
+    ]  # fmt: skip
+    if compile_rows:
+        lines += _table(
+            "compile: a cold loop over configurations (traced numbers vs one program per "
+            "configuration), round-robin",
+            ["loop", "rounds", "traced ms", "per-object ms", "per-object/traced"],
+            compile_rows,
+        )
     for b in by_group.get("fit", {}).values():
         e = b["extra_info"]
         keras_ms = f"{e['keras_ms']:.3f}" if "keras_ms" in e else "not installed"

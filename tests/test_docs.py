@@ -1,6 +1,7 @@
 """The examples in the docstrings run and print what they say."""
 
 import doctest
+import importlib.util
 import os
 import pathlib
 import re
@@ -10,10 +11,10 @@ import textwrap
 
 import pytest
 
-from jax_rmsprop import _transform, checkpoint
+from jax_rmsprop import _rmsprop, checkpoint
 
 
-@pytest.mark.parametrize("module", [_transform, checkpoint], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [_rmsprop, checkpoint], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
@@ -70,6 +71,16 @@ def test_docstrings_are_written_for_the_markdown_api_page():
             assert raw not in text, f"{path.name} has {raw!r}"
 
 
+def test_docstrings_link_the_api_objects_they_name():
+    """``fit`` written in a rendered docstring is a link to ``fit``'s entry on the API page
+    (``[`fit`][jax_rmsprop.fit]``); ``scripts/link_docstrings.py`` writes them."""
+    root = pathlib.Path(__file__).parent.parent
+    spec = importlib.util.spec_from_file_location("link", root / "scripts" / "link_docstrings.py")
+    link = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(link)
+    assert link.main(check=True) == []
+
+
 @pytest.mark.slow
 def test_the_built_api_page_shows_math_and_no_raw_rest(tmp_path):
     pytest.importorskip("mkdocs")
@@ -86,6 +97,12 @@ def test_the_built_api_page_shows_math_and_no_raw_rest(tmp_path):
     assert '<div class="arithmatex">' in api and "\\begin{aligned}" in api
     assert '<span class="arithmatex">\\(g_t\\)</span>' in api
     assert '<details class="warning"' in api  # Google-style Warning: section
+    # cross references resolve to the objects' entries (mkdocs --strict refuses broken ones)
+    for name in ("fit", "rmsprop", "History", "TuneResult", "compat.torch_rmsprop"):
+        assert f'href="#jax_rmsprop.{name}"' in api, name
+    # compat's table of conventions is a table, not reST text
+    compat = api[api.index('id="jax_rmsprop.compat"') : api.index('id="jax_rmsprop.compat.torch')]
+    assert "<table>" in compat and "=====" not in compat
 
 
 def test_every_speed_ratio_the_docs_quote_is_in_the_bench_results():

@@ -196,14 +196,15 @@ def test_a_second_call_reuses_the_compiled_epoch():
 
 def test_equal_optimizers_share_the_compiled_epoch():
     """A fresh but equal ``rmsprop(...)`` per call (what a loop writes) compiles once;
-    another value or another variant compiles anew."""
+    so does one with other numbers (they are traced); another variant compiles anew.
+    (``batch_size=13``, used by no other test, keeps earlier tests' programs out.)"""
     params, data = _problem()
     jax_rmsprop.fit(regression_loss, params, jax_rmsprop.rmsprop(0.02), data, epochs=1,
-                    batch_size=16)  # fmt: skip
+                    batch_size=13)  # fmt: skip
     before = _fit._epoch._cache_size()
     for _ in range(3):
         jax_rmsprop.fit(regression_loss, params, jax_rmsprop.rmsprop(0.02), data, epochs=1,
-                        batch_size=16)  # fmt: skip
+                        batch_size=13)  # fmt: skip
     assert _fit._epoch._cache_size() == before
     assert jax_rmsprop.rmsprop(0.02) == jax_rmsprop.rmsprop(0.02)
     tx = jax_rmsprop.rmsprop(0.02)  # its functions still jit on their own
@@ -212,9 +213,14 @@ def test_equal_optimizers_share_the_compiled_epoch():
     assert jax_rmsprop.rmsprop(0.02) != jax_rmsprop.rmsprop(0.03)
     assert jax_rmsprop.rmsprop(0.02) != jax_rmsprop.rmsprop(0.02, centered=True)
     assert jax_rmsprop.rmsprop(0.02) != jax_rmsprop.rmsprop(np.float32(0.02))  # another dtype
-    jax_rmsprop.fit(regression_loss, params, jax_rmsprop.rmsprop(0.03), data, epochs=1,
-                    batch_size=16)  # fmt: skip
-    assert _fit._epoch._cache_size() == before + 1
+    jax_rmsprop.fit(regression_loss, params, jax_rmsprop.rmsprop(0.03, 0.8, momentum=0.5),
+                    data, epochs=1, batch_size=13)  # fmt: skip
+    jax_rmsprop.fit(regression_loss, params, jax_rmsprop.rmsprop(0.03, 0.8, momentum=0.2),
+                    data, epochs=1, batch_size=13)  # fmt: skip
+    assert _fit._epoch._cache_size() == before + 1  # momentum adds a trace: one new program
+    jax_rmsprop.fit(regression_loss, params, jax_rmsprop.rmsprop(0.03, centered=True), data,
+                    epochs=1, batch_size=13)  # fmt: skip
+    assert _fit._epoch._cache_size() == before + 2
 
 
 def _not_scalar(params, batch):

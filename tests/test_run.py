@@ -83,3 +83,49 @@ def test_run_errors():
         jax_rmsprop.run(problems.sphere(), jax_rmsprop.rmsprop(0.1), 0)
     with pytest.raises(ValueError, match=r"`run\(tol=...\)`"):
         jax_rmsprop.run(problems.sphere(), jax_rmsprop.rmsprop(0.1), 5, tol=-1.0)
+
+
+def test_a_loop_over_learning_rates_compiles_once():
+    """``rmsprop``'s numbers are traced (``_traced.Traced``): 8 learning rates, decays and
+    momenta, one program; each path equals the same optimizer compiled with its numbers as
+    constants (an ``optax.chain``, static as a whole) bit for bit."""
+    from jax_rmsprop import _run, compat
+
+    problem = problems.rosenbrock()
+    # steps=37, used by no other test: the programs counted are this test's own
+    jax_rmsprop.run(problem, jax_rmsprop.rmsprop(0.5, momentum=0.1), 37)
+    before = _run._run_compiled._cache_size()
+    for k, lr in enumerate(np.geomspace(1e-4, 1e-1, 8)):
+        tx = jax_rmsprop.rmsprop(float(lr), decay=0.8 + 0.02 * k, momentum=0.1 * k)
+        ours = jax_rmsprop.run(problem, tx, 37)
+        ref = jax_rmsprop.run(problem, optax.chain(tx), 37)
+        np.testing.assert_array_equal(ours.params, ref.params)
+    assert _run._run_compiled._cache_size() == before + 8  # the 8 chains only
+    # the same for the frameworks' conventions and scale_by_rms
+    for make in (
+        lambda v: compat.torch_rmsprop(lr=v, alpha=0.9, momentum=0.5),
+        lambda v: compat.keras_rmsprop(learning_rate=v),
+        lambda v: optax.GradientTransformationExtraArgs(*jax_rmsprop.scale_by_rms(decay=v)),
+    ):
+        make(0.1)  # (argument checks run outside jit)
+        jax_rmsprop.run(problem, make(0.3), 37)
+        before = _run._run_compiled._cache_size()
+        for v in (0.2, 0.5, 0.7):
+            jax_rmsprop.run(problem, make(v), 37)
+        assert _run._run_compiled._cache_size() == before
+
+
+def test_eps_and_schedules_stay_static():
+    """eps decides the guards at trace time; a schedule is a function: each compiles anew,
+    with the numbers of a constant."""
+    from jax_rmsprop import _run
+
+    problem = problems.sphere()
+    jax_rmsprop.run(problem, jax_rmsprop.rmsprop(0.1, eps=1e-7), 39)
+    before = _run._run_compiled._cache_size()
+    jax_rmsprop.run(problem, jax_rmsprop.rmsprop(0.1, eps=1e-6), 39)
+    sched = optax.exponential_decay(0.1, 5, 0.5)
+    ours = jax_rmsprop.run(problem, jax_rmsprop.rmsprop(sched), 39)
+    assert _run._run_compiled._cache_size() == before + 2
+    ref = jax_rmsprop.run(problem, optax.chain(jax_rmsprop.rmsprop(sched)), 39)
+    np.testing.assert_array_equal(ours.params, ref.params)

@@ -4,6 +4,7 @@ from . import checkpoint as checkpoint
 from . import compat as compat
 from . import problems as problems
 from . import report as report
+from ._conventions import RMSPropState as RMSPropState
 from ._faults import ProcessLost as ProcessLost
 from ._fit import History as History
 from ._fit import fit as fit
@@ -13,6 +14,8 @@ from ._pbt import PBTResult as PBTResult
 from ._pbt import pbt as pbt
 from ._resume import CheckpointCorrupt as CheckpointCorrupt
 from ._resume import CheckpointMismatch as CheckpointMismatch
+from ._rmsprop import rmsprop as rmsprop
+from ._rmsprop import scale_by_rms as scale_by_rms
 from ._run import Trajectory as Trajectory
 from ._run import run as run
 from ._signals import FitInterrupted as FitInterrupted
@@ -20,9 +23,6 @@ from ._signals import Interrupted as Interrupted
 from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
 from ._sweep_progress import SweepInterrupted as SweepInterrupted
-from ._transform import RMSPropState as RMSPropState
-from ._transform import rmsprop as rmsprop
-from ._transform import scale_by_rms as scale_by_rms
 from ._tune import tune as tune
 from ._tune_result import TuneResult as TuneResult
 from ._version import __version__ as __version__

@@ -14,8 +14,8 @@ import numpy as np
 import optax
 
 from . import compat, problems
+from ._rmsprop import rmsprop
 from ._run import run
-from ._transform import rmsprop
 
 
 def seed_table(epochs: int = 100, every: int = 20) -> list[str]:

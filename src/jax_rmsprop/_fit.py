@@ -24,13 +24,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from . import _epoch as kernel
 from . import _faults, _inputs, _resume
 from . import _model as models
+from ._rmsprop import describe_hyperparameters
 from ._signals import FitInterrupted, Interrupts
-from ._transform import describe_hyperparameters
+from ._traced import jit_traced
 from .checkpoint import _host, is_key
 
 
 class History(NamedTuple):
-    """The result of ``fit``.
+    """The result of [`fit`][jax_rmsprop.fit].
 
     Attributes:
       params: the trained parameters; for a Flax NNX module, the module itself, trained
@@ -61,15 +62,15 @@ class History(NamedTuple):
     stopped_epoch: int | None = None
 
 
-_epoch = jax.jit(
+_epoch = jit_traced(
     kernel.train_epoch,
-    static_argnames=("model", "tx", "batch_size", "drop_last", "sharding", "keep_finite"),
+    static_argnames=("model", "batch_size", "drop_last", "sharding", "keep_finite"),
     donate_argnames=("params", "state", "opt_state"),
 )
 _evaluate = jax.jit(kernel.evaluate, static_argnames=("model", "batch_size", "sharding"))
 
 
-@functools.partial(jax.jit, static_argnames=("tx",))
+@jit_traced
 def _start(tx, params, state, opt_state):
     """Fresh copies of the parameters, model state and optimizer state.
 
@@ -168,7 +169,10 @@ def fit(
     Args:
       loss: the loss of one batch (the mean over its examples), in one of the forms above.
       params: any pytree of arrays, or a Flax NNX module.
-      tx: any optax transformation.
+      tx: any optax transformation. This library's own ([`rmsprop`][jax_rmsprop.rmsprop],
+        [`compat`][jax_rmsprop.compat]) pass
+        their numbers but ``eps`` as inputs of the compiled epoch: other learning rates
+        or decays reuse it; a chain compiles once per object.
       data: a pytree of arrays sharing their leading (example) axis, e.g. ``(x, y)``.
       epochs: the epoch to stop at, as Keras's: epochs ``initial_epoch .. epochs - 1`` run.
       batch_size: examples per step.
@@ -211,17 +215,17 @@ def fit(
         is computed whole on every device.
 
     Returns:
-      A ``History``.
+      A [`History`][jax_rmsprop.History].
 
     Raises:
       FitInterrupted: on Ctrl-C or SIGTERM, after the epoch in flight (saved to
         ``checkpoint``, so the same call resumes from the next epoch); it carries the
-        finished epochs' ``History``. A second Ctrl-C stops at once.
+        finished epochs' [`History`][jax_rmsprop.History]. A second Ctrl-C stops at once.
       ValueError: before anything compiles, for arrays of ``data`` (or ``validation``)
         whose leading axes differ, ``batch_size`` < 1 or larger than the data, ``epochs``
         < 1, ``initial_epoch`` outside ``[0, epochs)``, a ``loss`` that does not return a
-        scalar (or scalar metrics), a ``monitor`` that is not logged; for a ``checkpoint``
-        of another call.
+        scalar (or scalar metrics), a ``monitor`` that is not logged; for a
+        ``checkpoint`` of another call.
     """
     user_model = params
     model, params, state = models.split(loss, params, state)
@@ -523,7 +527,7 @@ def _replicate(mesh: Mesh, tree: Any) -> Any:
     return jax.tree.map(put, tree)
 
 
-@functools.partial(jax.jit, static_argnames=("tx",))
+@jit_traced
 def _probe(tx, params, opt_state):
     """``tx``'s update from a gradient of ones (and a loss value of 0).
 

@@ -107,13 +107,13 @@ class Flat:
 
 
 def flatten(tree: Any) -> Flat:
-    """Packs a pytree of arrays into a ``Flat`` (one concatenation per dtype).
+    """Packs a pytree of arrays into a [`Flat`][jax_rmsprop.Flat] (one concatenation per dtype).
 
     Args:
       tree: a pytree of arrays (parameters, typically).
 
     Returns:
-      A ``Flat``; ``flatten(tree).tree`` equals ``tree`` leaf for leaf.
+      A [`Flat`][jax_rmsprop.Flat]; ``flatten(tree).tree`` equals ``tree`` leaf for leaf.
 
     Raises:
       ValueError: if the tree has no array leaves.

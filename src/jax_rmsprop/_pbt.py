@@ -27,8 +27,8 @@ from jax.sharding import Mesh
 from ._inputs import direction
 from ._model import is_nnx_module
 from ._plan import logged_names, make_plan, model_key, seed_keys
+from ._rmsprop import rmsprop
 from ._space import check_space, draw
-from ._transform import rmsprop
 from .problems import Task
 
 
@@ -92,7 +92,7 @@ class PBTResult:
         Starts from ``task.init`` with the run's initialisation key, and trains each
         interval with that interval's hyperparameters, continuing the parameters and
         optimizer state (``fit(initial_epoch=..., opt_state=...)``). Returns the last
-        ``History``, whose losses equal the member's last interval.
+        [`History`][jax_rmsprop.History], whose losses equal the member's last interval.
         """
         from ._fit import fit
 
@@ -132,8 +132,9 @@ def pbt(
     """Population-based training of ``task``: ``population`` runs, exploit and explore.
 
     Args:
-      task: the ``Task`` to train; every member starts from the same initialisation and
-        shuffles with the same key (seed 0 of ``seed``, as ``tune``'s seed 0).
+      task: the [`Task`][jax_rmsprop.Task] to train; every member starts from the same
+        initialisation and
+        shuffles with the same key (seed 0 of ``seed``, as [`tune`][jax_rmsprop.tune]'s seed 0).
       space: hyperparameter name -> an Optuna ``FloatDistribution`` (or
         ``IntDistribution``): the initial values are drawn from it, and explored values
         stay inside its bounds.
@@ -152,7 +153,7 @@ def pbt(
       mesh: shard the population over all devices of this ``jax.sharding.Mesh``.
 
     Returns:
-      A ``PBTResult``.
+      A [`PBTResult`][jax_rmsprop.PBTResult].
     """
     if not isinstance(task, Task):
         raise TypeError(f"`pbt(task=...)` must be a Task; got {task!r}.")

@@ -11,11 +11,12 @@ import optax
 from jax.tree_util import Partial
 
 from . import _loop as loop
+from ._traced import jit_traced
 from .problems import Problem
 
 
 class Trajectory(NamedTuple):
-    """The result of ``run``.
+    """The result of [`run`][jax_rmsprop.run].
 
     Attributes:
       params: the parameter path, shape ``(steps + 1, *x0.shape)`` (``path=True``), or the
@@ -32,7 +33,7 @@ class Trajectory(NamedTuple):
     converged: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("tx", "steps", "path"))
+@functools.partial(jit_traced, static_argnames=("steps", "path"))
 def _run_compiled(loss, tx, x0, steps, tol, min_loss, path):
     c0 = loop.start(loss, tx, x0)
     record = (lambda c: (c.x, c.f)) if path else (lambda c: c.f)
@@ -63,14 +64,17 @@ def run(
     Args:
       problem_or_loss: a ``Problem``, or a loss function
         ``loss(x) -> scalar`` (then ``x0`` is required).
-      tx: the optimizer. The program is compiled once per ``tx`` object and shapes.
+      tx: the optimizer. The program is compiled once per shapes and ``tx``'s
+        structure: this library's optimizers pass their numbers (but ``eps``) as traced
+        values, so a loop over learning rates, decays or momenta compiles once; any other
+        transformation (an optax chain) compiles once per object.
       steps: the maximum number of steps.
       x0: starting point (default: the problem's); any pytree of arrays.
       tol: stop once the loss is within ``tol`` of the minimum.
       path: return the whole parameter path (memory ``steps * x0.size``) or only the end.
 
     Returns:
-      A ``Trajectory``.
+      A [`Trajectory`][jax_rmsprop.Trajectory].
     """
     if isinstance(problem_or_loss, Problem):
         loss, min_loss = problem_or_loss.loss, problem_or_loss.min_loss or 0.0

@@ -43,11 +43,13 @@ class Interrupts:
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during ``fit``, ``sweep`` or ``tune``, after saving what finished.
 
-    One type to catch for all three (``FitInterrupted`` and ``SweepInterrupted`` are its
+    One type to catch for all three ([`FitInterrupted`][jax_rmsprop.FitInterrupted] and
+    [`SweepInterrupted`][jax_rmsprop.SweepInterrupted] are its
     kinds). Uncaught, it ends a script as Ctrl-C does.
 
     Attributes:
-      partial: what finished (a ``History``, ``SweepResult`` or ``TuneResult``).
+      partial: what finished (a [`History`][jax_rmsprop.History],
+        [`SweepResult`][jax_rmsprop.SweepResult] or [`TuneResult`][jax_rmsprop.TuneResult]).
       checkpoint: the checkpoint file holding it (run the same call to go on), or
         ``None`` without ``checkpoint``.
     """
@@ -57,10 +59,10 @@ class Interrupted(KeyboardInterrupt):
 
 
 class FitInterrupted(Interrupted):
-    """Ctrl-C or SIGTERM during ``fit``, stopped at an epoch boundary.
+    """Ctrl-C or SIGTERM during [`fit`][jax_rmsprop.fit], stopped at an epoch boundary.
 
     Attributes:
-      partial: the ``History`` of the epochs that finished.
+      partial: the [`History`][jax_rmsprop.History] of the epochs that finished.
       checkpoint: the checkpoint file holding them (the same call resumes from the next
         epoch), or ``None`` without ``checkpoint``.
       signal: ``"SIGINT"`` or ``"SIGTERM"``.

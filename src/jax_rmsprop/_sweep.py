@@ -18,18 +18,18 @@ from jax.tree_util import Partial
 from . import _loop as loop
 from . import _resume
 from ._fit import _copy
+from ._rmsprop import rmsprop
 from ._signals import Interrupts
 from ._space import check_traceable, make_tx, shard_runs
 from ._space import grid as grid_cells
 from ._sweep_progress import SweepInterrupted
-from ._transform import rmsprop
 from .checkpoint import _host as to_host
 from .problems import Problem, Task
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepResult:
-    """The outcome of ``sweep``; every array is shaped like the grid.
+    """The outcome of [`sweep`][jax_rmsprop.sweep]; every array is shaped like the grid.
 
     Attributes:
       configs: hyperparameter name -> array of its value in each cell.
@@ -182,9 +182,10 @@ def sweep(
     """Runs ``optimizer`` on ``problem`` for every point of the Cartesian product of ``grid``.
 
     The whole grid is one ``vmap``-ed, jitted program: the optimizer is rebuilt from traced
-    hyperparameters inside it (``rmsprop`` needs no ``inject_hyperparams``). Repeated calls
+    hyperparameters inside it ([`rmsprop`][jax_rmsprop.rmsprop] needs no ``inject_hyperparams``).
+    Repeated calls
     with the same shapes and static arguments reuse the compiled program. Training on
-    data (a ``Task``) is ``tune``'s.
+    data (a [`Task`][jax_rmsprop.Task]) is [`tune`][jax_rmsprop.tune]'s.
 
     Args:
       problem: the ``Problem`` to minimize.
@@ -196,7 +197,8 @@ def sweep(
       options: fixed keyword arguments for ``optimizer`` (static: ``eps``, ``centered``...).
       mesh: shard the configuration axis over all devices of this ``jax.sharding.Mesh``.
       chunk_steps: steps per compiled chunk (default: all at once, or 20 chunks with
-        ``progress`` or ``checkpoint``); between chunks ``progress`` is called and, with
+        ``progress`` or ``checkpoint``); between chunks ``progress`` is
+        called and, with
         ``tol``, the sweep stops early once every configuration has converged.
       progress: called as ``progress(steps_done, steps)`` after each chunk (the CLI
         draws its progress bar with it).
@@ -204,10 +206,10 @@ def sweep(
         atomically, in the background) after each chunk of ``chunk_steps`` steps, and a
         call that finds it goes on from there, ending with the same numbers, bit for bit,
         as a sweep never interrupted. A checkpoint of a different call raises
-        ``CheckpointMismatch`` saying what differs.
+        [`CheckpointMismatch`][jax_rmsprop.CheckpointMismatch] saying what differs.
 
     Returns:
-      A ``SweepResult``.
+      A [`SweepResult`][jax_rmsprop.SweepResult].
     """
     if isinstance(problem, Task):
         raise TypeError(

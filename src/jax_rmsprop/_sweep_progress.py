@@ -24,13 +24,15 @@ class SweepInterrupted(Interrupted):
     """Ctrl-C or SIGTERM during ``sweep``, ``tune``: stopped after the chunk in flight.
 
     Attributes:
-      partial: a ``TuneResult`` of the runs that finished (NaN elsewhere); for ``sweep``,
-        a ``SweepResult`` of every configuration after ``steps`` steps (``None`` if a
+      partial: a [`TuneResult`][jax_rmsprop.TuneResult] of the runs that finished (NaN elsewhere);
+        for [`sweep`][jax_rmsprop.sweep],
+        a [`SweepResult`][jax_rmsprop.SweepResult] of every configuration after ``steps`` steps
+        (``None`` if a
         second Ctrl-C cut a chunk mid-call); for ``tune(sampler=...)``, this call's
         finished trials.
       checkpoint: the checkpoint file holding them (run the same call to resume), or
         ``None`` without ``checkpoint``.
-      steps: (``sweep``) the steps every configuration had taken.
+      steps: ([`sweep`][jax_rmsprop.sweep]) the steps every configuration had taken.
     """
 
     def __init__(self, partial: Any, checkpoint: Path | None, steps: int | None = None):

@@ -21,11 +21,11 @@ from jax.sharding import Mesh
 from . import _resume
 from ._faults import translate
 from ._plan import logged_names, make_plan
+from ._rmsprop import rmsprop
 from ._signals import Interrupts
 from ._space import draw
 from ._space import grid as grid_cells
 from ._sweep_progress import Progress, SweepInterrupted, fingerprint
-from ._transform import rmsprop
 from ._tune_result import TuneResult
 from .checkpoint import with_keys
 from .problems import Problem, Task
@@ -71,7 +71,8 @@ def tune(
     """Trains ``task`` for every configuration of ``space`` and every seed.
 
     Every configuration is trained for ``epochs`` epochs from each of ``seeds`` seeds, as
-    ``fit`` does (seed ``s`` initialises with ``task.init(k0)`` and shuffles with ``k1``,
+    [`fit`][jax_rmsprop.fit] does (seed ``s`` initialises with ``task.init(k0)`` and shuffles with
+    ``k1``,
     where ``k0, k1`` are ``fold_in(fold_in(key(seed), s), 0 / 1)``), as many
     (configuration, seed) runs per compiled program as memory allows. The configurations
     are the grid's Cartesian product (``space`` of 1-D arrays), ``samples`` random draws,
@@ -81,7 +82,7 @@ def tune(
     devices, across processes too.
 
     Args:
-      task: the ``Task`` to train.
+      task: the [`Task`][jax_rmsprop.Task] to train.
       space: hyperparameter name (a keyword of ``optimizer``) -> a 1-D array of values
         (a grid axis) or, with ``samples`` or ``sampler``, an Optuna distribution
         (``FloatDistribution(1e-4, 1e-1, log=True)``, ``IntDistribution``,
@@ -122,13 +123,15 @@ def tune(
       checkpoint: a directory: progress is saved there (``sweep.npz``, atomically, in
         the background) after each chunk of runs, and a call that finds it goes on from
         there; a tuning killed at any point and run again ends with the same numbers, bit
-        for bit. A checkpoint of a different call raises ``CheckpointMismatch``.
+        for bit. A checkpoint of a different call raises
+        [`CheckpointMismatch`][jax_rmsprop.CheckpointMismatch].
       keep_params: return every run's trained parameters and model state
         (``result.params``, ``result.model_state``, ``result.best_params(k, by=...)``).
       progress: called as ``progress(runs_done, runs)`` after each chunk.
 
     Returns:
-      A ``TuneResult`` (with ``study`` set when a sampler proposed the configurations).
+      A [`TuneResult`][jax_rmsprop.TuneResult] (with ``study`` set when a sampler proposed the
+      configurations).
 
     Raises:
       SweepInterrupted: on Ctrl-C or SIGTERM, with the finished runs and the checkpoint.

@@ -17,7 +17,7 @@ class TuneResult:
 
     Attributes:
       configs: hyperparameter name -> array of its value in each cell (grid-shaped).
-      loss: each epoch's training loss (batch-size-weighted mean, as in ``fit``).
+      loss: each epoch's training loss (batch-size-weighted mean, as in [`fit`][jax_rmsprop.fit]).
       val_loss: each epoch's validation loss, or ``None`` without validation data.
       epochs_run: shape ``(*grid, seeds)``: epochs trained before early stopping (all of
         them without ``patience``); later epochs repeat the last losses.

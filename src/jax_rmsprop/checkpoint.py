@@ -1,6 +1,6 @@
 """Saving and restoring pytrees (parameters, optimizer state) as NumPy ``.npz`` files.
 
-The optimizer state is a plain pytree (``RMSPropState`` with the step
+The optimizer state is a plain pytree ([`RMSPropState`][jax_rmsprop.RMSPropState] with the step
 count inside), so a run resumed from a checkpoint continues bit for bit: schedules read
 the restored count, and every array is stored with its exact bits (bfloat16 included,
 which ``.npz`` cannot hold natively, is stored as its raw 16-bit pattern).
@@ -15,7 +15,7 @@ A save writes a temporary file beside the target and renames it into place
 (``os.replace``), so a save interrupted half-way leaves the previous checkpoint whole.
 
 For parameters sharded across hosts, or asynchronous saves, use orbax
-(``orbax.checkpoint.StandardCheckpointer``): ``RMSPropState`` is a plain
+(``orbax.checkpoint.StandardCheckpointer``): [`RMSPropState`][jax_rmsprop.RMSPropState] is a plain
 pytree and round-trips through it bit for bit (``tests/test_checkpoint.py``).
 
 Example:

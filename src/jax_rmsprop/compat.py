@@ -3,18 +3,15 @@ r"""Other frameworks' RMSProp, with their own argument names, defaults and conve
 Each constructor returns an ``optax.GradientTransformation`` that follows the
 framework's trajectory (tests compare against recorded PyTorch and Keras 3 runs):
 
-=============  ===============  ======================  ==============  ==============
-convention     PyTorch          Keras 3                 TF1             ``rmsprop``
-=============  ===============  ======================  ==============  ==============
-eps            outside root     inside root             inside root     outside (opt.)
-lr vs momentum after the trace  before the trace        before          before
-initial nu     0                0                       1               0 (opt.)
-weight decay   coupled (+λθ     decoupled (θ -= ηλθ)    none            decoupled
-               to the grad)
-complex params view_as_real:     optax's rule: one       optax's rule    one moment
-               a moment per     moment of |g|^2         (TF1: g^2)      of |g|^2
-               real part        (Keras: g^2)
-=============  ===============  ======================  ==============  ==============
+|                | PyTorch                | Keras 3            | TF1            | `rmsprop`      |
+|----------------|------------------------|--------------------|----------------|----------------|
+| eps            | outside the root       | inside the root    | inside         | outside (opt.) |
+| lr vs momentum | after the trace        | before the trace   | before         | before         |
+| initial ν      | 0                      | 0                  | 1              | 0 (opt.)       |
+| weight decay λ | coupled: g += λθ       | decoupled: θ -= ηλθ | none          | decoupled      |
+| complex params | a moment per real part | one of abs(g)² † | one of abs(g)² † | one of abs(g)² |
+
+† optax's rule; Keras and TF1 themselves square the complex gradient ($g^2$).
 
 Each constructor checks its arguments by its framework's names and ranges (PyTorch
 2.13's ``torch.optim.RMSprop`` checks; Keras 3 and TF1 check nothing at construction,
@@ -27,7 +24,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
-from ._transform import ArrayLike, Convention, Hyperparams, ScalarOrSchedule, transform
+from ._conventions import ArrayLike, Convention, Hyperparams, ScalarOrSchedule
+from ._rmsprop import transform
 from ._validation import ANY, NONNEGATIVE, POSITIVE, UNIT, check, is_zero
 
 

@@ -345,7 +345,8 @@ def search_progress(
 ) -> Path:
     """The best score found so far against the epochs trained so far, one line per search.
 
-    ``results``: label -> ``TuneResult``, each read in its configurations' order (the
+    ``results``: label -> [`TuneResult`][jax_rmsprop.TuneResult], each read in its configurations'
+    order (the
     order asked for a sampler, drawn for random search). Compute is the epochs each
     configuration trained (pruned and halved ones count what they trained), summed over
     seeds; the best is the lowest ``score`` so far (for ``by`` where higher is better,
@@ -413,9 +414,10 @@ def pbt_schedule(result: PBTResult, out: str | Path, *, title: str) -> Path:
 def fit_curves(history: Any, out: str | Path, *, title: str) -> Path:
     """A ``fit``'s ``History``: its loss and each metric against the epoch.
 
-    One panel per quantity of ``history.history`` (``loss``, ``accuracy``...), training
-    solid and validation (``val_``) dashed in the same colour; losses on a log axis; the
-    best epoch of early stopping marked where there is one.
+    ``history``: a [`History`][jax_rmsprop.History] of [`fit`][jax_rmsprop.fit]. One panel
+    per quantity of ``history.history`` (``loss``, ``accuracy``...), training solid and
+    validation (``val_``) dashed in the same colour; losses on a log axis; the best epoch of
+    early stopping marked where there is one.
     """
     plt = _plt()
     hist = history.history

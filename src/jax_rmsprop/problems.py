@@ -56,9 +56,10 @@ class Problem:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Task:
-    """A training problem to sweep: what ``fit`` takes but the optimizer.
+    """A training problem to sweep: what [`fit`][jax_rmsprop.fit] takes but the optimizer.
 
-    The same models as ``fit``: parameters with a pure loss, a Flax NNX module, or the
+    The same models as [`fit`][jax_rmsprop.fit]: parameters with a pure loss, a Flax NNX module, or
+    the
     functional form with model state (``model_state=True``).
 
     Attributes:
