@@ -6,7 +6,9 @@ memory (``--fraction`` overrides ``MEMORY_FRACTION``). Prints one JSON line: the
 parameters, the chunks, XLA's accounting of the whole grid as one program, seconds and
 the process's peak resident memory.
 
-Usage: python -m bench.big_sweep [--fraction F] [--epochs E]
+``--side N`` sweeps N x N configurations instead (the default bench run: 16 x 16).
+
+Usage: python -m bench.big_sweep [--fraction F] [--epochs E] [--side N]
 """
 
 import argparse
@@ -21,15 +23,18 @@ import jax_rmsprop
 from jax_rmsprop import _plan
 from jax_rmsprop._space import grid as grid_cells
 
-GRID = {"learning_rate": np.logspace(-4, -1, 64), "decay": np.linspace(0.5, 0.99, 64)}
-RUNS = 64 * 64
+
+def grid(side: int) -> dict:
+    return {"learning_rate": np.logspace(-4, -1, side), "decay": np.linspace(0.5, 0.99, side)}
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fraction", type=float, default=_plan.MEMORY_FRACTION)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--side", type=int, default=64)
     args = parser.parse_args()
+    GRID, RUNS = grid(args.side), args.side**2  # noqa: N806
     _plan.MEMORY_FRACTION = args.fraction
     task = jax_rmsprop.problems.digits(hidden=1400, batch_size=64, n_train=256)
     params = sum(a.size for a in jax.tree.leaves(task.init(jax.random.key(0))))

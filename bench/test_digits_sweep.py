@@ -15,18 +15,25 @@ import jax_rmsprop
 from jax_rmsprop import _plan
 from jax_rmsprop._model import split as split_model
 
-from .helpers import keras_digits_classifier, keras_on_jax, round_robin
+from .helpers import big_enabled, keras_digits_classifier, keras_on_jax, round_robin
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
-GRID = {"learning_rate": np.logspace(-4, -1, 16), "decay": np.linspace(0.5, 0.99, 16)}
 SEEDS, EPOCHS = 3, 9
+
+
+def _grid(side: int) -> dict:
+    return {"learning_rate": np.logspace(-4, -1, side), "decay": np.linspace(0.5, 0.99, side)}
+
+
+GRID = _grid(16)  # --big; the default run: 8 x 8
 RUNS = 16 * 16 * SEEDS
 
 
-# One optimizer object whose hyperparameters are set in its state: ``fit`` compiles once per
-# optimizer object (like ``jax.jit`` with a static argument), so a new ``rmsprop(lr, ...)``
-# per configuration would recompile every time.
+# One optimizer object whose hyperparameters are set in its state: the loop's figures were
+# first taken this way, when ``fit`` compiled once per optimizer object. (A fresh
+# ``rmsprop(lr, decay)`` per configuration now shares one program too: its numbers are
+# traced; ``bench/test_compile.py``.)
 TX = optax.inject_hyperparams(jax_rmsprop.rmsprop, hyperparam_dtype=jnp.float32)(
     learning_rate=1e-3, decay=0.9
 )
@@ -80,25 +87,28 @@ def _loop_of_keras_fits(task, configs):
 
 
 @pytest.mark.benchmark(group="digits-sweep")
-def test_digits_sweep(benchmark, device):
+def test_digits_sweep(benchmark, device, request):
     task = jax_rmsprop.problems.digits()
-    few = list(zip(GRID["learning_rate"][::5], GRID["decay"][::5]))  # 4 configurations
+    big = big_enabled(request.config)
+    GRID = _grid(16 if big else 8)  # noqa: N806
+    RUNS = GRID["decay"].size ** 2 * SEEDS  # noqa: N806
+    few = list(zip(GRID["learning_rate"][::5], GRID["decay"][::5]))[:4]  # <= 4 configurations
     kernels = {
         "program": lambda: jax_rmsprop.tune(task, GRID, EPOCHS, seeds=SEEDS),
         "fit-loop": lambda: loop_of_fits(task, few),
     }
-    keras_loop = _loop_of_keras_fits(task, few[:2])
+    keras_loop = _loop_of_keras_fits(task, few[: 2 if big else 1])
     if keras_loop is not None:
         kernels["keras-loop"] = keras_loop
     full = kernels["program"]()  # compile and warm up outside the timer
     for name in list(kernels)[1:]:
         kernels[name]()
-    med = round_robin(benchmark, kernels, rounds=2)
-    per_run = {"program": med["program"] / RUNS, "fit-loop": med["fit-loop"] / (4 * SEEDS)}
+    med = round_robin(benchmark, kernels, rounds=2 if big else 1)
+    per_run = {"program": med["program"] / RUNS, "fit-loop": med["fit-loop"] / (len(few) * SEEDS)}
     info = {"runs": RUNS, "epochs": EPOCHS}
     info["fit-loop/program (per run)"] = round(per_run["fit-loop"] / per_run["program"], 2)
     if "keras-loop" in med:
-        per_keras = med["keras-loop"] / (2 * SEEDS)
+        per_keras = med["keras-loop"] / ((2 if big else 1) * SEEDS)
         info["keras-loop/program (per run)"] = round(per_keras / per_run["program"], 2)
     else:
         info["keras-loop/program (per run)"] = "keras not installed"

@@ -19,7 +19,7 @@ from .helpers import keras_digits_classifier, keras_on_jax, round_robin
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
-from tests.test_fit import _golden_script, classifier_loss  # noqa: E402
+from tests.training.test_fit import _golden_script, classifier_loss  # noqa: E402
 
 
 def _setup():

@@ -32,7 +32,7 @@ from .helpers import keras_on_jax, round_robin
 nnx = pytest.importorskip("flax.nnx")
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
-from tests.test_fit import _golden_script  # noqa: E402
+from tests.training.test_fit import _golden_script  # noqa: E402
 
 BATCH, N = 32, 1408
 

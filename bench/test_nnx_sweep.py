@@ -17,11 +17,11 @@ from .helpers import round_robin
 nnx = pytest.importorskip("flax.nnx")
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
-from .test_digits_sweep import GRID, SEEDS, loop_of_fits  # noqa: E402
+from .helpers import big_enabled  # noqa: E402
+from .test_digits_sweep import SEEDS, _grid, loop_of_fits  # noqa: E402
 from .test_fit_nnx import Net  # noqa: E402
 
 EPOCHS = 3
-RUNS = 16 * 16 * SEEDS
 
 
 def loss(model, batch):
@@ -39,17 +39,20 @@ def _task():
 
 
 @pytest.mark.benchmark(group="nnx-sweep")
-def test_nnx_sweep(benchmark, device):
+def test_nnx_sweep(benchmark, device, request):
+    big = big_enabled(request.config)
+    GRID = _grid(16 if big else 8)  # noqa: N806  (the default run: 8 x 8, one round)
+    RUNS = GRID["decay"].size ** 2 * SEEDS  # noqa: N806
     task = _task()
-    few = list(zip(GRID["learning_rate"][::5], GRID["decay"][::5]))  # 4 configurations
+    few = list(zip(GRID["learning_rate"][::5], GRID["decay"][::5]))[:4]  # <= 4 configurations
     kernels = {
         "program": lambda: jax_rmsprop.tune(task, GRID, EPOCHS, seeds=SEEDS),
         "fit-loop": lambda: loop_of_fits(task, few, epochs=EPOCHS),
     }
     result = kernels["program"]()  # compile and warm up outside the timer
     kernels["fit-loop"]()
-    med = round_robin(benchmark, kernels, rounds=2)
-    per_run = {"program": med["program"] / RUNS, "fit-loop": med["fit-loop"] / (4 * SEEDS)}
+    med = round_robin(benchmark, kernels, rounds=2 if big else 1)
+    per_run = {"program": med["program"] / RUNS, "fit-loop": med["fit-loop"] / (len(few) * SEEDS)}
     best = result.best(1, by="val_accuracy")[0]
     benchmark.extra_info.update(
         device=device,

@@ -12,6 +12,7 @@ import jax_rmsprop
 from .helpers import (
     TREE_VARIANTS,
     assert_same_params,
+    big_enabled,
     donated_loop,
     optimizer_step,
     round_robin,
@@ -56,6 +57,8 @@ TREES = {"4000-leaves": many_leaves, "transformer": transformer}
 
 @pytest.fixture(scope="module", params=list(TREES))
 def tree(request):
+    if request.param == "4000-leaves" and not big_enabled(request.config):
+        pytest.skip("--big: 4000 leaves compile for ~30 s per variant (interleaved: 500)")
     return request.param, TREES[request.param]()
 
 
@@ -93,14 +96,16 @@ def test_compile_time(benchmark, variant, device):
 
 
 @pytest.mark.benchmark(group="pytrees-interleaved")
-def test_optimizer_step_interleaved(benchmark, device):
+def test_optimizer_step_interleaved(benchmark, device, request):
     """The 4000-leaf tree, the three variants in round-robin: the ratios to quote.
 
     A second copy of optax's step, set up last, is the control: on this CPU a step set up
     later runs slower than the same step set up first (allocation of 8000 small buffers),
     and the two optax copies show how large that effect is.
     """
-    params = many_leaves()
+    big = big_enabled(request.config)
+    n = 4000 if big else 500  # the default run: 500 leaves, 10 rounds
+    params = many_leaves(n)
     kernels = {}
     variants = dict(TREE_VARIANTS, **{"optax-tree-again": TREE_VARIANTS["optax-tree"]})
     for variant, (make, flat) in variants.items():
@@ -108,12 +113,12 @@ def test_optimizer_step_interleaved(benchmark, device):
         p = jax_rmsprop.flatten(params) if flat else jax.tree.map(jnp.copy, params)
         grads = jax.tree.map(lambda x: x * 1e-2, p)
         kernels[variant] = donated_loop(optimizer_step(tx), (p, tx.init(p)), grads)
-    med = round_robin(benchmark, kernels, rounds=30)
+    med = round_robin(benchmark, kernels, rounds=30 if big else 10)
     # all took the same steps from the same start
     assert_same_params(
         kernels, "optax-tree", ("ours-tree", "ours-flat", "optax-tree-again"), rtol=1e-5
     )
-    benchmark.extra_info.update(tree="4000-leaves", device=device)
+    benchmark.extra_info.update(tree=f"{n}-leaves", device=device)
     benchmark.extra_info["optax-tree/ours-flat"] = round(med["optax-tree"] / med["ours-flat"], 2)
     benchmark.extra_info["optax-tree/ours-tree"] = round(med["optax-tree"] / med["ours-tree"], 3)
     benchmark.extra_info["optax-tree/optax-tree-again"] = round(

@@ -19,9 +19,10 @@ import pytest
 
 import jax_rmsprop
 
-from .helpers import TREE_VARIANTS, assert_same_params, donated_loop, round_robin
+from .helpers import TREE_VARIANTS, assert_same_params, big_enabled, donated_loop, round_robin
 
 EXPERTS, WIDTH, BATCH = 300, 16, 8  # 600 leaves; compiles in 8-17 s per variant on 2 cores
+SMALL = 50  # the default run (100 leaves, 10 rounds); --big: 300 experts, 40 rounds
 
 
 def experts_params(k=EXPERTS, d=WIDTH):
@@ -55,26 +56,28 @@ def make_train_step(tx, flat):
 
 
 @pytest.mark.benchmark(group="train-step")
-def test_train_step(benchmark, device):
+def test_train_step(benchmark, device, request):
     """The three variants in round-robin (``conftest.round_robin``), donated."""
+    big = big_enabled(request.config)
+    experts = EXPERTS if big else SMALL
     rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=(BATCH, EXPERTS, WIDTH)), jnp.float32)
-    y = jnp.asarray(rng.normal(size=(BATCH, EXPERTS, WIDTH)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(BATCH, experts, WIDTH)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(BATCH, experts, WIDTH)), jnp.float32)
     kernels, compile_s = {}, {}
     for variant, (make, flat) in TREE_VARIANTS.items():
         tx = make()
-        params = experts_params()
+        params = experts_params(experts)
         params = jax_rmsprop.flatten(params) if flat else params
         state = tx.init(params)
         t0 = time.perf_counter()
         compiled = make_train_step(tx, flat).lower(params, state, x, y).compile()
         compile_s[variant] = round(time.perf_counter() - t0, 2)
         kernels[variant] = donated_loop(compiled, (params, state), x, y)
-    med = round_robin(benchmark, kernels, rounds=40)
+    med = round_robin(benchmark, kernels, rounds=40 if big else 10)
     # the same steps from the same start
     assert_same_params(kernels, "optax-tree", ("ours-tree", "ours-flat"), rtol=1e-4, atol=1e-6)
     benchmark.extra_info.update(
-        model=f"{EXPERTS} experts", leaves=2 * EXPERTS, compile_s=compile_s, device=device
+        model=f"{experts} experts", leaves=2 * experts, compile_s=compile_s, device=device
     )
     benchmark.extra_info["optax-tree/ours-flat"] = round(med["optax-tree"] / med["ours-flat"], 2)
     benchmark.extra_info["optax-tree/ours-tree"] = round(med["optax-tree"] / med["ours-tree"], 3)

@@ -44,6 +44,7 @@ SPACE = {
     "momentum": FloatDistribution(0.0, 0.95),
 }
 EPOCHS, TRIALS, BATCH, LOOP_TRIALS = 3, 256, 32, 4
+SMALL_TRIALS = 64  # the default run (one round); --big: 256 trials, 2 rounds
 QUALITY_SEEDS = 2
 
 
@@ -103,8 +104,10 @@ def _keras_objective(task, keras):
 
 
 @pytest.mark.benchmark(group="tune-optuna")
-def test_batched_tpe_against_study_optimize(benchmark, device):
+def test_batched_tpe_against_study_optimize(benchmark, device, request):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    big = big_enabled(request.config)
+    TRIALS = globals()["TRIALS"] if big else SMALL_TRIALS  # noqa: N806
     task = jax_rmsprop.problems.digits()
 
     def batched():
@@ -135,7 +138,7 @@ def test_batched_tpe_against_study_optimize(benchmark, device):
     res = batched()  # cold: its programs compiled in the call
     cold = time.perf_counter() - t
     loop(_injected, 1)()  # the injected program's compile outside the timer
-    med = round_robin(benchmark, kernels, rounds=2)
+    med = round_robin(benchmark, kernels, rounds=2 if big else 1)
     per_trial = {
         "batched": med["batched"] / TRIALS,
         "optimize": med["optimize"] / LOOP_TRIALS,
@@ -156,7 +159,8 @@ def test_batched_tpe_against_study_optimize(benchmark, device):
     # the goals, >= 10x a compile-per-trial loop and >= 50x Keras, hold with a wide
     # margin (25x, 200x here), so a noisy CI machine checks them too; >= 2x the injected
     # loop (2.3-2.5x here, TPE's own asks are 2/3 of the batched time) is recorded only
-    assert info["optimize/batched cold (per trial)"] >= 10
+    if big:  # (256 trials amortise the one compile; 64 do not, by design of the goal)
+        assert info["optimize/batched cold (per trial)"] >= 10
     if keras is not None:
         assert info["keras-optimize/batched (per trial)"] >= 50
     jax.clear_caches()

@@ -22,12 +22,14 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _epoch as kernel
-from . import _faults, _inputs, _resume
+from . import _inputs, _resume
 from . import _model as models
+from ._host import device_copy, to_host
+from ._resumable import Loop, resumable
 from ._rmsprop import describe_hyperparameters
-from ._signals import FitInterrupted, Interrupts
+from ._signals import FitInterrupted
 from ._traced import jit_traced
-from .checkpoint import _host, is_key
+from .checkpoint import is_key
 
 
 class History(NamedTuple):
@@ -78,9 +80,6 @@ def _start(tx, params, state, opt_state):
     """
     copy = functools.partial(jax.tree.map, jnp.copy)
     return copy(params), copy(state), tx.init(params) if opt_state is None else copy(opt_state)
-
-
-_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
 
 
 @dataclasses.dataclass
@@ -255,29 +254,22 @@ def fit(
         model, tx, data, validation, key, rng, int(batch_size), bool(drop_last), sharding,
         bool(terminate_on_nan),
     )  # fmt: skip
-    resume = None
-    if checkpoint is not None:
-        print_ = _fingerprint(run, params, state, opt_state, initial_epoch, stopper)
-        resume = _resume.Resume(checkpoint, "fit", print_)
     logs = _Logs(names, validation is not None, dtype)
     carry = (params, state, opt_state)
     first = initial_epoch
-    if resume is not None and (got := resume.load(lambda _: _saved(carry, stopper))) is not None:
-        carry, first = _resumed(got, logs, stopper, initial_epoch, epochs, resume.path)
-        if verbose:
-            print(f"resumed from epoch {first} ({resume.path})", flush=True)
-    path = None if resume is None else resume.path
-    with Interrupts() as interrupts:
+    fingerprint = lambda: _fingerprint(run, params, state, opt_state, initial_epoch, stopper)  # noqa: E731
+    with resumable("fit", checkpoint, "fit", fingerprint) as loop:
+        if (got := loop.load(lambda _: _saved(lambda c: c, carry, stopper))) is not None:
+            carry, first = _resumed(got, logs, stopper, initial_epoch, epochs, loop.path)
+            if verbose:
+                print(f"resumed from epoch {first} ({loop.path})", flush=True)
         try:
             carry, stopped, why = _epochs(
-                run, carry, first, epochs, logs, stopper, resume, verbose, callback, interrupts
+                run, carry, first, epochs, logs, stopper, loop, verbose, callback
             )
-        except jax.errors.JaxRuntimeError as err:  # another process died?
-            raise _faults.translate(err, "fit", path) from err
         except KeyboardInterrupt:  # a second Ctrl-C: the epoch in flight is lost
-            if resume is not None:
-                resume.flush()
-            raise FitInterrupted(None, path, "SIGINT") from None
+            raise FitInterrupted(None, loop.path, "SIGINT") from None
+    path, requested = loop.path, loop.requested
     params, state, opt_state = carry
     if why == "non-finite":
         warnings.warn(
@@ -301,8 +293,8 @@ def fit(
         None if stopper is None else stopper.best_epoch,
         stopped,
     )
-    if interrupts.requested is not None:
-        raise FitInterrupted(hist, path, interrupts.requested)
+    if requested is not None:
+        raise FitInterrupted(hist, path, requested)
     return hist
 
 
@@ -340,7 +332,7 @@ class _Logs:
         return {k: float(v[-1]) for k, v in self.values.items()}
 
     def floats(self) -> dict[str, list[float]]:
-        return {k: [float(_host(x)) for x in v] for k, v in self.values.items()}
+        return {k: [float(to_host(x)) for x in v] for k, v in self.values.items()}
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(v, self.dtype) for k, v in self.floats().items()}
@@ -389,10 +381,10 @@ def _early_stopping(epochs, initial_epoch, patience, monitor, mode, restore, nam
     return _EarlyStopping(monitor, int(patience), _inputs.direction(monitor, mode), bool(restore))
 
 
-def _epochs(run: _Run, carry, first, epochs, logs, stopper, resume, verbose, callback, signals):
+def _epochs(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose, callback):
     """Trains epochs ``first .. epochs - 1``: the carry, the epoch stopped at and why.
 
-    A signal (``signals.requested``) stops it after the epoch in flight, which is saved.
+    A signal (``loop.requested``) stops it after the epoch in flight, which is saved.
     """
     stopped = None
     offset = first - len(logs)  # epoch e's logs are at index e - offset
@@ -420,7 +412,7 @@ def _epochs(run: _Run, carry, first, epochs, logs, stopper, resume, verbose, cal
             )
         logs.add(train, val)
         if stopper is not None and stopper.update(
-            epoch, logs.last(), functools.partial(_copy, carry[:2])
+            epoch, logs.last(), functools.partial(device_copy, carry[:2])
         ):
             stopped = epoch
         if verbose:
@@ -431,25 +423,19 @@ def _epochs(run: _Run, carry, first, epochs, logs, stopper, resume, verbose, cal
             )
         if callback is not None:
             callback(epoch, float(train["loss"]), None if val is None else float(val["loss"]))
-        last = stopped is not None or epoch == epochs - 1 or signals.requested is not None
-        if resume is not None and (resume.ready() or last):
-            # written in the background while the next epoch runs
-            resume.save(_saved(_copy(carry), stopper), _position(logs, stopper))
-        ends = stopped is not None or signals.requested is not None or epoch == epochs - 1
+        ends = stopped is not None or loop.requested is not None or epoch == epochs - 1
+        # written in the background while the next epoch runs
+        loop.boundary(
+            functools.partial(_saved, device_copy, carry, stopper), _position(logs, stopper), ends
+        )
         if run.keep_finite and (bad := _nonfinite(finite, epoch, first, ends)) is not None:
             # the epochs from ``bad`` on returned the parameters they started from
             for values in logs.values.values():
                 del values[bad - offset + 1 :]
-            return _finish(resume, carry, bad, "non-finite")
-        if stopped is not None or signals.requested is not None:
+            return carry, bad, "non-finite"
+        if stopped is not None or loop.requested is not None:
             break
-    return _finish(resume, carry, stopped, None if stopped is None else "early stopping")
-
-
-def _finish(resume, carry, stopped, why):
-    if resume is not None:
-        resume.flush()
-    return carry, stopped, why
+    return carry, stopped, None if stopped is None else "early stopping"
 
 
 def _nonfinite(finite: list, epoch: int, first: int, ends: bool) -> int | None:
@@ -464,8 +450,12 @@ def _nonfinite(finite: list, epoch: int, first: int, ends: bool) -> int | None:
     return None
 
 
-def _saved(carry, stopper) -> tuple:
-    """The arrays of a checkpoint: the carry, and the best weights kept for ``restore_best``."""
+def _saved(copy, carry, stopper) -> tuple:
+    """The arrays of a checkpoint: the carry, and the best weights kept for ``restore_best``.
+
+    ``copy`` is applied to the carry (``device_copy``: the next epoch donates it).
+    """
+    carry = copy(carry)
     return carry, None if stopper is None or not stopper.restore else (stopper.kept or carry[:2])
 
 
@@ -479,7 +469,7 @@ def _position(logs: _Logs, stopper) -> Callable[[], dict]:
 
     def position() -> dict:
         return {
-            "logs": {k: [float(_host(x)) for x in v] for k, v in values.items()},
+            "logs": {k: [float(to_host(x)) for x in v] for k, v in values.items()},
             "early": early,
         }
 

@@ -22,11 +22,11 @@ from jax.sharding import Mesh
 from jax.tree_util import Partial
 
 from ._epoch import evaluate, train_epoch
+from ._host import to_host
 from ._inputs import batch_of, check_data, loss_output
 from ._model import FUNCTIONAL, NNX, Model, split_params
 from ._model import split as split_model
 from ._space import check_traceable, make_tx, shard_runs
-from .checkpoint import _host as to_host
 from .checkpoint import key_data, with_keys
 
 
@@ -239,7 +239,7 @@ class _Plan:
     def _devices(self) -> int:
         return self.mesh.size if self.mesh else 1
 
-    def _round(self, n: int) -> int:
+    def padded(self, n: int) -> int:
         """``n`` rounded up to a multiple of the mesh's devices (an equal share each)."""
         return -(-n // self._devices) * self._devices
 
@@ -279,16 +279,16 @@ class _Plan:
         ``vmap``) until its own accounting fits, or one run per device is left.
         """
         if self.chunk_size is not None:
-            return self._round(self.chunk_size)
+            return self.padded(self.chunk_size)
         budget = _memory_budget(self.mesh)
-        c = self._round(n)
+        c = self.padded(n)
         while c > self._devices:
             total, shared = self._bytes(c, carry, first, epochs)
             if total <= budget:
                 break
             per_run = max(1, (total - shared) // (c // self._devices))
             fit = max(1, (budget - shared) // per_run) * self._devices
-            c = self._round(min(fit, c - self._devices))
+            c = self.padded(min(fit, c - self._devices))
         return c
 
     def abstract_run(self) -> _Run:
@@ -323,13 +323,16 @@ class _Plan:
     def train(self, idx, carry, first, epochs, keep: bool, chunk: int, start: int = 0, full=False):
         """Trains runs ``idx`` for ``epochs`` from ``first``, ``chunk`` runs per program.
 
-        ``carry`` (host arrays, one entry per run of ``idx``, or ``None`` to start) goes
-        in chunk by chunk, from run ``start`` of ``idx``. Yields, after each chunk,
-        ``(runs done, kept, losses, validation losses)`` on the host: ``kept`` is the
-        chunk's new carries when ``keep`` (successive halving continues them) or ``full``
-        (the trained parameters are returned), else the epochs each run trained; the
-        losses are ``(runs in the chunk, epochs)``.
+        ``carry`` (one entry per run of ``idx``, or ``None`` to start) goes in chunk by
+        chunk, from run ``start`` of ``idx``. Yields, after each chunk, ``(runs done,
+        kept, losses, validation losses)``: ``kept`` is the chunk's new carries when
+        ``keep`` (successive halving continues them) or ``full`` (the trained parameters
+        are returned), else the epochs each run trained; the losses are ``(runs in the
+        chunk, epochs)`` on the host. When all the runs train in one program and only
+        halving keeps the carries, they stay on the devices (the next rung gathers its
+        survivors there); otherwise they come to the host, chunk by chunk.
         """
+        on_device = keep and not full and start == 0 and chunk >= idx.size
         for begin in range(start, idx.size, chunk):
             part = np.minimum(np.arange(begin, begin + chunk), idx.size - 1)  # pad
             c = None if carry is None else jax.tree.map(lambda a: a[part], carry)  # noqa: B023
@@ -338,9 +341,10 @@ class _Plan:
                 *self.args, values, self.root, seed, rows, c, first, **self.static, epochs=epochs
             )
             take = min(chunk, idx.size - begin)
-            kept = out if keep or full else out.ran
-            kept, (f, v) = jax.tree.map(lambda a, n=take: to_host(a)[:n], (key_data(kept), logs))
-            yield begin + take, kept, f, v
+            kept = key_data(out if keep or full else out.ran)
+            move = (lambda a, n=take: a[:n]) if on_device else (lambda a, n=take: to_host(a)[:n])
+            f, v = jax.tree.map(lambda a, n=take: to_host(a)[:n], logs)
+            yield begin + take, jax.tree.map(move, kept), f, v
 
 
 def logged_names(metrics: tuple[str, ...]) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from . import checkpoint as ckpt
+from ._host import to_host
 
 
 class CheckpointMismatch(ValueError):
@@ -64,7 +65,7 @@ def digest(tree: Any) -> str:
     leaves, treedef = jax.tree.flatten(tree)
     h.update(str(treedef).encode())
     for leaf in leaves:
-        a = ckpt._host(jax.random.key_data(leaf) if ckpt.is_key(leaf) else leaf)
+        a = to_host(jax.random.key_data(leaf) if ckpt.is_key(leaf) else leaf)
         h.update(f"{a.dtype.name}{a.shape}".encode())
         h.update(np.ascontiguousarray(a).view(np.uint8).tobytes())
     return h.hexdigest()[:16]

@@ -26,13 +26,13 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from ._host import to_host
 from ._inputs import direction
 from ._plan import logged_names, make_plan
-from ._signals import Interrupts
+from ._resumable import resumable
 from ._space import check_space, static_names
 from ._sweep_progress import SweepInterrupted
 from ._tune_result import TuneResult
-from .checkpoint import _host as to_host
 from .checkpoint import key_data, with_keys
 from .problems import Task
 
@@ -146,7 +146,7 @@ def search(
             progress(start + k, trials)
 
     try:
-        with Interrupts() as signals:
+        with resumable("tune", None, "", dict) as signals:  # Ctrl-C, SIGTERM; ProcessLost
             if prune and not static and done < trials:  # freed slots take new trials
                 slots = _Slots(plan_for(()), study, optuna, space, numeric, epochs, monitor, sign)
                 slots.run(trained, pending, min(batch, trials - done), trials - done, report,
@@ -214,7 +214,7 @@ class _Slots:
         ep = np.zeros(batch, np.int64)
         active = np.ones(batch, bool)
         n = batch * per_cfg
-        idx = np.minimum(np.arange(self.plan._round(n)), n - 1)
+        idx = np.minimum(np.arange(self.plan.padded(n)), n - 1)
         carry: Any = None
         reset = None
         runs = lambda mask: np.repeat(mask, per_cfg)[idx]  # noqa: E731 (slots -> runs)
@@ -310,7 +310,7 @@ def _train_group(plan, group: list, numeric, epochs, monitor, sign, prune, train
     values = [np.asarray([t.params[n] for t in group], np.float64) for n in numeric]
     plan = dataclasses.replace(plan, runs=[np.repeat(v, per_cfg) for v in values])
     n = len(group) * per_cfg
-    idx = np.minimum(np.arange(plan._round(n)), n - 1)  # padded to the mesh's devices
+    idx = np.minimum(np.arange(plan.padded(n)), n - 1)  # padded to the mesh's devices
     step = 1 if prune else epochs
     carry: Any = None
     first = 0

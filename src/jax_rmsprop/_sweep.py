@@ -17,13 +17,12 @@ from jax.tree_util import Partial
 
 from . import _loop as loop
 from . import _resume
-from ._fit import _copy
+from ._host import device_copy, to_host
+from ._resumable import Loop, resumable
 from ._rmsprop import rmsprop
-from ._signals import Interrupts
 from ._space import check_traceable, make_tx, shard_runs
 from ._space import grid as grid_cells
 from ._sweep_progress import SweepInterrupted
-from .checkpoint import _host as to_host
 from .problems import Problem, Task
 
 
@@ -96,7 +95,7 @@ def _advance_all(loss, carry, values, tol, min_loss, optimizer, names, options, 
 
 
 def _advance_in_chunks(
-    loss, carry, values, steps, chunk, tol, min_loss, progress, static, done_steps=0, resume=None
+    loss, carry, values, steps, chunk, tol, min_loss, progress, static, done_steps, run: Loop
 ):
     """Every configuration ``steps`` steps, ``chunk`` per call; stops once all met ``tol``.
 
@@ -107,25 +106,26 @@ def _advance_in_chunks(
     """
     stop = None
     try:
-        with Interrupts() as signals:
-            while done_steps < steps:
-                k = min(chunk, steps - done_steps)
-                carry = _advance_all(loss, carry, values, tol, min_loss, n_steps=k, **static)
-                done_steps += k
-                last = done_steps >= steps
-                if tol is not None and bool(to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
-                    last = True
-                if resume is not None and (resume.ready() or last):
-                    resume.save(
-                        _copy(carry), functools.partial(dict, steps=done_steps)
-                    )  # (the next chunk donates it)
-                if progress is not None:
-                    progress(done_steps, steps)
-                if last:
-                    break
-                if signals.requested is not None:
-                    stop = signals.requested
-                    break
+        while done_steps < steps:
+            k = min(chunk, steps - done_steps)
+            carry = _advance_all(loss, carry, values, tol, min_loss, n_steps=k, **static)
+            done_steps += k
+            last = done_steps >= steps
+            if tol is not None and bool(to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
+                last = True
+            # (a copy: the next chunk donates the carry)
+            run.boundary(
+                functools.partial(device_copy, carry),
+                functools.partial(dict, steps=done_steps),
+                last,
+            )
+            if progress is not None:
+                progress(done_steps, steps)
+            if last:
+                break
+            if run.requested is not None:
+                stop = run.requested
+                break
     except KeyboardInterrupt:
         stop = "SIGINT"
     if stop is not None:
@@ -133,10 +133,10 @@ def _advance_in_chunks(
             jax.block_until_ready(carry)
         except RuntimeError:  # cut mid-call: the donated input is gone
             carry = None
-        if resume is not None and carry is not None:  # keep the last whole chunk
-            resume.save(_copy(carry), functools.partial(dict, steps=done_steps))
-    if resume is not None:
-        resume.flush()
+        if carry is not None:  # keep the last whole chunk
+            run.boundary(
+                lambda: device_copy(carry), functools.partial(dict, steps=done_steps), True
+            )
     return carry, done_steps, stop
 
 
@@ -197,8 +197,7 @@ def sweep(
       options: fixed keyword arguments for ``optimizer`` (static: ``eps``, ``centered``...).
       mesh: shard the configuration axis over all devices of this ``jax.sharding.Mesh``.
       chunk_steps: steps per compiled chunk (default: all at once, or 20 chunks with
-        ``progress`` or ``checkpoint``); between chunks ``progress`` is
-        called and, with
+        ``progress`` or ``checkpoint``); between chunks ``progress`` is called and, with
         ``tol``, the sweep stops early once every configuration has converged.
       progress: called as ``progress(steps_done, steps)`` after each chunk (the CLI
         draws its progress bar with it).
@@ -236,23 +235,20 @@ def sweep(
 
     carry = _start_all(loss, problem.x0, values, **static)
     f0 = to_host(carry.f)
-    resume, done_steps = None, 0
-    if checkpoint is not None:
-        settings: dict[str, Any] = dict(
-            steps=steps, tol=tol, options=sorted((options or {}).items())
-        )
-        print_ = _fingerprint(
-            problem, names, cells, optimizer=_resume.name_of(optimizer), **settings
-        )
-        resume = _resume.Resume(checkpoint, "sweep", print_)
-        if (got := resume.load(lambda _: carry)) is not None:
-            carry, done_steps = got[0], got[1]["steps"]
-    carry, done, stop = _advance_in_chunks(
-        loss, carry, values, steps, chunk, tol, min_loss, progress, static, done_steps, resume
+    done_steps = 0
+    settings: dict[str, Any] = dict(steps=steps, tol=tol, options=sorted((options or {}).items()))
+    fingerprint = lambda: _fingerprint(  # noqa: E731
+        problem, names, cells, optimizer=_resume.name_of(optimizer), **settings
     )
+    with resumable("sweep", checkpoint, "sweep", fingerprint) as run:
+        if (got := run.load(lambda _: carry)) is not None:
+            carry, done_steps = got[0], got[1]["steps"]
+        carry, done, stop = _advance_in_chunks(
+            loss, carry, values, steps, chunk, tol, min_loss, progress, static, done_steps, run
+        )
     if stop is not None:
         partial = None
         if carry is not None:
             partial = _outcome(carry, n, shape, names, cells, tol, min_loss, f0)
-        raise SweepInterrupted(partial, None if resume is None else resume.path, done)
+        raise SweepInterrupted(partial, run.path, done)
     return _outcome(carry, n, shape, names, cells, tol, min_loss, f0)

@@ -197,5 +197,10 @@ def jit_traced(
         args, kwargs = swap(args, kwargs, Traced)
         return compiled(*args, **kwargs)
 
+    def lower(*args, **kwargs):
+        args, kwargs = swap(args, kwargs, Traced)
+        return compiled.lower(*args, **kwargs)
+
+    call.lower = lower  # type: ignore[attr-defined]  # as a jitted function's
     call._cache_size = compiled._cache_size  # type: ignore[attr-defined]  # (programs, for tests)
     return call

@@ -18,11 +18,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from . import _resume
-from ._faults import translate
 from ._plan import logged_names, make_plan
+from ._resumable import Loop, resumable
 from ._rmsprop import rmsprop
-from ._signals import Interrupts
 from ._space import draw
 from ._space import grid as grid_cells
 from ._sweep_progress import Progress, SweepInterrupted, fingerprint
@@ -195,33 +193,28 @@ def tune(
         )
     names_logged = logged_names(plan.static["metrics"])
     prog = Progress.start(n_cfg * per_cfg, epochs, n_cfg, names_logged)
-    resume = None
-    if checkpoint is not None:
-        settings = dict(epochs=epochs, seeds=seeds, seed=seed, samples=samples, folds=folds)
-        settings |= dict(patience=patience, halving=halving)
-        print_ = fingerprint(task, plan.params0, names, cells, optimizer, options, **settings)
-        resume = _resume.Resume(checkpoint, "sweep", print_)
-        like = lambda pos: Progress.like(  # noqa: E731
-            pos, n_cfg * per_cfg, epochs, per_cfg, plan.abstract_run(), names_logged
-        )
-        if (got := resume.load(like, host=True)) is not None:
-            prog = Progress.restored(*got)
+    settings = dict(epochs=epochs, seeds=seeds, seed=seed, samples=samples, folds=folds)
+    settings |= dict(patience=patience, halving=halving)
+    print_ = lambda: fingerprint(  # noqa: E731
+        task, plan.params0, names, cells, optimizer, options, **settings
+    )
+    like = lambda pos: Progress.like(  # noqa: E731
+        pos, n_cfg * per_cfg, epochs, per_cfg, plan.abstract_run(), names_logged
+    )
     finals: list | None = [] if keep_params else None
-    try:
-        with Interrupts() as signals:  # Ctrl-C, SIGTERM: stop after the chunk in flight
+    # Ctrl-C, SIGTERM: stop after the chunk in flight
+    with resumable("tune", checkpoint, "sweep", print_) as loop:
+        if (got := loop.load(like, host=True)) is not None:
+            prog = Progress.restored(*got)
+        try:
             while prog.rung < len(rungs):
-                _rung(plan, prog, rungs, per_cfg, halving, resume, progress, signals, finals)
-    except jax.errors.JaxRuntimeError as err:  # another process died?
-        raise translate(err, "sweep", None if resume is None else resume.path) from err
-    except KeyboardInterrupt:
-        raise SweepInterrupted(
-            _result(prog, names, cells, shape, per_cfg, task, folds),
-            None if resume is None else resume.path,
-        ) from None
-    finally:  # what finished is kept, however the loop ended
-        if resume is not None:
-            resume.save(prog.arrays(), prog.position)
-            resume.flush()
+                _rung(plan, prog, rungs, per_cfg, halving, loop, progress, finals)
+        except KeyboardInterrupt:
+            raise SweepInterrupted(
+                _result(prog, names, cells, shape, per_cfg, task, folds), loop.path
+            ) from None
+        finally:  # what finished is kept, however the loop ended
+            loop.boundary(prog.arrays, prog.position, last=True)
     result = _result(prog, names, cells, shape, per_cfg, task, folds)
     if finals:
         params, state = _gathered(finals, prog.loss.shape[0], (*shape, per_cfg), plan)
@@ -245,7 +238,7 @@ def _gathered(finals: list, runs: int, lead: tuple, plan) -> tuple[Any, Any]:
     return with_keys(out, jax.tree.map(sds, (run.params, run.state)))
 
 
-def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress, signals, finals):
+def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, finals):
     """Trains the rest of ``prog``'s rung, chunk by chunk, then moves it to the next rung.
 
     After each chunk the checkpoint (if any) is given the progress; at a rung's end,
@@ -274,11 +267,11 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress, signa
         if keep:
             prog.kept.append(kept)
         prog.done = done
-        if resume is not None and resume.ready():
-            resume.save(prog.arrays(), prog.position)
+        if loop.ready():
+            loop.boundary(prog.arrays, prog.position)
         if progress is not None:
             progress(done, idx.size)
-        if signals.requested is not None:  # saved below (the sweep's finally)
+        if loop.requested is not None:  # saved below (the sweep's finally)
             raise KeyboardInterrupt
     carry_in = None
     if keep:
@@ -286,7 +279,7 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress, signa
         best = np.argsort(np.where(np.isfinite(score), score, np.inf), kind="stable")
         best = np.sort(best[: max(1, -(-prog.alive.size // halving))])
         rows = (best[:, None] * per_cfg + np.arange(per_cfg)).ravel()
-        kept = jax.tree.map(lambda *a: np.concatenate(a), *prog.kept)
+        kept = prog.kept[0] if len(prog.kept) == 1 else _concatenate(prog.kept)
         carry_in, prog.alive = jax.tree.map(lambda a: a[rows], kept), prog.alive[best]
     prog.rung, prog.done, prog.chunk, prog.carry_in, prog.kept = (
         prog.rung + 1,
@@ -295,6 +288,11 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, resume, progress, signa
         carry_in,
         [],
     )
+
+
+def _concatenate(parts: list) -> Any:
+    """Chunks' carries (host arrays) as one."""
+    return jax.tree.map(lambda *a: np.concatenate(a), *parts)
 
 
 def _result(prog: Progress, names, cells, shape, per_cfg, task, folds) -> TuneResult:

@@ -16,7 +16,7 @@ A save writes a temporary file beside the target and renames it into place
 
 For parameters sharded across hosts, or asynchronous saves, use orbax
 (``orbax.checkpoint.StandardCheckpointer``): [`RMSPropState`][jax_rmsprop.RMSPropState] is a plain
-pytree and round-trips through it bit for bit (``tests/test_checkpoint.py``).
+pytree and round-trips through it bit for bit (``tests/persistence/test_checkpoint.py``).
 
 Example:
   >>> import jax.numpy as jnp, tempfile, os
@@ -44,6 +44,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ._host import spans_processes, to_host
 
 _DTYPE_PREFIX = "__dtype__/"
 _METADATA = "__metadata__"
@@ -115,7 +117,7 @@ def save(path: str | os.PathLike, tree: Any, metadata: Any = None, packed: bool 
     """
     arrays = {} if metadata is None else {_METADATA: np.array(json.dumps(metadata))}
     entries = _entries(key_data(tree))[0]
-    hosted = jax.device_get([_host(a) if _spans_processes(a) else a for a in entries.values()])
+    hosted = jax.device_get([to_host(a) if spans_processes(a) else a for a in entries.values()])
     if packed:
         hosted = [np.asarray(a) for a in hosted]  # (tobytes: C order, any layout)
         layout = [(key, a.dtype.name, a.shape, a.nbytes) for key, a in zip(entries, hosted)]
@@ -141,21 +143,6 @@ def save(path: str | os.PathLike, tree: Any, metadata: Any = None, packed: bool 
         os.unlink(tmp)
         raise
     return target
-
-
-def _spans_processes(leaf: Any) -> bool:
-    return isinstance(leaf, jax.Array) and not leaf.is_fully_addressable
-
-
-def _host(leaf: Any) -> np.ndarray:
-    """The whole of ``leaf`` on this host, also when it spans other processes' devices."""
-    if _spans_processes(leaf):
-        if leaf.is_fully_replicated:
-            return np.asarray(leaf.addressable_data(0))
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
-    return np.asarray(jax.device_get(leaf))
 
 
 def metadata(path: str | os.PathLike) -> Any:

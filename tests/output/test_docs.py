@@ -21,7 +21,7 @@ def test_docstring_examples(module):
     assert result.failed == 0
 
 
-DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```", re.S | re.M)
 
 
@@ -65,7 +65,7 @@ RAW_RST = (":math:", ".. math::", ".. warning::", ".. note::", ":class:", ":func
 def test_docstrings_are_written_for_the_markdown_api_page():
     """The API page renders docstrings as Markdown: a reST role or directive would show
     as raw text there (math is $...$ / $$...$$, admonitions are Google-style sections)."""
-    for path in sorted((pathlib.Path(__file__).parent.parent / "src" / "jax_rmsprop").glob("*.py")):
+    for path in sorted((pathlib.Path(__file__).parents[2] / "src" / "jax_rmsprop").glob("*.py")):
         text = path.read_text()
         for raw in RAW_RST:
             assert raw not in text, f"{path.name} has {raw!r}"
@@ -74,7 +74,7 @@ def test_docstrings_are_written_for_the_markdown_api_page():
 def test_docstrings_link_the_api_objects_they_name():
     """``fit`` written in a rendered docstring is a link to ``fit``'s entry on the API page
     (``[`fit`][jax_rmsprop.fit]``); ``scripts/link_docstrings.py`` writes them."""
-    root = pathlib.Path(__file__).parent.parent
+    root = pathlib.Path(__file__).parents[2]
     spec = importlib.util.spec_from_file_location("link", root / "scripts" / "link_docstrings.py")
     link = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(link)
@@ -84,7 +84,7 @@ def test_docstrings_link_the_api_objects_they_name():
 @pytest.mark.slow
 def test_the_built_api_page_shows_math_and_no_raw_rest(tmp_path):
     pytest.importorskip("mkdocs")
-    root = pathlib.Path(__file__).parent.parent
+    root = pathlib.Path(__file__).parents[2]
     site = tmp_path / "site"
     env = os.environ | {"NO_MKDOCS_2_WARNING": "1"}
     build = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
@@ -108,7 +108,7 @@ def test_the_built_api_page_shows_math_and_no_raw_rest(tmp_path):
 def test_every_speed_ratio_the_docs_quote_is_in_the_bench_results():
     """One source for benchmark claims: a ratio quoted in the README or a docs page
     (``2.47x``) must be a figure of ``bench/RESULTS.md``, where its command and date are."""
-    root = pathlib.Path(__file__).parent.parent
+    root = pathlib.Path(__file__).parents[2]
     results = (root / "bench" / "RESULTS.md").read_text()
     figures = set(re.findall(r"(\d+(?:\.\d+)?)(?:x|\*\*|\s|\||%)", results))
     pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]

@@ -9,7 +9,7 @@ import pytest
 import jax_rmsprop
 from jax_rmsprop import checkpoint
 
-from .helpers import optax_rules
+from ..helpers import optax_rules
 
 
 def _tx(**kw):

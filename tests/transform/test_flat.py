@@ -10,7 +10,7 @@ import pytest
 
 import jax_rmsprop
 
-from .helpers import optax_rules
+from ..helpers import optax_rules
 
 
 def _params():

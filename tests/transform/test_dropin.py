@@ -18,10 +18,10 @@ import pytest
 import jax_rmsprop
 from jax_rmsprop import compat
 
-from .helpers import apply_sequence, assert_close_path, complex_grads, complex_x0, optax_rules
-from .test_optax_parity import GRID
+from ..helpers import apply_sequence, assert_close_path, complex_grads, complex_x0, optax_rules
+from ..transform.test_optax_parity import GRID
 
-GOLDEN = pathlib.Path(__file__).parent / "golden"
+GOLDEN = pathlib.Path(__file__).parents[1] / "golden"
 
 
 # --- complex parameters: optax's rule --------------------------------------------------

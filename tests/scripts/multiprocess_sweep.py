@@ -1,4 +1,4 @@
-"""One process of a multi-process sweep (run by tests/test_multiprocess.py, twice).
+"""One process of a multi-process sweep (run by tests/training/test_multiprocess.py, twice).
 
 Usage: python multiprocess_sweep.py PORT PROCESS_ID NUM_PROCESSES
 Each process has 2 simulated host devices; the mesh spans all processes' devices. Prints

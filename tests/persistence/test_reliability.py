@@ -8,7 +8,7 @@ import pytest
 
 import jax_rmsprop
 
-from .helpers import apply_sequence
+from ..helpers import apply_sequence
 
 
 def test_step_count_saturates_at_int32_max():

@@ -206,7 +206,7 @@ def test_pbt_schedule_draws_the_best_lineage_in_red(figures, tmp_path):
     pytest.importorskip("optuna")
     from optuna.distributions import FloatDistribution
 
-    from .test_tune import _task
+    from ..training.test_tune import _task
 
     task = _task()
     space = {"learning_rate": FloatDistribution(1e-3, 0.3, log=True)}

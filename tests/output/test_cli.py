@@ -8,8 +8,8 @@ from PIL import Image
 
 from jax_rmsprop import __version__, cli
 
-from .helpers import optax_rules
-from .test_seeds import SEED_000_TABLE
+from ..helpers import optax_rules
+from ..runs.test_seeds import SEED_000_TABLE
 
 
 def test_version_and_help(capsys):

@@ -1,6 +1,6 @@
 """Sweeps over a mesh that spans two processes (jax.distributed on 127.0.0.1, gloo).
 
-Each process runs tests/multiprocess_sweep.py with 2 simulated host devices; both must
+Each process runs tests/scripts/multiprocess_sweep.py with 2 simulated host devices; both must
 return the whole result, equal to the same sweep on one device. Bounded in time: a process
 that hangs is killed and the test fails.
 """
@@ -16,11 +16,11 @@ import time
 import numpy as np
 import pytest
 
-from .helpers import reordered_sum_drift
+from ..helpers import reordered_sum_drift
 
 pytestmark = pytest.mark.slow  # subprocesses: two JAX processes
 
-SCRIPT = pathlib.Path(__file__).with_name("multiprocess_sweep.py")
+SCRIPT = pathlib.Path(__file__).parents[1] / "scripts" / "multiprocess_sweep.py"
 TIMEOUT_S = 240
 
 
@@ -102,7 +102,7 @@ def test_when_one_process_dies_the_other_stops_with_a_clear_error(kind, tmp_path
     heartbeats (``heartbeat_timeout_seconds``, 10 s here, 100 s by default) and ends this
     process with its own message.
     """
-    script = pathlib.Path(__file__).with_name("multiprocess_fault.py")
+    script = pathlib.Path(__file__).parents[1] / "scripts" / "multiprocess_fault.py"
     start = time.monotonic()
     (code0, out0, err0), (code1, out1, _) = _run_two(script, kind, str(tmp_path))
     elapsed = time.monotonic() - start
@@ -113,7 +113,7 @@ def test_when_one_process_dies_the_other_stops_with_a_clear_error(kind, tmp_path
     if kind == "sweep":
         assert lost and code0 == 3, err0[-3000:]
         message = lost[0]
-        assert "`sweep`: a collective across the 2 processes failed" in message
+        assert "`tune`: a collective across the 2 processes failed" in message
         assert "another process died (this is process 0)" in message
         assert "run the same command on every process to resume" in message
         assert (tmp_path / "0" / "sweep.npz").exists()

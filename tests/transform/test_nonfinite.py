@@ -7,7 +7,7 @@ import optax
 
 import jax_rmsprop
 
-from .helpers import run_steps
+from ..helpers import run_steps
 
 RNG = np.random.default_rng(7)
 GOOD = [jnp.asarray(RNG.standard_normal(5), jnp.float32) for _ in range(4)]

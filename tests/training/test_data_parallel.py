@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from .helpers import reordered_sum_drift
+from ..helpers import reordered_sum_drift
 
 pytestmark = pytest.mark.slow  # subprocess: 8 simulated devices
 
@@ -24,7 +24,7 @@ def bound(facts) -> float:
 
 @pytest.fixture(scope="module")
 def facts():
-    script = pathlib.Path(__file__).with_name("data_parallel.py")
+    script = pathlib.Path(__file__).parents[1] / "scripts" / "data_parallel.py"
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600

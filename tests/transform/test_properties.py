@@ -26,7 +26,7 @@ from hypothesis.extra.numpy import array_shapes
 
 import jax_rmsprop
 
-from .reference import rmsprop_reference
+from ..reference import rmsprop_reference
 
 F32_ULP = 2.0**-23
 F32_STEP_ULPS = 8
@@ -165,6 +165,7 @@ def _assert_updates_close(ours, reference, rtol_per_step, dtype):
             )
 
 
+@pytest.mark.slow  # (hypothesis: many examples, each compiled)
 @given(cfg=configs(), problem=problems())
 def test_float64_matches_reference_to_1e_10(cfg, problem):
     x0, grads = problem
@@ -173,6 +174,7 @@ def test_float64_matches_reference_to_1e_10(cfg, problem):
     _assert_updates_close(ours, _reference(cfg, x0, grads), lambda t: 1e-10, np.float64)
 
 
+@pytest.mark.slow
 @given(cfg=configs(), problem=problems())
 def test_float32_within_a_few_ulp_per_step(cfg, problem):
     x0, grads = problem

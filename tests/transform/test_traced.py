@@ -8,8 +8,8 @@ import pytest
 
 import jax_rmsprop
 
-from .helpers import apply_sequence, optax_rules
-from .reference import rmsprop_reference
+from ..helpers import apply_sequence, optax_rules
+from ..reference import rmsprop_reference
 
 GRADS = np.random.default_rng(3).normal(size=(15, 4))
 X0 = np.linspace(-1.0, 1.0, 4)

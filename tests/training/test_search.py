@@ -18,7 +18,7 @@ from optuna.distributions import (  # noqa: E402
 
 import jax_rmsprop  # noqa: E402
 
-from .test_tune import _fit_cell, _task  # noqa: E402
+from ..training.test_tune import _fit_cell, _task  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {
@@ -145,8 +145,8 @@ KILLED = """
 import sys, jax, optuna
 jax.config.update("jax_enable_x64", True)
 import jax_rmsprop
-from tests.test_tune import _task
-from tests.test_search import SPACE
+from tests.training.test_tune import _task
+from tests.training.test_search import SPACE
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 study = optuna.create_study(storage=sys.argv[1], study_name="k", load_if_exists=True,
                             sampler=optuna.samplers.RandomSampler(),

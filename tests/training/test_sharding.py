@@ -16,7 +16,7 @@ MODES = ["auto", "explicit"]
 
 @pytest.fixture(scope="module")
 def facts(tmp_path_factory):
-    script = pathlib.Path(__file__).with_name("sharded_checks.py")
+    script = pathlib.Path(__file__).parents[1] / "scripts" / "sharded_checks.py"
     env = dict(
         os.environ,
         XLA_FLAGS="--xla_force_host_platform_device_count=8",

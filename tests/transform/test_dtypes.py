@@ -8,8 +8,8 @@ import pytest
 
 import jax_rmsprop
 
-from .helpers import run_steps
-from .reference import rmsprop_reference
+from ..helpers import run_steps
+from ..reference import rmsprop_reference
 
 PARAM_DTYPES = [jnp.float64, jnp.float32, jnp.bfloat16, jnp.float16]
 VARIANTS = {

@@ -1,6 +1,6 @@
 """Resumable fits and sweeps: killed (SIGKILL) at a random point, run again, bit-identical.
 
-The runs are separate processes (``tests/resumable_fit.py``); the test kills one once its
+The runs are separate processes (``tests/scripts/resumable_fit.py``); the test kills one once its
 checkpoint exists, after a random delay, runs the same command again and compares every
 array with an uninterrupted run's, bit for bit.
 """
@@ -24,7 +24,7 @@ from jax_rmsprop import checkpoint
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn")
 
-SCRIPT = Path(__file__).with_name("resumable_fit.py")
+SCRIPT = Path(__file__).parents[1] / "scripts" / "resumable_fit.py"
 TIMEOUT_S = 300
 
 

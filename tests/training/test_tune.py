@@ -12,7 +12,7 @@ from optuna.distributions import FloatDistribution as F
 import jax_rmsprop
 from jax_rmsprop import _plan, _tune
 
-from .test_fit import _problem, regression_loss
+from ..training.test_fit import _problem, regression_loss
 
 
 def _task(validation=True):
@@ -330,3 +330,49 @@ def test_successive_halving_continues_the_best_and_equals_the_full_grid_where_it
 def test_halving_errors():
     with pytest.raises(ValueError, match=r"`tune\(halving=...\)` must be >= 2"):
         jax_rmsprop.tune(_task(), GRID, 2, halving=1)
+
+
+def _wide_task():
+    """A 2,000-parameter linear model: its carries outweigh a run's logs ~100x."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 400)), rng.normal(size=(64, 5))
+    xv, yv = rng.normal(size=(16, 400)), rng.normal(size=(16, 5))
+
+    def loss(p, batch):
+        return jnp.mean((batch[0] @ p["w"] - batch[1]) ** 2)
+
+    def init(key):
+        return {"w": 0.01 * jax.random.normal(key, (400, 5), jnp.float64)}
+
+    return jax_rmsprop.Task(loss, init, (x, y), 16, (xv, yv), "wide")
+
+
+@pytest.mark.parametrize("epochs", [4, pytest.param(16, marks=pytest.mark.slow)])  # 3, 5 rungs
+def test_halving_keeps_the_carries_on_the_devices_between_rungs(monkeypatch, epochs):
+    """What comes to the host is the logs, whatever the number of rungs: the survivors'
+    parameters and optimizer states are gathered on the devices (they went through the
+    host at every rung before). Measured as the bytes passed to ``to_host``."""
+    hosted = []
+
+    def counting(a):
+        out = _plan_to_host(a)
+        hosted.append(out.nbytes)
+        return out
+
+    from jax_rmsprop import _host, _plan
+
+    _plan_to_host = _host.to_host
+    monkeypatch.setattr(_plan, "to_host", counting)
+    task = _wide_task()
+    grid = {"learning_rate": np.logspace(-4, -1, 16)}
+    res = jax_rmsprop.tune(task, grid, epochs, halving=2)
+    rungs = len(_tune._rungs(16, epochs, 2))
+    assert rungs == {4: 3, 16: 5}[epochs]
+    carry_bytes = 3 * 400 * 5 * 8  # one run's params, nu and (none) more: > 2 x 16 kB
+    logs_bytes = 16 * epochs * 8 * 2  # loss and val_loss of every run and epoch, at most
+    assert sum(hosted) <= logs_bytes + 16 * 4 * rungs  # and the runs' epoch counters
+    assert sum(hosted) < carry_bytes
+    # the numbers are those of the full grid where halving trained (exact continuation)
+    full = jax_rmsprop.tune(task, grid, epochs)
+    trained = ~np.isnan(res.val_loss)
+    np.testing.assert_allclose(res.val_loss[trained], full.val_loss[trained], rtol=1e-10)

@@ -13,11 +13,11 @@ import pytest
 import jax_rmsprop
 from jax_rmsprop import compat
 
-from .helpers import optax_rules
+from ..helpers import optax_rules
 
 nnx = pytest.importorskip("flax.nnx")
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "keras_fit_bn_digits.npz"
 
 

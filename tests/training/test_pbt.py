@@ -11,7 +11,7 @@ from optuna.distributions import FloatDistribution  # noqa: E402
 import jax_rmsprop  # noqa: E402
 from jax_rmsprop import _pbt  # noqa: E402
 
-from .test_tune import _task  # noqa: E402
+from ..training.test_tune import _task  # noqa: E402
 
 SPACE = {
     "learning_rate": FloatDistribution(1e-3, 0.3, log=True),

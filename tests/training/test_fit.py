@@ -12,7 +12,7 @@ import pytest
 import jax_rmsprop
 from jax_rmsprop import _fit, compat
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "keras_fit_digits.npz"
 
 

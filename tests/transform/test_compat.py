@@ -13,10 +13,10 @@ import pytest
 
 from jax_rmsprop import compat
 
-from .helpers import apply_sequence, assert_close_path
-from .reference import tf1_reference, torch_reference
+from ..helpers import apply_sequence, assert_close_path
+from ..reference import tf1_reference, torch_reference
 
-GOLDEN = pathlib.Path(__file__).parent / "golden"
+GOLDEN = pathlib.Path(__file__).parents[1] / "golden"
 TOL = {"float64": 1e-12, "float32": 2e-5}
 
 
