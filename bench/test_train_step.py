@@ -75,9 +75,12 @@ def test_train_step(benchmark, device, request):
         kernels[variant] = donated_loop(compiled, (params, state), x, y)
     med = round_robin(benchmark, kernels, rounds=40 if big else 10)
     # the same steps from the same start
-    assert_same_params(kernels, "optax-tree", ("ours-tree", "ours-flat"), rtol=1e-4, atol=1e-6)
+    assert_same_params(
+        kernels, "optax-tree", ("ours-tree", "ours-flat", "optax-flat"), rtol=1e-4, atol=1e-6
+    )
     benchmark.extra_info.update(
         model=f"{experts} experts", leaves=2 * experts, compile_s=compile_s, device=device
     )
     benchmark.extra_info["optax-tree/ours-flat"] = round(med["optax-tree"] / med["ours-flat"], 2)
     benchmark.extra_info["optax-tree/ours-tree"] = round(med["optax-tree"] / med["ours-tree"], 3)
+    benchmark.extra_info["optax-tree/optax-flat"] = round(med["optax-tree"] / med["optax-flat"], 2)

@@ -25,6 +25,7 @@ from . import _epoch as kernel
 from . import _inputs, _resume
 from . import _model as models
 from ._host import device_copy, to_host
+from ._progress import Bar
 from ._resumable import Loop, resumable
 from ._rmsprop import describe_hyperparameters
 from ._signals import FitInterrupted
@@ -192,7 +193,9 @@ def fit(
       restore_best: when early stopping ends the run, return the best epoch's parameters
         and model state (Keras's ``restore_best_weights``; the optimizer state is the
         last one).
-      verbose: 1 prints one line per epoch with its logs; 0 (default) prints nothing.
+      verbose: as Keras's: 1 draws a progress bar over the epochs with the latest logs
+        (tqdm when installed, else a line on stderr), 2 prints one line per epoch with
+        its logs, 0 (default) nothing.
       terminate_on_nan: stop after an epoch whose loss (or new parameters) is NaN or
         infinite, as Keras's ``TerminateOnNaN`` does, warning which epoch, and return the
         last finite parameters and states (those that epoch started from; keeping them
@@ -235,21 +238,10 @@ def fit(
     )
     if opt_state is not None:
         _check_opt_state(tx, params, opt_state)
-    sharding = None
-    if mesh is not None:
-        if batch_size % mesh.size:
-            raise ValueError(
-                f"`fit(batch_size={batch_size})` must be a multiple of the mesh's {mesh.size} "
-                "devices, to split every batch evenly (data parallel)."
-            )
-        sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names))
-        params, state, opt_state, data, validation, key, rng = _replicate(
-            mesh, (params, state, opt_state, data, validation, key, rng)
-        )
+    sharding, (params, state, opt_state, data, validation, key, rng) = _place(
+        mesh, batch_size, (params, state, opt_state, data, validation, key, rng)
+    )
     params, state, opt_state = _start(tx, params, state, opt_state)
-    if mesh is None:
-        data = jax.tree.map(jnp.asarray, data)
-        validation = None if validation is None else jax.tree.map(jnp.asarray, validation)
     run = _Run(
         model, tx, data, validation, key, rng, int(batch_size), bool(drop_last), sharding,
         bool(terminate_on_nan),
@@ -386,6 +378,25 @@ def _epochs(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose,
 
     A signal (``loop.requested``) stops it after the epoch in flight, which is saved.
     """
+    bar = Bar(epochs, "epoch", "fit") if verbose == 1 else None
+    try:
+        return _train(run, carry, first, epochs, logs, stopper, loop, verbose, callback, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _report(verbose: int, epoch: int, epochs: int, last: dict, bar: Bar | None) -> None:
+    """Keras's ``verbose``: 1 a bar over the epochs with the latest logs, 2 a line each."""
+    text = " - ".join(f"{k}: {v:.4g}" for k, v in last.items())
+    if bar is not None:
+        bar(epoch + 1, epochs, text)
+    else:
+        print(f"Epoch {epoch + 1}/{epochs} - {text}", flush=True)
+
+
+def _train(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose, callback, bar):
+    """``_epochs``' loop."""
     stopped = None
     offset = first - len(logs)  # epoch e's logs are at index e - offset
     finite: list = []  # with keep_finite: whether each epoch of this call kept finite
@@ -416,11 +427,7 @@ def _epochs(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose,
         ):
             stopped = epoch
         if verbose:
-            print(
-                f"Epoch {epoch + 1}/{epochs} - "
-                + " - ".join(f"{k}: {v:.4g}" for k, v in logs.last().items()),
-                flush=True,
-            )
+            _report(verbose, epoch, epochs, logs.last(), bar)
         if callback is not None:
             callback(epoch, float(train["loss"]), None if val is None else float(val["loss"]))
         ends = stopped is not None or loop.requested is not None or epoch == epochs - 1
@@ -493,6 +500,25 @@ def _resumed(got, logs: _Logs, stopper, initial_epoch, epochs, path):
         stopper.best, stopper.best_epoch, stopper.wait = position["early"]
         stopper.kept = kept
     return carry, initial_epoch + len(logs)
+
+
+def _place(mesh: Mesh | None, batch_size: int, tree: tuple) -> tuple[Any, tuple]:
+    """``(batch sharding, tree)`` for one device or for ``mesh`` (data parallel).
+
+    One device: the data as arrays. A mesh: every array replicated, each batch split
+    over the devices.
+    """
+    if mesh is None:
+        params, state, opt_state, data, validation, key, rng = tree
+        data = jax.tree.map(jnp.asarray, data)
+        validation = None if validation is None else jax.tree.map(jnp.asarray, validation)
+        return None, (params, state, opt_state, data, validation, key, rng)
+    if batch_size % mesh.size:
+        raise ValueError(
+            f"`fit(batch_size={batch_size})` must be a multiple of the mesh's {mesh.size} "
+            "devices, to split every batch evenly (data parallel)."
+        )
+    return NamedSharding(mesh, PartitionSpec(mesh.axis_names)), _replicate(mesh, tree)
 
 
 def _replicate(mesh: Mesh, tree: Any) -> Any:

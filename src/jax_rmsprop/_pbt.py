@@ -201,16 +201,12 @@ def pbt(
     v = jax.tree.map(lambda *a: np.concatenate(a, axis=1), *[x[1] for x in logs])
     score = sign * _last((f, v), monitor)
     score = np.where(np.isfinite(score), score, np.inf)
-    metrics = {}
-    for name in logged_names(plan.static["metrics"]):
-        if has_val or not name.startswith("val_"):
-            metrics[name] = v[name[4:]] if name.startswith("val_") else f[name]
     return PBTResult(
         schedule={n: schedule[:, i] for i, n in enumerate(names)},
         parent=parent,
         loss=f["loss"],
         val_loss=v["loss"] if has_val else None,
-        metrics=metrics,
+        metrics=_metrics(f, v, plan.static["metrics"], has_val),
         score=score,
         best=int(np.argmin(score)),
         interval=interval,
@@ -218,6 +214,15 @@ def pbt(
         optimizer=optimizer,
         options=dict(options or {}),
     )
+
+
+def _metrics(f: dict, v: dict, metrics: tuple, has_val: bool) -> dict:
+    """Each logged metric and its ``val_`` twin (with validation data), ``(members, epochs)``."""
+    out = {}
+    for name in logged_names(metrics):
+        if has_val or not name.startswith("val_"):
+            out[name] = v[name[4:]] if name.startswith("val_") else f[name]
+    return out
 
 
 def _last(log: tuple[dict, dict], monitor: str) -> np.ndarray:

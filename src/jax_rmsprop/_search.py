@@ -115,12 +115,7 @@ def search(
     monitor = monitor or ("val_loss" if has_val else "loss")
     sign = direction(monitor, "auto", "tune")
     study = _study(optuna, study, sampler, pruner, sign)
-    if isinstance(study.sampler, optuna.samplers.GridSampler):
-        raise TypeError(
-            "`tune(sampler=GridSampler(...))`: Optuna's grid sampler stops its study from "
-            "inside `optimize` only; give `tune` the grid itself (a space of 1-D arrays, "
-            "with `halving=` to stop the worst early)."
-        )
+    _refuse_grid_sampler(optuna, study)
     _fail_stale(optuna, study)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))
@@ -174,6 +169,15 @@ def search(
     if signals.requested is not None:
         raise SweepInterrupted(result, None)
     return result
+
+
+def _refuse_grid_sampler(optuna, study) -> None:
+    if isinstance(study.sampler, optuna.samplers.GridSampler):
+        raise TypeError(
+            "`tune(sampler=GridSampler(...))`: Optuna's grid sampler stops its study from "
+            "inside `optimize` only; give `tune` the grid itself (a space of 1-D arrays, "
+            "with `halving=` to stop the worst early)."
+        )
 
 
 def _first_value(dist: Any) -> float:

@@ -138,17 +138,7 @@ def tune(
         hint = " (a closed-form Problem is swept with `sweep`)" if isinstance(task, Problem) else ""
         raise TypeError(f"`tune(task=...)` must be a Task{hint}; got {task!r}.")
     if sampler is not None or study is not None or pruner is not None:
-        if samples is not None or halving is not None or checkpoint is not None:
-            raise TypeError(
-                "`tune(sampler=...)` chooses the configurations and prunes with the study's "
-                "pruner: `samples`, `halving` and `checkpoint` do not apply (the study's "
-                "storage is the checkpoint)."
-            )
-        if chunk_size is not None:
-            raise TypeError(
-                "`tune(sampler=..., chunk_size=...)`: a batch of trials is one program; "
-                "size it with `batch=`."
-            )
+        _refuse_for_samplers(samples, halving, checkpoint, chunk_size)
         from ._search import search
 
         return search(
@@ -157,26 +147,9 @@ def tune(
             monitor=monitor, patience=patience, folds=folds, mesh=mesh,
             keep_params=keep_params, progress=progress,
         )  # fmt: skip
-    if trials is not None:
-        raise TypeError("`tune(trials=...)` counts an Optuna sampler's trials: pass `sampler=`.")
-    if monitor is not None:
-        raise TypeError(
-            "`tune(monitor=...)` chooses what a sampler is told; without one, rank the "
-            "result with `result.best(by=...)`."
-        )
-    if keep_params and checkpoint is not None:
-        raise ValueError(
-            "`tune(keep_params=True)` does not work with `checkpoint` yet: the checkpoint "
-            "does not hold every run's parameters."
-        )
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"`tune(epochs=...)` must be a positive int; got {epochs!r}.")
-    checked = (("seeds", seeds), ("patience", patience), ("halving", halving))
-    for name, v in (*checked, ("chunk_size", chunk_size)):
-        if (v is not None or name == "seeds") and (not isinstance(v, int) or v < 1):
-            raise ValueError(f"`tune({name}=...)` must be a positive int; got {v!r}.")
-    if halving is not None and halving < 2:
-        raise ValueError(f"`tune(halving=...)` must be >= 2; got {halving!r}.")
+    _check_grid_args(
+        epochs, seeds, patience, halving, chunk_size, trials, monitor, keep_params, checkpoint
+    )
     if samples is None:
         names, cells, shape = grid_cells(space, "tune")
     else:
@@ -220,6 +193,47 @@ def tune(
         params, state = _gathered(finals, prog.loss.shape[0], (*shape, per_cfg), plan)
         result = dataclasses.replace(result, params=params, model_state=state)
     return result
+
+
+def _refuse_for_samplers(samples, halving, checkpoint, chunk_size) -> None:
+    """The grid's options that a sampler's search does not take."""
+    if samples is not None or halving is not None or checkpoint is not None:
+        raise TypeError(
+            "`tune(sampler=...)` chooses the configurations and prunes with the study's "
+            "pruner: `samples`, `halving` and `checkpoint` do not apply (the study's "
+            "storage is the checkpoint)."
+        )
+    if chunk_size is not None:
+        raise TypeError(
+            "`tune(sampler=..., chunk_size=...)`: a batch of trials is one program; "
+            "size it with `batch=`."
+        )
+
+
+def _check_grid_args(
+    epochs, seeds, patience, halving, chunk_size, trials, monitor, keep_params, checkpoint
+) -> None:
+    """A grid (or random) search's arguments; a sampler's options refused."""
+    if trials is not None:
+        raise TypeError("`tune(trials=...)` counts an Optuna sampler's trials: pass `sampler=`.")
+    if monitor is not None:
+        raise TypeError(
+            "`tune(monitor=...)` chooses what a sampler is told; without one, rank the "
+            "result with `result.best(by=...)`."
+        )
+    if keep_params and checkpoint is not None:
+        raise ValueError(
+            "`tune(keep_params=True)` does not work with `checkpoint` yet: the checkpoint "
+            "does not hold every run's parameters."
+        )
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`tune(epochs=...)` must be a positive int; got {epochs!r}.")
+    checked = (("seeds", seeds), ("patience", patience), ("halving", halving))
+    for name, v in (*checked, ("chunk_size", chunk_size)):
+        if (v is not None or name == "seeds") and (not isinstance(v, int) or v < 1):
+            raise ValueError(f"`tune({name}=...)` must be a positive int; got {v!r}.")
+    if halving is not None and halving < 2:
+        raise ValueError(f"`tune(halving=...)` must be >= 2; got {halving!r}.")
 
 
 def _gathered(finals: list, runs: int, lead: tuple, plan) -> tuple[Any, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._progress import Bar as _Progress
 from ._version import __version__
 
 # rmsprop keywords the sweep command can vary (flag: --learning-rate for learning_rate).
@@ -139,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         "--restart", action="store_true", help="(tasks) discard the checkpoint, start afresh"
     )
     _tune_parser(sub)
+    _pbt_parser(sub)
     return parser
 
 
@@ -183,6 +185,85 @@ def _tune_parser(sub) -> None:
     tu.add_argument("--top", type=int, default=10, help="rows of the best-trials table")
     tu.add_argument("--out", default="tune-out", help="folder for the trials' CSV")
     tu.add_argument("--no-progress", action="store_true")
+
+
+def _pbt_parser(sub) -> None:
+    from . import problems
+
+    pb = sub.add_parser(
+        "pbt",
+        help="population-based training of RMSProp on a training task, one program",
+        formatter_class=_Formatter,
+        epilog=(
+            "examples:\n"
+            "  jax-rmsprop pbt digits --population 32 --interval 2 --epochs 12\n"
+            "  jax-rmsprop pbt digits --learning-rate 1e-4:1e-1:log --momentum 0:0.9\n"
+            "Each member starts from values drawn in the ranges (defaults as for tune); "
+            "after every interval the worst --quantile copy a top member's weights and "
+            "state and explore (x0.8 or x1.2, or a fresh draw with --resample)."
+        ),
+    )
+    pb.add_argument("problem", help=f"a training task: {', '.join(problems.names('task'))}")
+    for name in SWEEPABLE:
+        pb.add_argument(
+            f"--{name.replace('_', '-')}", type=str, default=None, metavar="LOW:HIGH[:log]",
+            help=f"a range to explore in, or one value (fixed); {_RANGES[name]}",
+        )  # fmt: skip
+    pb.add_argument("--population", type=int, default=16, help="members trained together")
+    pb.add_argument("--interval", type=int, default=1, help="epochs between exploit steps")
+    pb.add_argument("--epochs", type=int, default=9, help="epochs in all")
+    pb.add_argument("--quantile", type=float, default=0.25, help="share replaced each time")
+    pb.add_argument("--resample", type=float, default=0.0, help="chance of a fresh draw")
+    pb.add_argument("--seed", type=int, default=0, help="draws, exploits and the runs' seed")
+    pb.add_argument("--top", type=int, default=10, help="rows of the best-members table")
+    pb.add_argument("--out", default="pbt-out", help="folder for the schedule's CSV and picture")
+
+
+def _pbt(args) -> int:
+    from . import problems
+    from ._pbt import pbt
+
+    task = problems.get(args.problem) if args.problem in problems.names("task") else None
+    if not isinstance(task, problems.Task):
+        raise UsageError(f"pbt trains tasks ({', '.join(problems.names('task'))}); "
+                         f"got {args.problem}")  # fmt: skip
+    space, fixed = _space(args)
+    try:
+        res = pbt(
+            task, space, args.epochs, population=args.population, interval=args.interval,
+            quantile=args.quantile, resample=args.resample, seed=args.seed, options=fixed,
+        )  # fmt: skip
+    except (TypeError, ValueError) as err:
+        raise UsageError(_in_flags(str(err))) from None
+    order = np.argsort(res.score, kind="stable")[: args.top]
+    names = list(res.schedule)
+    print(
+        f"{task.name}: {args.population} members x {args.epochs} epochs, exploit every "
+        f"{args.interval}; best member {res.best}, final score {res.score[res.best]:.4g}"
+    )
+    cols = ["member", "score", *(f"final {n}" for n in names)]
+    rows = [[str(m), f"{res.score[m]:.4g}", *(f"{res.schedule[n][-1, m]:.4g}" for n in names)]
+            for m in order]  # fmt: skip
+    widths = [max(len(c), *(len(r[j]) for r in rows)) for j, c in enumerate(cols)]
+    for line in [cols, ["-" * w for w in widths], *rows]:
+        print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / f"pbt_{task.name}.csv"
+    with open(csv, "w") as f:  # one row per (interval, member): its values and its parent
+        f.write(",".join(["interval", "member", "parent", *names]) + "\n")
+        for j, m in np.ndindex(res.parent.shape):
+            values = [repr(float(res.schedule[n][j, m])) for n in names]
+            f.write(",".join([str(j), str(m), str(res.parent[j, m]), *values]) + "\n")
+    print(f"\nWrote:\n  csv (the schedule): {csv}")
+    try:
+        from . import plots
+
+        png = plots.pbt_schedule(res, out / f"pbt_{task.name}.png", title=f"PBT on {task.name}")
+        print(f"  picture: {png}")
+    except ImportError:  # matplotlib is the plot extra
+        pass
+    return 0
 
 
 def _space(args) -> tuple[dict[str, Any], dict[str, float]]:
@@ -322,45 +403,6 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
-class _Progress:
-    """tqdm when it is installed, else a carriage-return line on stderr.
-
-    Drawn from the first report on: a call refused before any work leaves stderr to its
-    one-line error.
-    """
-
-    def __init__(self, total: int, unit: str = "step", desc: str = "sweep"):
-        self.total, self.unit, self.desc = total, unit, desc
-        self.bar: Any = None
-        self.done = 0
-        self.started = False
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.started:
-            self.started = True
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=self.total, unit=self.unit, desc=self.desc)
-            except ImportError:
-                self.bar = None
-        if self.bar is not None:
-            self.bar.update(done - self.done)
-        else:
-            print(f"\r{self.desc}: {done}/{total} {self.unit}s", end="", file=sys.stderr)
-        self.done = done
-
-    def close(self) -> None:
-        if self.done < 0 or not self.started:  # closed already, or never drawn
-            self.done = -1
-            return
-        if self.bar is not None:
-            self.bar.close()
-        else:
-            print(file=sys.stderr)
-        self.done = -1
-
-
 def _grid(args) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """The swept ranges and the fixed options from the command line."""
     grid, fixed = {}, {}  # ranges are swept, single values are static options
@@ -407,14 +449,7 @@ def _sweep(args) -> int:
     from ._tune import tune
     from ._tune_result import TuneResult
 
-    try:
-        problem = problems.get(args.problem)
-    except (ValueError, ImportError) as err:
-        raise UsageError(str(err)) from None
-    if args.steps < 1:
-        raise UsageError(f"--steps must be >= 1; got {args.steps}")
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be >= 1; got {args.seeds}")
+    problem = _problem(args)
     given_ranges = any(getattr(args, n) is not None for n in SWEEPABLE)
     grid: dict[str, Any]
     grid, fixed = _grid(args) if given_ranges or args.samples is None else ({}, {})
@@ -462,25 +497,43 @@ def _sweep(args) -> int:
     finally:
         if progress is not None:
             progress.close()
-    if isinstance(result, SweepResult):
-        print(
-            f"{problem.name}: {result.final_loss.size} configurations x {args.steps} steps; "
-            f"{int(result.diverged.sum())} diverged"
-            + (
-                f", {int((result.steps_to_tol >= 0).sum())} reached tol {args.tol}"
-                if args.tol
-                else ""
-            )
-        )
-        what = f"final loss after {args.steps} steps"
-    else:
-        print(
-            f"{problem.name}: {result.score().size} configurations x {args.seeds} seeds x "
-            f"{args.steps} epochs; ranked by the final validation loss, mean over seeds"
-        )
-        what = f"mean validation loss after {args.steps} epochs, {args.seeds} seeds"
+    what = _summary(args, problem.name, result)
     print(report.table(result, args.top))
     return _write(args, problem.name, grid, result, what)
+
+
+def _problem(args):
+    """The problem or task ``--problem`` names, with ``--steps`` and ``--seeds`` checked."""
+    from . import problems
+
+    try:
+        problem = problems.get(args.problem)
+    except (ValueError, ImportError) as err:
+        raise UsageError(str(err)) from None
+    if args.steps < 1:
+        raise UsageError(f"--steps must be >= 1; got {args.steps}")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1; got {args.seeds}")
+    return problem
+
+
+def _summary(args, name: str, result) -> str:
+    """Prints a sweep's one-line summary; returns what its table ranks by."""
+    from ._sweep import SweepResult
+
+    if isinstance(result, SweepResult):
+        reached = int((result.steps_to_tol >= 0).sum())
+        print(
+            f"{name}: {result.final_loss.size} configurations x {args.steps} steps; "
+            f"{int(result.diverged.sum())} diverged"
+            + (f", {reached} reached tol {args.tol}" if args.tol else "")
+        )
+        return f"final loss after {args.steps} steps"
+    print(
+        f"{name}: {result.score().size} configurations x {args.seeds} seeds x "
+        f"{args.steps} epochs; ranked by the final validation loss, mean over seeds"
+    )
+    return f"mean validation loss after {args.steps} epochs, {args.seeds} seeds"
 
 
 def _write(args, name, grid, result, what) -> int:
@@ -541,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "tune":
             return _tune(args)
+        if args.command == "pbt":
+            return _pbt(args)
         return _sweep(args)
     except UsageError as err:
         print(f"jax-rmsprop: error: {err}", file=sys.stderr)

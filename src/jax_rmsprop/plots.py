@@ -195,12 +195,21 @@ def sweep_heatmap(
     log = by is None or "loss" in by
     label = label or (what + (" (log)" if log else ""))
     panels = 1 if spread is None else 2
-    fig, axes = plt.subplots(1, panels, figsize=(8 * panels, 6.5), squeeze=False)
-    _grid_panel(axes[0, 0], a, b, values, label, log=log)
-    if spread is not None:
-        spread = np.where(diverged | stopped, np.nan, spread)
-        _grid_panel(axes[0, 1], a, b, spread, "spread over seeds (std)", log=False)
-    for ax in axes[0]:
+    # large type: the picture is read at about half its width (a docs page, a gallery)
+    with plt.rc_context({"font.size": 14, "axes.labelsize": 15, "figure.titlesize": 16}):
+        fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 6), squeeze=False)
+        _grid_panel(axes[0, 0], a, b, values, label, log=log)
+        if spread is not None:
+            spread = np.where(diverged | stopped, np.nan, spread)
+            _grid_panel(axes[0, 1], a, b, spread, "spread over seeds (std)", log=False)
+        _marks(axes[0], a, b, diverged, stopped, names)
+        fig.suptitle(title)
+        return _save(fig, out)
+
+
+def _marks(axes, a, b, diverged, stopped, names) -> None:
+    """Diverged and not-continued cells marked on each panel; the axes named."""
+    for ax in axes:
         for mask, marker, color, name in (
             (diverged, "x", "red", "diverged"),
             (stopped, "o", "0.6", "not continued (halving)"),
@@ -212,8 +221,6 @@ def sweep_heatmap(
         if diverged.any() or stopped.any():
             ax.legend(loc="upper right")
         ax.set(xlabel=names[1], ylabel=names[0])
-    fig.suptitle(title)
-    return _save(fig, out)
 
 
 def sweep_scatter(

@@ -25,12 +25,20 @@ def table(result: SweepResult | TuneResult, k: int = 10) -> str:
     """The best ``k`` rows of ``result`` (its ``best(k)``) as an aligned table.
 
     For a tuning, configurations without a finished score (not continued by successive
-    halving, pruned, or diverged) are not ranked: a last line counts them.
+    halving, pruned, or diverged) are not ranked: a last line counts them; the task's
+    metrics (``accuracy``, ``val_accuracy``...) follow, each the mean over seeds of its
+    final value.
     """
     rows = result.best(k)
     unranked = 0
     if isinstance(result, TuneResult):
         unranked = int((~np.isfinite(result.score())).sum())
+        rows = [dict(r) for r in rows]
+        order = np.argsort(result.score().ravel(), kind="stable")[: len(rows)]
+        for name, values in result.metrics.items():  # the task's metrics, mean over seeds
+            mean = values[..., -1].mean(-1).ravel()
+            for r, i in zip(rows, order):
+                r[name] = float(mean[i])
         rows = [r for r in rows if np.isfinite(r["score"])]
     if not rows:
         return "(empty sweep)" if not unranked else f"(none of {unranked} finished)"

@@ -309,3 +309,47 @@ def test_the_table_ranks_finished_configurations_and_counts_the_rest():
     assert lines[-1] == (
         "(2 more not ranked: not continued by successive halving, pruned, or diverged)"
     )
+
+
+def test_the_table_shows_the_tasks_metrics_mean_over_seeds():
+    from jax_rmsprop import TuneResult, report
+
+    val = np.array([0.5, 0.2, 0.3])[:, None, None].repeat(2, 1).repeat(3, 2)  # (3, 2 seeds, 3)
+    acc = np.zeros_like(val)
+    acc[..., -1] = [[0.8, 0.9], [0.95, 0.97], [0.7, 0.7]]  # final epoch, per seed
+    res = TuneResult({"learning_rate": np.array([1e-3, 1e-2, 1e-1])}, val.copy(), val,
+                     np.full((3, 2), 3), metrics={"val_accuracy": acc})  # fmt: skip
+    lines = report.table(res, 10).splitlines()
+    assert lines[0].split()[-1] == "val_accuracy"
+    rows = [ln.split() for ln in lines[2:]]
+    assert [r[0] for r in rows] == ["0.01", "0.1", "0.001"]  # ranked by val_loss
+    assert [float(r[-1]) for r in rows] == [0.96, 0.7, 0.85]  # its config's mean
+
+
+def test_pbt_prints_the_best_members_and_writes_the_schedule(tmp_path, capsys):
+    """``jax-rmsprop pbt``: the library's ``pbt`` with the command's ranges; the table is
+    its best members, the CSV its schedule and parents, row for row."""
+    pytest.importorskip("optuna")
+    from optuna.distributions import FloatDistribution
+
+    from jax_rmsprop import cli, pbt, problems
+
+    argv = ["pbt", "digits", "--population", "4", "--epochs", "2", "--out", str(tmp_path),
+            "--learning-rate", "1e-3:1e-1:log", "--decay", "0.9", "--top", "2"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    space = {"learning_rate": FloatDistribution(1e-3, 1e-1, log=True)}
+    ref = pbt(problems.digits(), space, 2, population=4, options={"decay": 0.9})
+    assert out[0].startswith(
+        f"digits: 4 members x 2 epochs, exploit every 1; best member {ref.best}"
+    )
+    assert out[1].split() == ["member", "score", "final", "learning_rate"]
+    best = np.argsort(ref.score, kind="stable")[:2]
+    assert [int(line.split()[0]) for line in out[3:5]] == list(best)
+    rows = (tmp_path / "pbt_digits.csv").read_text().splitlines()
+    assert rows[0] == "interval,member,parent,learning_rate" and len(rows) == 1 + 2 * 4
+    for row in rows[1:]:
+        j, m, parent, lr = row.split(",")
+        assert int(parent) == ref.parent[int(j), int(m)]
+        assert float(lr) == ref.schedule["learning_rate"][int(j), int(m)]
+    assert (tmp_path / "pbt_digits.png").exists()

@@ -252,3 +252,19 @@ def test_bad_input_is_refused_before_compiling(kwargs, match):
             args.pop("loss"), params, jax_rmsprop.rmsprop(0.1), args.pop("data"), **args
         )
     assert _fit._epoch._cache_size() == before
+
+
+def test_verbose_follows_keras_a_bar_or_a_line_per_epoch(capsys):
+    """verbose=2: one line per epoch on stdout; verbose=1: a bar over the epochs (tqdm,
+    or a carriage-return line on stderr) ending at the last epoch with its logs."""
+    params, data = _problem()
+    tx = jax_rmsprop.rmsprop(0.01)
+    kw = dict(epochs=3, batch_size=16)
+    hist = jax_rmsprop.fit(regression_loss, params, tx, data, verbose=2, **kw)
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" - ")[0] for line in out] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    assert out[-1] == f"Epoch 3/3 - loss: {hist.loss[-1]:.4g}"
+    jax_rmsprop.fit(regression_loss, params, tx, data, verbose=1, **kw)
+    got = capsys.readouterr()
+    assert got.out == ""
+    assert "3/3" in got.err and f"loss: {hist.loss[-1]:.4g}" in got.err.splitlines()[-1]

@@ -246,3 +246,19 @@ def test_a_freed_slot_takes_the_next_trial_at_once_and_trains_it_like_fit(monkey
         t, ran = res.study.trials[res.trial[i]], int(res.epochs_run[i, 0])
         hist = _fit_cell(task, _tx(t.params), 0, 0, ran)
         np.testing.assert_allclose(res.val_loss[i, 0, :ran], hist.val_loss, rtol=1e-10)
+
+
+def test_folds_with_a_sampler_equal_the_grid_with_folds():
+    """Cross-validation under a sampler: each trial is trained on every fold as the grid
+    path trains it, and told the mean over folds of the final validation loss."""
+    task = _task(validation=False)
+    space = {"learning_rate": FloatDistribution(1e-3, 3e-1, log=True)}
+    sampler = optuna.samplers.RandomSampler(seed=3)
+    res = jax_rmsprop.tune(task, space, 2, sampler=sampler, trials=3, batch=3, folds=2)
+    lrs = np.array([res.study.trials[n].params["learning_rate"] for n in res.trial])
+    grid = jax_rmsprop.tune(task, {"learning_rate": lrs}, 2, folds=2)
+    assert res.val_loss.shape == grid.val_loss.shape == (3, 2, 2)  # (trials, folds, epochs)
+    np.testing.assert_allclose(res.val_loss, grid.val_loss, rtol=1e-10)
+    for i, number in enumerate(res.trial):
+        told = res.study.trials[number].value
+        np.testing.assert_allclose(told, grid.val_loss[i, :, -1].mean(), rtol=1e-10)
