@@ -149,7 +149,6 @@ PRUNERS = ("none", "median", "halving", "hyperband")
 
 
 def _tune_parser(sub) -> None:
-    from . import problems
 
     tu = sub.add_parser(
         "tune",
@@ -167,12 +166,7 @@ def _tune_parser(sub) -> None:
             "after a kill, and optuna-dashboard reads it."
         ),
     )
-    tu.add_argument("problem", help=f"a training task: {', '.join(problems.names('task'))}")
-    for name in SWEEPABLE:
-        tu.add_argument(
-            f"--{name.replace('_', '-')}", type=str, default=None, metavar="LOW:HIGH[:log]",
-            help=f"a range to search, or one value (fixed); {_RANGES[name]}",
-        )  # fmt: skip
+    _task_and_ranges(tu, "search")
     tu.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna's sampler")
     tu.add_argument("--pruner", choices=PRUNERS, default="none", help="Optuna's pruner")
     tu.add_argument("--trials", type=int, default=64, help="trials to finish")
@@ -187,8 +181,19 @@ def _tune_parser(sub) -> None:
     tu.add_argument("--no-progress", action="store_true")
 
 
-def _pbt_parser(sub) -> None:
+def _task_and_ranges(parser, verb: str) -> None:
+    """The task argument and a LOW:HIGH[:log] range option per hyperparameter."""
     from . import problems
+
+    parser.add_argument("problem", help=f"a training task: {', '.join(problems.names('task'))}")
+    for name in SWEEPABLE:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=str, default=None, metavar="LOW:HIGH[:log]",
+            help=f"a range to {verb}, or one value (fixed); {_RANGES[name]}",
+        )  # fmt: skip
+
+
+def _pbt_parser(sub) -> None:
 
     pb = sub.add_parser(
         "pbt",
@@ -203,12 +208,7 @@ def _pbt_parser(sub) -> None:
             "state and explore (x0.8 or x1.2, or a fresh draw with --resample)."
         ),
     )
-    pb.add_argument("problem", help=f"a training task: {', '.join(problems.names('task'))}")
-    for name in SWEEPABLE:
-        pb.add_argument(
-            f"--{name.replace('_', '-')}", type=str, default=None, metavar="LOW:HIGH[:log]",
-            help=f"a range to explore in, or one value (fixed); {_RANGES[name]}",
-        )  # fmt: skip
+    _task_and_ranges(pb, "explore in")
     pb.add_argument("--population", type=int, default=16, help="members trained together")
     pb.add_argument("--interval", type=int, default=1, help="epochs between exploit steps")
     pb.add_argument("--epochs", type=int, default=9, help="epochs in all")
