@@ -248,6 +248,7 @@ def test_a_freed_slot_takes_the_next_trial_at_once_and_trains_it_like_fit(monkey
         np.testing.assert_allclose(res.val_loss[i, 0, :ran], hist.val_loss, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_folds_with_a_sampler_equal_the_grid_with_folds():
     """Cross-validation under a sampler: each trial is trained on every fold as the grid
     path trains it, and told the mean over folds of the final validation loss."""
