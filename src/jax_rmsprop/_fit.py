@@ -251,7 +251,7 @@ def fit(
     first = initial_epoch
     fingerprint = lambda: _fingerprint(run, params, state, opt_state, initial_epoch, stopper)  # noqa: E731
     with resumable("fit", checkpoint, "fit", fingerprint) as loop:
-        if (got := loop.load(lambda _: _saved(lambda c: c, carry, stopper))) is not None:
+        if (got := loop.load(lambda _: _saved(carry, stopper))) is not None:
             carry, first = _resumed(got, logs, stopper, initial_epoch, epochs, loop.path)
             if verbose:
                 print(f"resumed from epoch {first} ({loop.path})", flush=True)
@@ -433,7 +433,7 @@ def _train(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose, 
         ends = stopped is not None or loop.requested is not None or epoch == epochs - 1
         # written in the background while the next epoch runs
         loop.boundary(
-            functools.partial(_saved, device_copy, carry, stopper), _position(logs, stopper), ends
+            functools.partial(_saved_copy, carry, stopper), _position(logs, stopper), ends
         )
         if run.keep_finite and (bad := _nonfinite(finite, epoch, first, ends)) is not None:
             # the epochs from ``bad`` on returned the parameters they started from
@@ -457,12 +457,13 @@ def _nonfinite(finite: list, epoch: int, first: int, ends: bool) -> int | None:
     return None
 
 
-def _saved(copy, carry, stopper) -> tuple:
-    """The arrays of a checkpoint: the carry, and the best weights kept for ``restore_best``.
+def _saved_copy(carry, stopper) -> tuple:
+    """``_saved`` of a copy of ``carry`` (the next epoch donates it)."""
+    return _saved(device_copy(carry), stopper)
 
-    ``copy`` is applied to the carry (``device_copy``: the next epoch donates it).
-    """
-    carry = copy(carry)
+
+def _saved(carry, stopper) -> tuple:
+    """The arrays of a checkpoint: the carry, and the best weights kept for ``restore_best``."""
     return carry, None if stopper is None or not stopper.restore else (stopper.kept or carry[:2])
 
 

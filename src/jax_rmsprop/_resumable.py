@@ -56,21 +56,15 @@ class Loop:
         """
         return None if self._resume is None else self._resume.load(like, host)
 
-    def ready(self) -> bool:
-        """Whether a boundary given now would be written (a checkpoint whose writer is idle)."""
-        return self._resume is not None and self._resume.ready()
-
     def boundary(
         self, arrays: Callable[[], Any], position: Callable[[], dict], last: bool = False
     ) -> None:
         """Saves ``arrays()`` and ``position()`` if the writer is idle, or if ``last``.
 
         ``arrays`` is called only then (copies of donated buffers cost nothing otherwise);
-        a boundary that asked to stop (``requested``) is always written.
+        a boundary where the loop stops (its end, or ``requested``) passes ``last``.
         """
-        if self._resume is None:
-            return
-        if self._resume.ready() or last or self.requested is not None:
+        if self._resume is not None and (last or self._resume.ready()):
             self._resume.save(arrays(), position)
 
 

@@ -141,13 +141,13 @@ def search(
             progress(start + k, trials)
 
     try:
-        with resumable("tune", None, "", dict) as signals:  # Ctrl-C, SIGTERM; ProcessLost
+        with resumable("tune", None, "", dict) as loop:  # Ctrl-C, SIGTERM; ProcessLost
             if prune and not static and done < trials:  # freed slots take new trials
                 slots = _Slots(plan_for(()), study, optuna, space, numeric, epochs, monitor, sign)
                 slots.run(trained, pending, min(batch, trials - done), trials - done, report,
-                          signals)  # fmt: skip
+                          loop)  # fmt: skip
                 done += slots.finished
-            while done < trials and signals.requested is None:
+            while done < trials and loop.requested is None:
                 pending = [study.ask(dict(space)) for _ in range(min(batch, trials - done))]
                 groups: dict[tuple, list] = {}
                 for t in pending:
@@ -166,7 +166,7 @@ def search(
             study.tell(t, state=optuna.trial.TrialState.FAIL)
         raise SweepInterrupted(_result(trained, names, study, has_val), None) from None
     result = _result(trained, names, study, has_val)
-    if signals.requested is not None:
+    if loop.requested is not None:
         raise SweepInterrupted(result, None)
     return result
 
@@ -208,7 +208,7 @@ class _Slots:
     sign: float
     finished: int = 0
 
-    def run(self, trained: _Trained, pending: list, batch: int, budget: int, report, signals):
+    def run(self, trained: _Trained, pending: list, batch: int, budget: int, report, loop):
         """Trains ``budget`` trials through ``batch`` slots; ``pending`` tracks the asked."""
         per_cfg = self.plan.seeds * self.plan.k
         slot = [self.study.ask(dict(self.space)) for _ in range(batch)]
@@ -223,7 +223,7 @@ class _Slots:
         reset = None
         runs = lambda mask: np.repeat(mask, per_cfg)[idx]  # noqa: E731 (slots -> runs)
         while active.any():
-            if signals.requested is not None:  # Ctrl-C, SIGTERM: unfinished trials failed
+            if loop.requested is not None:  # Ctrl-C, SIGTERM: unfinished trials failed
                 for i in np.flatnonzero(active):
                     self.study.tell(slot[i], state=self.optuna.trial.TrialState.FAIL)
                 pending.clear()
@@ -250,7 +250,7 @@ class _Slots:
                 self.finished += 1
                 report(self.finished)
                 freed[i] = True
-                if asked < budget and signals.requested is None:
+                if asked < budget and loop.requested is None:
                     slot[i] = self.study.ask(dict(self.space))
                     asked += 1
                     logs[i], ep[i] = [], 0

@@ -135,7 +135,9 @@ def _advance_in_chunks(
             carry = None
         if carry is not None:  # keep the last whole chunk
             run.boundary(
-                lambda: device_copy(carry), functools.partial(dict, steps=done_steps), True
+                functools.partial(device_copy, carry),
+                functools.partial(dict, steps=done_steps),
+                True,
             )
     return carry, done_steps, stop
 
@@ -182,9 +184,9 @@ def sweep(
     """Runs ``optimizer`` on ``problem`` for every point of the Cartesian product of ``grid``.
 
     The whole grid is one ``vmap``-ed, jitted program: the optimizer is rebuilt from traced
-    hyperparameters inside it ([`rmsprop`][jax_rmsprop.rmsprop] needs no ``inject_hyperparams``).
-    Repeated calls
-    with the same shapes and static arguments reuse the compiled program. Training on
+    hyperparameters inside it ([`rmsprop`][jax_rmsprop.rmsprop] needs no
+    ``inject_hyperparams``). Repeated calls with the same shapes and static arguments reuse
+    the compiled program. Training on
     data (a [`Task`][jax_rmsprop.Task]) is [`tune`][jax_rmsprop.tune]'s.
 
     Args:

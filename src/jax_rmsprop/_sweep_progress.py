@@ -72,8 +72,18 @@ class Progress:
         if self.carry_in is not None:
             out["carry_in"] = self.carry_in
         if self.kept:
-            out["kept"] = jax.tree.map(lambda *a: np.concatenate(a), *self.kept)
+            out["kept"] = self.kept_carries()
         return out
+
+    def kept_carries(self) -> Any:
+        """This rung's kept carries as one.
+
+        The one chunk's (on the devices when the rung was one program), else the chunks'
+        host arrays concatenated.
+        """
+        if len(self.kept) == 1:
+            return self.kept[0]
+        return jax.tree.map(lambda *a: np.concatenate(a), *self.kept)
 
     def position(self) -> dict[str, Any]:
         return {

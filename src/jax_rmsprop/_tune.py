@@ -281,8 +281,7 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, f
         if keep:
             prog.kept.append(kept)
         prog.done = done
-        if loop.ready():
-            loop.boundary(prog.arrays, prog.position)
+        loop.boundary(prog.arrays, prog.position)  # (a signal: written by the finally)
         if progress is not None:
             progress(done, idx.size)
         if loop.requested is not None:  # saved below (the sweep's finally)
@@ -293,7 +292,7 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, f
         best = np.argsort(np.where(np.isfinite(score), score, np.inf), kind="stable")
         best = np.sort(best[: max(1, -(-prog.alive.size // halving))])
         rows = (best[:, None] * per_cfg + np.arange(per_cfg)).ravel()
-        kept = prog.kept[0] if len(prog.kept) == 1 else _concatenate(prog.kept)
+        kept = prog.kept_carries()
         carry_in, prog.alive = jax.tree.map(lambda a: a[rows], kept), prog.alive[best]
     prog.rung, prog.done, prog.chunk, prog.carry_in, prog.kept = (
         prog.rung + 1,
@@ -302,11 +301,6 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, f
         carry_in,
         [],
     )
-
-
-def _concatenate(parts: list) -> Any:
-    """Chunks' carries (host arrays) as one."""
-    return jax.tree.map(lambda *a: np.concatenate(a), *parts)
 
 
 def _result(prog: Progress, names, cells, shape, per_cfg, task, folds) -> TuneResult:

@@ -220,7 +220,7 @@ def _pbt_parser(sub) -> None:
 
 
 def _pbt(args) -> int:
-    from . import problems
+    from . import problems, report
     from ._pbt import pbt
 
     task = problems.get(args.problem) if args.problem in problems.names("task") else None
@@ -244,9 +244,7 @@ def _pbt(args) -> int:
     cols = ["member", "score", *(f"final {n}" for n in names)]
     rows = [[str(m), f"{res.score[m]:.4g}", *(f"{res.schedule[n][-1, m]:.4g}" for n in names)]
             for m in order]  # fmt: skip
-    widths = [max(len(c), *(len(r[j]) for r in rows)) for j, c in enumerate(cols)]
-    for line in [cols, ["-" * w for w in widths], *rows]:
-        print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
+    print(report.aligned(cols, rows))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / f"pbt_{task.name}.csv"

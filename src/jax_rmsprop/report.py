@@ -43,17 +43,20 @@ def table(result: SweepResult | TuneResult, k: int = 10) -> str:
     if not rows:
         return "(empty sweep)" if not unranked else f"(none of {unranked} finished)"
     cols = list(rows[0])
-    cells = [[_fmt(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(cols)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    lines = aligned(cols, [[_fmt(r[c]) for c in cols] for r in rows]).splitlines()
     if unranked:
         lines.append(
             f"({unranked} more not ranked: not continued by successive halving, pruned, "
             "or diverged)"
         )
     return "\n".join(lines)
+
+
+def aligned(header: list[str], rows: list[list[str]]) -> str:
+    """``header`` and ``rows`` of text as right-aligned columns, a rule under the header."""
+    widths = [max(len(h), *(len(row[j]) for row in rows)) for j, h in enumerate(header)]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in lines)
 
 
 def to_csv(result: SweepResult | TuneResult) -> str:
