@@ -562,10 +562,6 @@ def _fingerprint(run: _Run, params, state, opt_state, initial_epoch, stopper) ->
     The optimizer is known by its initial state and by its first update from a gradient
     of ones (two optimizers that agree on both are taken as the same).
     """
-
-    def maybe(x):
-        return "None" if x is None else _resume.digest(x)
-
     early = (
         "None"
         if stopper is None
@@ -574,21 +570,24 @@ def _fingerprint(run: _Run, params, state, opt_state, initial_epoch, stopper) ->
             f"restore={stopper.restore}"
         )
     )
-    return {
-        "loss": _resume.name_of(run.model.loss),
-        "model": run.model.kind,
-        "params": _resume.describe(params),
-        "initial params": _resume.digest(params),
-        "model state": "None" if state is None else _resume.describe(state),
-        "initial model state": maybe(state),
-        "optimizer state": _resume.describe(opt_state),
-        "initial optimizer state": _resume.digest(opt_state),
-        "optimizer (first update from ones)": _resume.digest(_probe(run.tx, params, opt_state)),
-        # this library's optimizers by name, so that a mismatch says which number changed
-        **{f"optimizer {k}": v for k, v in describe_hyperparameters(run.tx).items()},
-        "key": maybe(run.key),
-        "rng": maybe(run.rng),
-        "drop_last": str(run.drop_last),
-        "initial_epoch": str(int(initial_epoch)),
-        "early stopping": early,
-    } | _resume.data_entries(run.data, run.validation, run.batch_size)
+    return _resume.fingerprint(
+        functions={"loss": run.model.loss},
+        layouts={"params": params, "model state": state, "optimizer state": opt_state},
+        digests={
+            "initial params": params,
+            "initial model state": state,
+            "initial optimizer state": opt_state,
+            "optimizer (first update from ones)": _probe(run.tx, params, opt_state),
+            "key": run.key,
+            "rng": run.rng,
+        },
+        texts={
+            "model": run.model.kind,
+            # this library's optimizers by name, so that a mismatch says which number changed
+            **{f"optimizer {k}": v for k, v in describe_hyperparameters(run.tx).items()},
+            "drop_last": str(run.drop_last),
+            "initial_epoch": str(int(initial_epoch)),
+            "early stopping": early,
+        },
+        data=(run.data, run.validation, run.batch_size),
+    )

@@ -206,7 +206,7 @@ def pbt(
         parent=parent,
         loss=f["loss"],
         val_loss=v["loss"] if has_val else None,
-        metrics=_metrics(f, v, plan.static["metrics"], has_val),
+        metrics=_metrics(f, v, plan.recipe.metrics, has_val),
         score=score,
         best=int(np.argmin(score)),
         interval=interval,

@@ -54,6 +54,39 @@ class _Run(NamedTuple):
     stopped: jax.Array
 
 
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How every run of a plan trains (static: hashed into the compiled chunk)."""
+
+    model: Model
+    metrics: tuple[str, ...]  # the names of the loss's metrics
+    optimizer: Any  # ``optimizer(**options, **values)`` makes the run's transformation
+    names: tuple[str, ...]  # the traced hyperparameters, in the order of a run's values
+    options: tuple  # the fixed options, as sorted (name, value) pairs
+    batch_size: int
+    patience: int | None
+
+    def tx(self, values: tuple) -> Any:
+        """A run's optimizer from its hyperparameter ``values`` (traced)."""
+        return make_tx(self.optimizer, self.names, self.options, values)
+
+
+class Shared(NamedTuple):
+    """The inputs every run of a plan reads (traced, not vmapped)."""
+
+    init: Partial  # ``init(key)``: a run's initial parameters (and model state)
+    data: Any
+    validation: Any  # or None
+
+
+class PerRun(NamedTuple):
+    """One entry per run of a chunk (vmapped)."""
+
+    values: tuple  # one array per traced hyperparameter
+    seed: Any  # the run's seed (its keys are ``seed_keys(root, seed)``)
+    rows: Any  # its (training, validation) fold rows, or None
+
+
 def _fresh_run(model: Model, metrics: tuple[str, ...], init, tx, key) -> _Run:
     """A run before its first epoch: ``init(key)``, ``tx.init``, no losses yet."""
     params, state = _initial(model, init, key)
@@ -88,39 +121,17 @@ def _early_stop(patience: int, prev: _Run, new: _Run) -> _Run:
     return jax.tree.map(lambda a, b: jnp.where(prev.stopped, a, b), prev, moved)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "model",
-        "metrics",
-        "optimizer",
-        "names",
-        "options",
-        "epochs",
-        "bs",
-        "patience",
-    ),
-)
+@functools.partial(jax.jit, static_argnames=("recipe", "epochs"))
 def _train_chunk(
-    init,
-    data,
-    validation,
-    values,
+    shared: Shared,
+    runs: PerRun,
     root,
-    seed_of_run,
-    rows,
     carry,
     first,
     reset=None,
     *,
-    model,
-    metrics,
-    optimizer,
-    names,
-    options,
-    epochs,
-    bs,
-    patience,
+    recipe: Recipe,
+    epochs: int,
 ):
     """``epochs`` epochs from epoch ``first`` of every run in the chunk.
 
@@ -129,14 +140,15 @@ def _train_chunk(
     place (a new trial in a freed slot). Returns the new carries and each epoch's
     (training, validation) logs.
     """
-    firsts = jnp.broadcast_to(jnp.asarray(first, jnp.int32), seed_of_run.shape)
+    firsts = jnp.broadcast_to(jnp.asarray(first, jnp.int32), runs.seed.shape)
+    model, bs, data, validation = recipe.model, recipe.batch_size, shared.data, shared.validation
 
-    def one(vals, s, rows, carry, first, reset):
-        tx = make_tx(optimizer, names, options, vals)
-        init_key, shuffle_key = seed_keys(root, s)
-        rng = model_key(root, s) if model.kind == FUNCTIONAL else None
-        train_rows, val_rows = (None, None) if rows is None else rows
-        fresh = functools.partial(_fresh_run, model, metrics, init, tx)
+    def one(run: PerRun, carry, first, reset):
+        tx = recipe.tx(run.values)
+        init_key, shuffle_key = seed_keys(root, run.seed)
+        rng = model_key(root, run.seed) if model.kind == FUNCTIONAL else None
+        train_rows, val_rows = (None, None) if run.rows is None else run.rows
+        fresh = functools.partial(_fresh_run, model, recipe.metrics, shared.init, tx)
         if carry is None:
             carry = fresh(init_key)
         else:  # from the host: keys (NNX RNG streams) come back as their data
@@ -157,15 +169,15 @@ def _train_chunk(
                 params=params, state=state, opt_state=opt_state, last=(logs, val),
                 ran=carry.ran + 1,
             )  # fmt: skip
-            if patience is not None:
-                carry = _early_stop(patience, carry, new)
+            if recipe.patience is not None:
+                carry = _early_stop(recipe.patience, carry, new)
             else:  # a run stopped from outside (an Optuna pruner) stands still
                 carry = jax.tree.map(lambda a, b: jnp.where(carry.stopped, a, b), carry, new)
             return carry, carry.last
 
         return jax.lax.scan(epoch, carry, first + jnp.arange(epochs, dtype=jnp.int32))
 
-    return jax.vmap(one)(values, seed_of_run, rows, carry, firsts, reset)
+    return jax.vmap(one)(runs, carry, firsts, reset)
 
 
 def _folds(folds: int | None, n: int, batch_size: int):
@@ -229,8 +241,8 @@ class _Plan:
     k: int  # folds (1 without cross-validation)
     fold_rows: tuple[np.ndarray, np.ndarray] | None
     dtype: Any
-    args: tuple  # (init, data, validation)
-    static: dict[str, Any]
+    shared: Shared
+    recipe: Recipe
     chunk_size: int | None  # the user's; None: sized by memory (``chunk``)
     mesh: Mesh | None
     params0: Any  # seed 0's initial parameters (checked, and fingerprinted)
@@ -243,15 +255,16 @@ class _Plan:
         """``n`` rounded up to a multiple of the mesh's devices (an equal share each)."""
         return -(-n // self._devices) * self._devices
 
-    def _inputs(self, run: np.ndarray, carry: Any):
-        """The chunk's per-run inputs (values, seed, fold rows, carry), on the mesh."""
+    def _inputs(self, run: np.ndarray, carry: Any) -> tuple[PerRun, Any]:
+        """The chunk's per-run inputs and carries, on the mesh."""
         # host (NumPy) arrays: they go to the mesh's devices, other processes' included
         values = tuple(np.asarray(r[run]).astype(self.dtype) for r in self.runs)
         seed = (run // self.k % self.seeds).astype(np.int32)
         rows = None
         if self.fold_rows is not None:
             rows = tuple(r[run % self.k] for r in self.fold_rows)
-        return shard_runs((values, seed, rows, carry), self.mesh)
+        per_run, carry = shard_runs((PerRun(values, seed, rows), carry), self.mesh)
+        return per_run, carry
 
     def _bytes(self, c: int, carry: Any, first: int, epochs: int) -> tuple[int, int]:
         """XLA's accounting of a ``c``-run chunk, per device: (total, shared by all runs).
@@ -260,14 +273,16 @@ class _Plan:
         """
         run = np.zeros(c, np.int64)
         c_carry = None if carry is None else jax.tree.map(lambda a: a[:c], carry)
-        inputs = self._inputs(run, c_carry)
-        args = (*self.args, inputs[0], self.root, *inputs[1:], first)
-        m = _train_chunk.lower(*args, **self.static, epochs=epochs).compile().memory_analysis()
+        per_run, c_carry = self._inputs(run, c_carry)
+        lowered = _train_chunk.lower(
+            self.shared, per_run, self.root, c_carry, first, recipe=self.recipe, epochs=epochs
+        )
+        m = lowered.compile().memory_analysis()
         if m is None:  # a backend without XLA's accounting: size as if it all fits
             return 0, 0
         total = m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
         total -= m.alias_size_in_bytes
-        shared = sum(getattr(a, "nbytes", 0) for a in jax.tree.leaves(self.args))
+        shared = sum(getattr(a, "nbytes", 0) for a in jax.tree.leaves(self.shared))
         return total, shared
 
     def chunk(self, n: int, carry: Any, first: int, epochs: int) -> int:
@@ -293,13 +308,12 @@ class _Plan:
 
     def abstract_run(self) -> _Run:
         """The shapes and dtypes of one run's carry (nothing is computed)."""
-        init = self.args[0]
         vals = tuple(jax.ShapeDtypeStruct((), self.dtype) for _ in self.runs)
-        st = self.static
+        r = self.recipe
 
         def fresh(v):
-            tx = make_tx(st["optimizer"], st["names"], st["options"], v)
-            return _fresh_run(st["model"], st["metrics"], init, tx, seed_keys(self.root, 0)[0])
+            key = seed_keys(self.root, 0)[0]
+            return _fresh_run(r.model, r.metrics, self.shared.init, r.tx(v), key)
 
         return jax.eval_shape(fresh, vals)
 
@@ -311,11 +325,11 @@ class _Plan:
         run) or ``None``. Returns the new carries (on the devices) and the epochs'
         (training, validation) logs on the host, ``(runs, epochs)`` each.
         """
-        values, seed, rows, _ = self._inputs(idx, None)
+        per_run, _ = self._inputs(idx, None)
         if np.ndim(first):
             first, reset = shard_runs((np.asarray(first, np.int32), reset), self.mesh)
         out, logs = _train_chunk(
-            *self.args, values, self.root, seed, rows, carry, first, reset, **self.static,
+            self.shared, per_run, self.root, carry, first, reset, recipe=self.recipe,
             epochs=epochs,
         )  # fmt: skip
         return out, jax.tree.map(to_host, logs)
@@ -336,9 +350,9 @@ class _Plan:
         for begin in range(start, idx.size, chunk):
             part = np.minimum(np.arange(begin, begin + chunk), idx.size - 1)  # pad
             c = None if carry is None else jax.tree.map(lambda a: a[part], carry)  # noqa: B023
-            values, seed, rows, c = self._inputs(idx[part], c)
+            per_run, c = self._inputs(idx[part], c)
             out, logs = _train_chunk(
-                *self.args, values, self.root, seed, rows, c, first, **self.static, epochs=epochs
+                self.shared, per_run, self.root, c, first, recipe=self.recipe, epochs=epochs
             )
             take = min(chunk, idx.size - begin)
             kept = key_data(out if keep or full else out.ran)
@@ -376,14 +390,14 @@ def make_plan(
         k=k,
         fold_rows=fold_rows,
         dtype=jax.tree.leaves(params0)[0].dtype,
-        args=(wrap(task.init), jax.tree.map(jnp.asarray, task.data), val),
-        static=dict(
+        shared=Shared(wrap(task.init), jax.tree.map(jnp.asarray, task.data), val),
+        recipe=Recipe(
             model=model,
             metrics=metrics,
             optimizer=optimizer,
-            names=names,
+            names=tuple(names),
             options=tuple(sorted((options or {}).items())),
-            bs=int(task.batch_size),
+            batch_size=int(task.batch_size),
             patience=patience,
         ),
         chunk_size=chunk_size,

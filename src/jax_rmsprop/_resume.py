@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,35 @@ def digest(tree: Any) -> str:
         h.update(f"{a.dtype.name}{a.shape}".encode())
         h.update(np.ascontiguousarray(a).view(np.uint8).tobytes())
     return h.hexdigest()[:16]
+
+
+def fingerprint(
+    *,
+    functions: Mapping[str, Callable] | None = None,
+    layouts: Mapping[str, Any] | None = None,
+    digests: Mapping[str, Any] | None = None,
+    texts: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    grid: tuple[Any, Any] | None = None,
+    data: tuple[Any, Any, int] | None = None,
+) -> dict[str, str]:
+    """A call's fingerprint: what decides its numbers, as text, entry by entry.
+
+    ``functions`` by ``module.qualname``; ``layouts`` by structure, shapes and dtypes;
+    ``digests`` by a hash of their values (``None`` as ``"None"`` in both); ``texts`` as
+    given; ``settings`` by ``repr``; ``grid``, ``(names, cells)``, as one entry; ``data``,
+    ``(data, validation, batch_size)``, as ``data_entries``.
+    """
+    out = {k: name_of(f) for k, f in (functions or {}).items()}
+    out |= {k: "None" if t is None else describe(t) for k, t in (layouts or {}).items()}
+    out |= {k: "None" if t is None else digest(t) for k, t in (digests or {}).items()}
+    out |= dict(texts or {})
+    out |= {k: repr(v) for k, v in (settings or {}).items()}
+    if grid is not None:
+        out["grid"] = grid_entry(*grid)
+    if data is not None:
+        out |= data_entries(*data)
+    return out
 
 
 def data_entries(data: Any, validation: Any, batch_size: int) -> dict[str, str]:

@@ -71,7 +71,7 @@ class _Trained:
         self.val.append(v["loss"])
         self.ran.append(ran)
         self.pruned.append(bool(pruned))
-        for name in logged_names(plan.static["metrics"]):
+        for name in logged_names(plan.recipe.metrics):
             log, key = (v, name[4:]) if name.startswith("val_") else (f, name)
             self.metrics.setdefault(name, []).append(log[key])
         if self.kept is not None:
@@ -104,9 +104,7 @@ def search(
 ) -> TuneResult:
     """``tune`` with an Optuna sampler (see the module's docstring and ``tune``)."""
     optuna = _optuna()
-    for name, v in (("trials", trials), ("batch", batch), ("epochs", epochs), ("seeds", seeds)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"`tune({name}=...)` must be a positive int; got {v!r}.")
+    _check_counts(trials=trials, batch=batch, epochs=epochs, seeds=seeds)
     assert trials is not None
     names = check_space(space, "tune", distributions=True)
     static = static_names(space)
@@ -169,6 +167,12 @@ def search(
     if loop.requested is not None:
         raise SweepInterrupted(result, None)
     return result
+
+
+def _check_counts(**counts: Any) -> None:
+    for name, v in counts.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"`tune({name}=...)` must be a positive int; got {v!r}.")
 
 
 def _refuse_grid_sampler(optuna, study) -> None:

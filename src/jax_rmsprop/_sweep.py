@@ -161,11 +161,12 @@ def _outcome(carry, n, shape, names, cells, tol, min_loss, f0) -> SweepResult:
 
 def _fingerprint(problem: Problem, names, cells, **settings) -> dict[str, str]:
     """What decides a problem sweep's numbers, as text (see ``_resume``)."""
-    return {
-        "problem": f"{problem.name}: {_resume.name_of(problem.loss)}",
-        "x0": _resume.digest(problem.x0),
-        "grid": _resume.grid_entry(names, cells),
-    } | {name: repr(value) for name, value in settings.items()}
+    return _resume.fingerprint(
+        texts={"problem": f"{problem.name}: {_resume.name_of(problem.loss)}"},
+        digests={"x0": problem.x0},
+        grid=(names, cells),
+        settings=settings,
+    )
 
 
 def sweep(

@@ -56,6 +56,8 @@ class Progress:
     carry_in: Any = None  # this rung's starting carries (successive halving), or None
     kept: list = dataclasses.field(default_factory=list)  # carries of this rung's done runs
     metrics: dict = dataclasses.field(default_factory=dict)  # name -> (runs, epochs), NaN
+    # keep_params: every run's latest (params, model state), (runs, ...) host arrays
+    trained: Any = None
 
     @classmethod
     def start(cls, runs: int, epochs: int, configs: int, metrics=()) -> Progress:
@@ -73,7 +75,16 @@ class Progress:
             out["carry_in"] = self.carry_in
         if self.kept:
             out["kept"] = self.kept_carries()
+        if self.trained is not None:
+            out["trained"] = jax.tree.map(np.copy, self.trained)
         return out
+
+    def keep_trained(self, rows: np.ndarray, trained: Any) -> None:
+        """Records runs ``rows``' latest ``(params, model state)`` (host arrays)."""
+        if self.trained is None:
+            runs = self.loss.shape[0]
+            self.trained = jax.tree.map(lambda a: np.zeros((runs, *a.shape[1:]), a.dtype), trained)
+        jax.tree.map(lambda o, a: o.__setitem__(rows, a), self.trained, trained)
 
     def kept_carries(self) -> Any:
         """This rung's kept carries as one.
@@ -93,13 +104,14 @@ class Progress:
             "alive": int(self.alive.size),
             "carry_in": self.carry_in is not None,
             "kept": bool(self.kept),
+            "trained": self.trained is not None,
         }
 
     @staticmethod
     def like(position: dict, runs: int, epochs: int, per_config: int, run: Any, metrics=()) -> dict:
         """The template of ``arrays`` at ``position``; ``run``: one run's abstract carry."""
         sds = jax.ShapeDtypeStruct
-        stack = lambda n: jax.tree.map(lambda a: sds((n, *a.shape), a.dtype), run)  # noqa: E731
+        stack = lambda n, t=run: jax.tree.map(lambda a: sds((n, *a.shape), a.dtype), t)  # noqa: E731
         out: dict[str, Any] = {
             "loss": sds((runs, epochs), np.float64),
             "val": sds((runs, epochs), np.float64),
@@ -112,6 +124,8 @@ class Progress:
             out["carry_in"] = stack(position["alive"] * per_config)
         if position["kept"]:
             out["kept"] = stack(position["done"])
+        if position.get("trained"):  # (checkpoints written before keep_params had none)
+            out["trained"] = stack(runs, (run.params, run.state))
         return out
 
     @classmethod
@@ -127,18 +141,17 @@ class Progress:
             arrays.get("carry_in"),
             [arrays["kept"]] if "kept" in arrays else [],
             dict(arrays.get("metrics", {})),
+            arrays.get("trained"),
         )
 
 
 def fingerprint(task: Task, params0: Any, names, cells, optimizer, options, **settings) -> dict:
     """What decides a training sweep's numbers, as text (see ``_resume``)."""
-    out = {
-        "task loss": _resume.name_of(task.loss),
-        "task init": _resume.name_of(task.init),
-        "initial params (seed 0)": _resume.digest(params0),
-        "optimizer": _resume.name_of(optimizer),
-        "options": repr(sorted((options or {}).items())),
-        "grid": _resume.grid_entry(names, cells),
-    }
-    out |= _resume.data_entries(task.data, task.validation, task.batch_size)
-    return out | {name: repr(value) for name, value in settings.items()}
+    return _resume.fingerprint(
+        functions={"task loss": task.loss, "task init": task.init, "optimizer": optimizer},
+        digests={"initial params (seed 0)": params0},
+        texts={"options": repr(sorted((options or {}).items()))},
+        grid=(names, cells),
+        data=(task.data, task.validation, task.batch_size),
+        settings=settings,
+    )

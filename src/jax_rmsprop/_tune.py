@@ -124,7 +124,9 @@ def tune(
         for bit. A checkpoint of a different call raises
         [`CheckpointMismatch`][jax_rmsprop.CheckpointMismatch].
       keep_params: return every run's trained parameters and model state
-        (``result.params``, ``result.model_state``, ``result.best_params(k, by=...)``).
+        (``result.params``, ``result.model_state``, ``result.best_params(k, by=...)``);
+        with ``checkpoint``, they are kept in it too (host memory and the file grow with
+        the runs times the model's size), so a resumed tuning returns them all.
       progress: called as ``progress(runs_done, runs)`` after each chunk.
 
     Returns:
@@ -164,24 +166,25 @@ def tune(
             f"`tune(halving={halving})` needs at least {halving} epochs and {halving} "
             f"configurations for two rungs; got epochs={epochs}, {n_cfg} configurations."
         )
-    names_logged = logged_names(plan.static["metrics"])
+    names_logged = logged_names(plan.recipe.metrics)
     prog = Progress.start(n_cfg * per_cfg, epochs, n_cfg, names_logged)
     settings = dict(epochs=epochs, seeds=seeds, seed=seed, samples=samples, folds=folds)
     settings |= dict(patience=patience, halving=halving)
+    if keep_params:  # (absent otherwise: checkpoints written before it still match)
+        settings["keep_params"] = True
     print_ = lambda: fingerprint(  # noqa: E731
         task, plan.params0, names, cells, optimizer, options, **settings
     )
     like = lambda pos: Progress.like(  # noqa: E731
         pos, n_cfg * per_cfg, epochs, per_cfg, plan.abstract_run(), names_logged
     )
-    finals: list | None = [] if keep_params else None
     # Ctrl-C, SIGTERM: stop after the chunk in flight
     with resumable("tune", checkpoint, "sweep", print_) as loop:
         if (got := loop.load(like, host=True)) is not None:
             prog = Progress.restored(*got)
         try:
             while prog.rung < len(rungs):
-                _rung(plan, prog, rungs, per_cfg, halving, loop, progress, finals)
+                _rung(plan, prog, rungs, per_cfg, halving, loop, progress, keep_params)
         except KeyboardInterrupt:
             raise SweepInterrupted(
                 _result(prog, names, cells, shape, per_cfg, task, folds), loop.path
@@ -189,8 +192,8 @@ def tune(
         finally:  # what finished is kept, however the loop ended
             loop.boundary(prog.arrays, prog.position, last=True)
     result = _result(prog, names, cells, shape, per_cfg, task, folds)
-    if finals:
-        params, state = _gathered(finals, prog.loss.shape[0], (*shape, per_cfg), plan)
+    if prog.trained is not None:
+        params, state = _gathered(prog.trained, (*shape, per_cfg), plan)
         result = dataclasses.replace(result, params=params, model_state=state)
     return result
 
@@ -221,11 +224,6 @@ def _check_grid_args(
             "`tune(monitor=...)` chooses what a sampler is told; without one, rank the "
             "result with `result.best(by=...)`."
         )
-    if keep_params and checkpoint is not None:
-        raise ValueError(
-            "`tune(keep_params=True)` does not work with `checkpoint` yet: the checkpoint "
-            "does not hold every run's parameters."
-        )
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"`tune(epochs=...)` must be a positive int; got {epochs!r}.")
     checked = (("seeds", seeds), ("patience", patience), ("halving", halving))
@@ -236,23 +234,19 @@ def _check_grid_args(
         raise ValueError(f"`tune(halving=...)` must be >= 2; got {halving!r}.")
 
 
-def _gathered(finals: list, runs: int, lead: tuple, plan) -> tuple[Any, Any]:
-    """Every run's latest ``(params, model state)`` from the chunks.
+def _gathered(trained: Any, lead: tuple, plan) -> tuple[Any, Any]:
+    """Every run's latest ``(params, model state)``, from ``Progress.trained``.
 
     Host arrays with the leading axes ``lead`` (``(*grid, seeds)``); typed keys (an NNX
     module's RNG streams) wrapped again.
     """
-    first = finals[0][1]
-    out = jax.tree.map(lambda a: np.empty((runs, *a.shape[1:]), a.dtype), first)
-    for rows, part in finals:  # in training order: a later rung's carries win
-        jax.tree.map(lambda o, a, r=rows: o.__setitem__(r, a), out, part)
-    out = jax.tree.map(lambda a: a.reshape(*lead, *a.shape[1:]), out)
+    out = jax.tree.map(lambda a: a.reshape(*lead, *a.shape[1:]), trained)
     run = plan.abstract_run()
     sds = lambda a: jax.ShapeDtypeStruct(lead + a.shape, a.dtype)  # noqa: E731
     return with_keys(out, jax.tree.map(sds, (run.params, run.state)))
 
 
-def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, finals):
+def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, full: bool):
     """Trains the rest of ``prog``'s rung, chunk by chunk, then moves it to the next rung.
 
     After each chunk the checkpoint (if any) is given the progress; at a rung's end,
@@ -265,7 +259,6 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, f
     keep = prog.rung + 1 < len(rungs)  # the next rung continues these runs
     if prog.chunk is None:
         prog.chunk = plan.chunk(idx.size, prog.carry_in, first, target - first)
-    full = finals is not None
     chunks = plan.train(
         idx, prog.carry_in, first, target - first, keep, prog.chunk, prog.done, full
     )
@@ -277,7 +270,7 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, f
             values[rows, first:target] = log[key]
         prog.ran[rows] = kept.ran if keep or full else kept
         if full:  # every run's latest parameters and model state (later rungs overwrite)
-            finals.append((rows, (kept.params, kept.state)))
+            prog.keep_trained(rows, (kept.params, kept.state))
         if keep:
             prog.kept.append(kept)
         prog.done = done

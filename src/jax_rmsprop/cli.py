@@ -72,14 +72,21 @@ def _distributions(grid: dict[str, np.ndarray], logs: set[str]) -> dict[str, Any
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import problems
-
     parser = _Parser(prog="jax-rmsprop", description="RMSProp for JAX: demo and sweeps.")
     parser.add_argument("--version", action="version", version=f"jax-rmsprop {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="reproduce the seed articles' examples, with pictures")
     demo.add_argument("--out", default="rmsprop-demo", help="output folder")
+
+    _sweep_parser(sub)
+    _tune_parser(sub)
+    _pbt_parser(sub)
+    return parser
+
+
+def _sweep_parser(sub) -> None:
+    from . import problems
 
     sw = sub.add_parser(
         "sweep",
@@ -139,9 +146,6 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument(
         "--restart", action="store_true", help="(tasks) discard the checkpoint, start afresh"
     )
-    _tune_parser(sub)
-    _pbt_parser(sub)
-    return parser
 
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
@@ -325,14 +329,9 @@ def _pruner(optuna, name: str, epochs: int):
     return optuna.pruners.NopPruner()
 
 
-def _tune(args) -> int:
-    import warnings
-
-    import optuna
-
-    from . import problems, report
-    from ._sweep_progress import SweepInterrupted
-    from ._tune import tune
+def _tune_task(args):
+    """The task ``jax-rmsprop tune`` trains, its counts checked (``UsageError``)."""
+    from . import problems
 
     try:
         task = problems.get(args.problem)
@@ -346,18 +345,37 @@ def _tune(args) -> int:
     for flag in ("trials", "batch", "epochs", "seeds"):
         if getattr(args, flag) < 1:
             raise UsageError(f"--{flag} must be >= 1; got {getattr(args, flag)}")
-    space, fixed = _space(args)
+    return task
+
+
+def _study(optuna, args):
+    """The Optuna study of ``jax-rmsprop tune``: its sampler, pruner and storage."""
+    import warnings
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():  # TPE's multivariate is "experimental" in Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = _sampler(optuna, args.sampler, args.seed)
-    study = optuna.create_study(
+    return optuna.create_study(
         storage=args.storage,
         study_name=args.study_name or f"jax-rmsprop-{args.problem}",
         sampler=sampler,
         pruner=_pruner(optuna, args.pruner, args.epochs),
         load_if_exists=args.storage is not None,
     )
+
+
+def _tune(args) -> int:
+
+    import optuna
+
+    from . import report
+    from ._sweep_progress import SweepInterrupted
+    from ._tune import tune
+
+    task = _tune_task(args)
+    space, fixed = _space(args)
+    study = _study(optuna, args)
     progress = None if args.no_progress else _Progress(args.trials, "trial", "tune")
     try:
         result = tune(

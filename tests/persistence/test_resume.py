@@ -247,6 +247,33 @@ def test_ctrl_c_keeps_what_finished_and_a_rerun_goes_on(tmp_path):
     assert calls == [] and np.array_equal(again.val_loss, whole.val_loss, equal_nan=True)
 
 
+def test_keep_params_with_a_checkpoint_returns_every_run_after_a_resume(tmp_path):
+    """The kept parameters travel in the checkpoint: an interrupted tuning run again
+    returns every run's trained parameters, equal to the uninterrupted call's."""
+    task = _sweep_task()
+    kw = dict(seeds=2, chunk_size=4, halving=2, keep_params=True)
+    whole = jax_rmsprop.tune(task, GRID, 4, **kw)
+    calls = []
+
+    def interrupt_after_two_chunks(done, total):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(jax_rmsprop.SweepInterrupted):
+        jax_rmsprop.tune(
+            task, GRID, 4, **kw, checkpoint=tmp_path, progress=interrupt_after_two_chunks
+        )
+    done = jax_rmsprop.tune(task, GRID, 4, **kw, checkpoint=tmp_path)
+    assert done.params.shape == whole.params.shape == (3, 2, 2, 3)
+    np.testing.assert_array_equal(done.params, whole.params)
+    np.testing.assert_array_equal(done.val_loss, whole.val_loss)
+    assert np.isfinite(done.params).all()
+    # the same call without keep_params does not take this checkpoint (it holds them)
+    with pytest.raises(jax_rmsprop.CheckpointMismatch, match="keep_params"):
+        jax_rmsprop.tune(task, GRID, 4, seeds=2, chunk_size=4, halving=2, checkpoint=tmp_path)
+
+
 def test_a_sweep_refuses_the_checkpoint_of_another_call(tmp_path):
     task = _sweep_task()
     jax_rmsprop.tune(task, GRID, 2, seeds=2, checkpoint=tmp_path)

@@ -521,5 +521,3 @@ def test_a_sweep_returns_the_trained_parameters_of_its_best_configurations():
         nnx.state(loaded, nnx.BatchStat),
         nnx.state(model, nnx.BatchStat),
     )
-    with pytest.raises(ValueError, match="does not work with `checkpoint` yet"):
-        jax_rmsprop.tune(task, grid, 2, keep_params=True, checkpoint="unused")
