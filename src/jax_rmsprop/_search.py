@@ -9,14 +9,17 @@ as one ``vmap`` of ``fit``'s epochs, and tells the scores back. With a pruner ot
 (``trial.report``) and a trial the pruner stops freezes in the program (its epochs after
 that are not trained: ``epochs_run``) and is told ``PRUNED``.
 
-A study with RDB storage is its own checkpoint: trials left ``RUNNING`` by a killed
+A study with RDB storage keeps the finished trials: trials left ``RUNNING`` by a killed
 tuning are marked ``FAIL`` when the next call starts, and only finished (``COMPLETE``
-or ``PRUNED``) trials count towards ``trials``.
+or ``PRUNED``) trials count towards ``trials``. With ``checkpoint=``, the group of trials
+in training is saved too (``_Flight``: carries, logs, epoch, the trials' values), and
+the next call continues it, as new trials of the same values, from its saved epoch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,9 +32,9 @@ from jax.sharding import Mesh
 from ._host import to_host
 from ._inputs import direction
 from ._plan import logged_names, make_plan
-from ._resumable import resumable
+from ._resumable import Loop, resumable
 from ._space import check_space, static_names
-from ._sweep_progress import SweepInterrupted
+from ._sweep_progress import SweepInterrupted, fingerprint
 from ._tune_result import TuneResult
 from .checkpoint import key_data, with_keys
 from .problems import Task
@@ -101,6 +104,7 @@ def search(
     mesh: Mesh | None,
     keep_params: bool,
     progress: Callable[[int, int], None] | None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> TuneResult:
     """``tune`` with an Optuna sampler (see the module's docstring and ``tune``)."""
     optuna = _optuna()
@@ -113,22 +117,10 @@ def search(
     monitor = monitor or ("val_loss" if has_val else "loss")
     sign = direction(monitor, "auto", "tune")
     study = _study(optuna, study, sampler, pruner, sign)
-    _refuse_grid_sampler(optuna, study)
-    _fail_stale(optuna, study)
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    done = len(study.get_trials(deepcopy=False, states=finished))
+    done = _finished_after_failing_stale(optuna, study)
 
-    plans: dict[tuple, Any] = {}
-
-    def plan_for(key: tuple):
-        if key not in plans:
-            fixed = dict(options or {}) | dict(zip(static, key))
-            cells = [np.asarray([_first_value(space[n])]) for n in numeric]
-            plans[key] = make_plan(
-                task, cells, numeric, seeds, seed, folds, optimizer, fixed, None, patience, mesh
-            )
-        return plans[key]
-
+    plan_for = _Plans(task, space, static, numeric, (seeds, seed, folds, optimizer, options,
+                      patience, mesh))  # fmt: skip
     prune = not isinstance(study.pruner, optuna.pruners.NopPruner)
     trained = _Trained(kept=[] if keep_params else None)
     pending: list = []  # asked, not told: failed if a second Ctrl-C cuts them short
@@ -138,35 +130,83 @@ def search(
         if progress is not None:
             progress(start + k, trials)
 
+    print_ = lambda: plan_for.fingerprint(  # noqa: E731
+        names, epochs=epochs, monitor=monitor, keep_params=keep_params
+    )
+    path = None
     try:
-        with resumable("tune", None, "", dict) as loop:  # Ctrl-C, SIGTERM; ProcessLost
-            if prune and not static and done < trials:  # freed slots take new trials
+        with resumable("tune", checkpoint, "study", print_) as loop:  # Ctrl-C, SIGTERM
+            path = loop.path
+            flight = None if checkpoint is None else _Flight(loop, done)
+            if flight is not None and (got := flight.resume(study, space, plan_for)):
+                pending = got  # the group in flight when the last call stopped
+            elif prune and not static and done < trials and flight is None:  # freed slots
                 slots = _Slots(plan_for(()), study, optuna, space, numeric, epochs, monitor, sign)
                 slots.run(trained, pending, min(batch, trials - done), trials - done, report,
                           loop)  # fmt: skip
                 done += slots.finished
             while done < trials and loop.requested is None:
-                pending = [study.ask(dict(space)) for _ in range(min(batch, trials - done))]
+                if not pending:
+                    pending = [study.ask(dict(space)) for _ in range(min(batch, trials - done))]
                 groups: dict[tuple, list] = {}
                 for t in pending:
-                    groups.setdefault(tuple(t.params[n] for n in static), []).append(t)
-                for key, group in groups.items():
-                    _train_group(
-                        plan_for(key), group, numeric, epochs, monitor, sign, prune, trained
-                    )
-                for i in range(len(trained.trials) - len(pending), len(trained.trials)):
-                    _tell(study, optuna, trained, i, monitor, sign)
-                done, pending = done + len(pending), []
+                    groups.setdefault(plan_for.key_of(t.params), []).append(t)
+                for key, group in groups.items():  # each group told once it is trained
+                    if flight is not None:
+                        flight.done = done
+                    _train_group(plan_for(key), group, numeric, epochs, monitor, sign, prune,
+                                 trained, flight)  # fmt: skip
+                    for i in range(len(trained.trials) - len(group), len(trained.trials)):
+                        _tell(study, optuna, trained, i, monitor, sign)
+                    done += len(group)
+                    pending = [t for t in pending if t not in group]
                 if progress is not None:
                     progress(done, trials)
     except KeyboardInterrupt:  # a second Ctrl-C, mid-batch: its trials are not finished
         for t in pending:
             study.tell(t, state=optuna.trial.TrialState.FAIL)
-        raise SweepInterrupted(_result(trained, names, study, has_val), None) from None
+        raise SweepInterrupted(_result(trained, names, study, has_val), path) from None
     result = _result(trained, names, study, has_val)
     if loop.requested is not None:
-        raise SweepInterrupted(result, None)
+        raise SweepInterrupted(result, path)
     return result
+
+
+@dataclasses.dataclass
+class _Plans:
+    """One plan per value of the hyperparameters that change the program, made when needed."""
+
+    task: Task
+    space: Mapping[str, Any]
+    static: tuple[str, ...]
+    numeric: tuple[str, ...]
+    settings: tuple  # (seeds, seed, folds, optimizer, options, patience, mesh)
+    made: dict = dataclasses.field(default_factory=dict)
+
+    def __call__(self, key: tuple):
+        if key not in self.made:
+            seeds, seed, folds, optimizer, options, patience, mesh = self.settings
+            fixed = dict(options or {}) | dict(zip(self.static, key))
+            cells = [np.asarray([_first_value(self.space[n])]) for n in self.numeric]
+            self.made[key] = make_plan(
+                self.task, cells, self.numeric, seeds, seed, folds, optimizer, fixed, None,
+                patience, mesh,
+            )  # fmt: skip
+        return self.made[key]
+
+    def key_of(self, params: Mapping[str, Any]) -> tuple:
+        """The key of a trial's program: its values of the program-changing names."""
+        return tuple(params[n] for n in self.static)
+
+    def fingerprint(self, names, **more: Any) -> dict[str, str]:
+        """The tuning's fingerprint (seed 0's initial parameters: any program's)."""
+        seeds, seed, folds, optimizer, options, patience, _ = self.settings
+        params0 = self(self.key_of({n: self.space[n].choices[0] for n in self.static})).params0
+        space = repr(sorted(self.space.items()))
+        return fingerprint(
+            self.task, params0, names, [], optimizer, options, seeds=seeds, seed=seed,
+            folds=folds, patience=patience, space=space, **more,
+        )  # fmt: skip
 
 
 def _check_counts(**counts: Any) -> None:
@@ -306,39 +346,55 @@ def _study(optuna, study, sampler, pruner, sign: float):
     return study
 
 
-def _fail_stale(optuna, study) -> None:
-    """Trials a killed tuning left ``RUNNING`` are ``FAIL``: they are asked again, anew."""
+def _finished_after_failing_stale(optuna, study) -> int:
+    """The study's finished trials, once those a killed tuning left ``RUNNING`` are ``FAIL``.
+
+    (A grid sampler is refused first.) Failed trials are asked again, anew.
+    """
+    _refuse_grid_sampler(optuna, study)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=finished))
 
 
-def _train_group(plan, group: list, numeric, epochs, monitor, sign, prune, trained) -> None:
-    """Trains one program's trials (all seeds and folds of each) and records their runs."""
+def _train_group(plan, group, numeric, epochs, monitor, sign, prune, trained, flight=None):
+    """Trains one program's trials (all seeds and folds of each) and records their runs.
+
+    With a pruner, epoch by epoch, each epoch's value reported; with ``flight`` (a
+    checkpoint), in up to 16 calls, each call's end a boundary of the checkpoint, and
+    from its saved carries when the group is the one a stopped call left.
+    """
     per_cfg = plan.seeds * plan.k
     values = [np.asarray([t.params[n] for t in group], np.float64) for n in numeric]
     plan = dataclasses.replace(plan, runs=[np.repeat(v, per_cfg) for v in values])
     n = len(group) * per_cfg
     idx = np.minimum(np.arange(plan.padded(n)), n - 1)  # padded to the mesh's devices
-    step = 1 if prune else epochs
+    step = 1 if prune else (epochs if flight is None else -(-epochs // 16))
     carry: Any = None
     first = 0
     logs: list = []
     stopped = np.zeros(len(group), bool)
+    if flight is not None and flight.start is not None:  # resumed: on from the saved epoch
+        carry, saved, stopped, first = flight.start
+        flight.start = None
+        logs.append(saved)
+        if prune:  # the new trials are told the values their runs reached so far
+            score = _monitored(*saved, monitor)[:n].reshape(len(group), per_cfg, -1).mean(1)
+            for a, t in enumerate(group):
+                for e in range(first):
+                    t.report(_finite(score[a, e], sign), e + 1)
     while first < epochs:
-        carry, (f, v) = plan.advance(idx, carry, first, step)
+        carry, (f, v) = plan.advance(idx, carry, first, min(step, epochs - first))
         logs.append((f, v))
-        first += step
-        if not prune:
-            break
-        score = _monitored(f, v, monitor)[:n].reshape(len(group), per_cfg, -1).mean(1)[:, -1]
-        alive = [int(a) for a in np.flatnonzero(~stopped)]
-        for a in alive:  # every trial's value first: the pruner compares them all
-            group[a].report(float(score[a]) if np.isfinite(score[a]) else sign * np.inf, first)
-        for a in alive:
-            stopped[a] = group[a].should_prune()
-        if stopped.any() and first < epochs:  # frozen in the program from the next epoch
-            halt = jnp.asarray(np.repeat(stopped, per_cfg)[idx])
-            carry = carry._replace(stopped=carry.stopped | halt)
+        first += min(step, epochs - first)
+        if prune:
+            _prune(group, _monitored(f, v, monitor)[:n], per_cfg, stopped, first, sign)
+            if stopped.any() and first < epochs:  # frozen in the program from the next epoch
+                halt = jnp.asarray(np.repeat(stopped, per_cfg)[idx])
+                carry = carry._replace(stopped=carry.stopped | halt)
+        if flight is not None and first < epochs:
+            flight.boundary(group, carry, logs, stopped, first)
     f = jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:n], *[x[0] for x in logs])
     v = jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:n], *[x[1] for x in logs])
     ran = np.asarray(jax.device_get(carry.ran))[:n].reshape(len(group), per_cfg)
@@ -351,6 +407,77 @@ def _train_group(plan, group: list, numeric, epochs, monitor, sign, prune, train
         kept = None if host is None else jax.tree.map(lambda a, i=i: a[i], host)
         pick = lambda x, i=i: jax.tree.map(lambda a: a[i], x)  # noqa: E731
         trained.add(t, pick(f), pick(v), ran[i], stopped[i], plan, kept)
+
+
+def _finite(value: float, sign: float) -> float:
+    """A value to report or tell: a non-finite one is the worst there is."""
+    return float(value) if np.isfinite(value) else sign * np.inf
+
+
+def _prune(group, monitored, per_cfg, stopped, epoch, sign) -> None:
+    """Reports every live trial's value at ``epoch``, then asks the pruner about each."""
+    score = monitored.reshape(len(group), per_cfg, -1).mean(1)[:, -1]
+    alive = [int(a) for a in np.flatnonzero(~stopped)]
+    for a in alive:  # every trial's value first: the pruner compares them all
+        group[a].report(_finite(score[a], sign), epoch)
+    for a in alive:
+        stopped[a] = group[a].should_prune()
+
+
+@dataclasses.dataclass
+class _Flight:
+    """The group of trials in training, for ``tune(sampler=..., checkpoint=...)``.
+
+    A boundary saves the group's carries, logs so far, pruned flags and epoch, with the
+    trials' values and how many trials the study had finished when the group started
+    (``done``). The next call resumes the group only if the study still has that many
+    finished (its trials were not told): the same values are enqueued and asked again,
+    as new trials, and trained on from the saved epoch.
+    """
+
+    loop: Loop
+    done: int
+    start: Any = None  # (carry, (f, v), stopped, epoch) of the group to resume
+
+    def boundary(self, group, carry, logs, stopped, epoch) -> None:
+        """The group after ``epoch`` epochs; stops here when Ctrl-C/SIGTERM asked."""
+
+        def arrays():
+            f, v = (
+                jax.tree.map(lambda *a: np.concatenate(a, axis=1).astype(np.float64), *x)
+                for x in zip(*logs)
+            )
+            return {"carry": key_data(carry), "f": f, "v": v, "stopped": stopped.copy()}
+
+        position = {"done": self.done, "params": [t.params for t in group], "epoch": epoch}
+        self.loop.boundary(arrays, lambda: position, last=self.loop.requested is not None)
+        if self.loop.requested is not None:
+            raise KeyboardInterrupt
+
+    def resume(self, study, space, plan_for) -> list | None:
+        """The stopped call's group as new trials, ``start`` set; ``None`` if none."""
+
+        def like(position):
+            params = position["params"]
+            plan = plan_for(plan_for.key_of(params[0]))
+            runs = plan.padded(len(params) * plan.seeds * plan.k)
+            sds = jax.ShapeDtypeStruct
+            run = jax.tree.map(lambda a: sds((runs, *a.shape), a.dtype), plan.abstract_run())
+            logged = ("loss", *plan.recipe.metrics)
+            log = {m: sds((runs, position["epoch"]), np.float64) for m in logged}
+            stopped = sds((len(params),), np.bool_)
+            return {"carry": run, "f": log, "v": dict(log), "stopped": stopped}
+
+        got = self.loop.load(like, host=True)
+        if got is None or got[1]["done"] != self.done:  # none, or its trials were told
+            return None
+        arrays, position = got
+        for params in position["params"]:
+            study.enqueue_trial(params)
+        group = [study.ask(dict(space)) for _ in position["params"]]
+        carry, logs = arrays["carry"], (arrays["f"], arrays["v"])
+        self.start = (carry, logs, np.asarray(arrays["stopped"]), position["epoch"])
+        return group
 
 
 def _monitored(f: dict, v: dict, monitor: str) -> np.ndarray:

@@ -122,7 +122,12 @@ def tune(
         the background) after each chunk of runs, and a call that finds it goes on from
         there; a tuning killed at any point and run again ends with the same numbers, bit
         for bit. A checkpoint of a different call raises
-        [`CheckpointMismatch`][jax_rmsprop.CheckpointMismatch].
+        [`CheckpointMismatch`][jax_rmsprop.CheckpointMismatch]. With a sampler
+        (``study.npz``) it holds the group of trials in training: each group then trains
+        in up to 16 program calls (one epoch per call with a pruner, and without the
+        freed-slot refill), and a killed tuning run again with the same study (its
+        storage) continues that group's configurations from their last saved epoch, as
+        new trials (the killed ones are ``FAIL``).
       keep_params: return every run's trained parameters and model state
         (``result.params``, ``result.model_state``, ``result.best_params(k, by=...)``);
         with ``checkpoint``, they are kept in it too (host memory and the file grow with
@@ -140,14 +145,14 @@ def tune(
         hint = " (a closed-form Problem is swept with `sweep`)" if isinstance(task, Problem) else ""
         raise TypeError(f"`tune(task=...)` must be a Task{hint}; got {task!r}.")
     if sampler is not None or study is not None or pruner is not None:
-        _refuse_for_samplers(samples, halving, checkpoint, chunk_size)
+        _refuse_for_samplers(samples, halving, chunk_size)
         from ._search import search
 
         return search(
             task, space, epochs, sampler=sampler, pruner=pruner, trials=trials, batch=batch,
             study=study, seeds=seeds, seed=seed, optimizer=optimizer, options=options,
             monitor=monitor, patience=patience, folds=folds, mesh=mesh,
-            keep_params=keep_params, progress=progress,
+            keep_params=keep_params, progress=progress, checkpoint=checkpoint,
         )  # fmt: skip
     _check_grid_args(
         epochs, seeds, patience, halving, chunk_size, trials, monitor, keep_params, checkpoint
@@ -198,13 +203,12 @@ def tune(
     return result
 
 
-def _refuse_for_samplers(samples, halving, checkpoint, chunk_size) -> None:
+def _refuse_for_samplers(samples, halving, chunk_size) -> None:
     """The grid's options that a sampler's search does not take."""
-    if samples is not None or halving is not None or checkpoint is not None:
+    if samples is not None or halving is not None:
         raise TypeError(
             "`tune(sampler=...)` chooses the configurations and prunes with the study's "
-            "pruner: `samples`, `halving` and `checkpoint` do not apply (the study's "
-            "storage is the checkpoint)."
+            "pruner: `samples` and `halving` do not apply."
         )
     if chunk_size is not None:
         raise TypeError(

@@ -153,7 +153,6 @@ PRUNERS = ("none", "median", "halving", "hyperband")
 
 
 def _tune_parser(sub) -> None:
-
     tu = sub.add_parser(
         "tune",
         help="tune RMSProp on a training task with an Optuna sampler, a batch per program",
@@ -180,6 +179,11 @@ def _tune_parser(sub) -> None:
     tu.add_argument("--seed", type=int, default=0, help="the sampler's and the runs' seed")
     tu.add_argument("--storage", default=None, help="an Optuna RDB URL: sqlite:///tune.db")
     tu.add_argument("--study-name", default=None, help="(default: jax-rmsprop-PROBLEM)")
+    tu.add_argument(
+        "--checkpoint", default=None, metavar="DIR",
+        help="(with --storage) keep the batch in training there: after a kill the same "
+        "command trains it on from its last saved epoch",
+    )  # fmt: skip
     tu.add_argument("--top", type=int, default=10, help="rows of the best-trials table")
     tu.add_argument("--out", default="tune-out", help="folder for the trials' CSV")
     tu.add_argument("--no-progress", action="store_true")
@@ -381,6 +385,7 @@ def _tune(args) -> int:
         result = tune(
             task, space, args.epochs, study=study, trials=args.trials, batch=args.batch,
             seeds=args.seeds, seed=args.seed, options=fixed, progress=progress,
+            checkpoint=args.checkpoint,
         )  # fmt: skip
     except (TypeError, ValueError) as err:
         raise UsageError(_in_flags(str(err))) from None

@@ -231,7 +231,9 @@ def test_tune_command_goes_on_with_its_study_and_writes_the_trials(tmp_path, cap
     db = f"sqlite:///{tmp_path / 't.db'}"
     argv = ["tune", "digits", "--trials", "6", "--batch", "3", "--epochs", "2", "--no-progress"]
     argv += ["--storage", db, "--out", str(tmp_path), "--learning-rate", "1e-3:1e-1:log"]
+    argv += ["--checkpoint", str(tmp_path / "ck")]
     assert cli.main([*argv, "--decay", "0.9"]) == 0
+    assert (tmp_path / "ck" / "study.npz").exists()  # the batch in training, kept
     out = capsys.readouterr().out
     assert "digits: 6 trials (6 this run, 0 pruned) x 1 seeds x 2 epochs, tpe sampler" in out
     study = optuna.load_study(study_name="jax-rmsprop-digits", storage=db)

@@ -113,10 +113,10 @@ def test_each_entry_point_refuses_what_belongs_to_the_other():
         _refused(lambda: jax_rmsprop.tune(_task(), grid, 2, **kw), words, TypeError)  # noqa: B023
     space = {"learning_rate": FloatDistribution(1e-3, 1e-1, log=True)}
     sampler = __import__("optuna").samplers.RandomSampler(seed=0)
-    for kw in (dict(samples=3), dict(halving=2), dict(checkpoint="unused")):
+    for kw in (dict(samples=3), dict(halving=2)):
         _refused(
             lambda: jax_rmsprop.tune(_task(), space, 2, sampler=sampler, trials=4, **kw),  # noqa: B023
-            "`samples`, `halving` and `checkpoint` do not apply",
+            "`samples` and `halving` do not apply",
             TypeError,
         )
     _refused(lambda: jax_rmsprop.tune(_task(), space, 2), "is a distribution: pass `samples=N`")

@@ -193,6 +193,53 @@ def test_a_study_survives_sigkill_mid_batch_and_the_rerun_finishes_without_dupli
     assert len(set(params)) == 8
 
 
+@pytest.mark.parametrize("pruner", [None, "median"])
+def test_a_checkpoint_continues_the_group_in_flight_from_its_saved_epoch(
+    pruner, tmp_path, monkeypatch
+):
+    """Ctrl-C in the second batch, after 2 of its 4 epochs: the batch's trials are failed,
+    the checkpoint keeps their carries; the rerun asks the same values again (new
+    trials) and trains only epochs 2-3 of them, and each is told what ``fit`` gives."""
+    from jax_rmsprop import _plan
+
+    task = _task()
+    make = lambda: optuna.create_study(  # noqa: E731
+        sampler=optuna.samplers.RandomSampler(seed=1),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=100) if pruner else None,
+    )
+    study = make()
+    calls = []
+    advance = _plan._Plan.advance
+
+    def counted(self, idx, carry, first, epochs, reset=None):
+        calls.append(int(np.max(first)))
+        if len(calls) == 6:  # the second batch's second epoch: Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+        return advance(self, idx, carry, first, epochs, reset)
+
+    monkeypatch.setattr(_plan._Plan, "advance", counted)
+    kw = dict(trials=6, batch=3, checkpoint=tmp_path)
+    with pytest.raises(jax_rmsprop.SweepInterrupted) as info:
+        jax_rmsprop.tune(task, SPACE, 4, study=study, **kw)
+    assert calls == [0, 1, 2, 3, 0, 1]  # one epoch per call (4 epochs: up to 16 calls)
+    assert info.value.checkpoint == tmp_path / "study.npz"
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3 + ["FAIL"] * 3
+    calls.clear()
+    res = jax_rmsprop.tune(task, SPACE, 4, study=study, **kw)
+    assert calls == [2, 3]  # on from the saved epoch
+    assert list(res.trial) == [6, 7, 8]
+    for failed, new in zip(study.trials[3:6], study.trials[6:]):
+        assert new.params == failed.params and new.state.name == "COMPLETE"
+        hist = _fit_cell(task, _tx(new.params), 0, 0, 4)
+        np.testing.assert_allclose(new.value, hist.val_loss[-1], rtol=1e-10)
+        if pruner:  # every epoch reported, the saved ones again
+            assert sorted(new.intermediate_values) == [1, 2, 3, 4]
+    # a finished tuning's checkpoint is stale (its trials were told): nothing is resumed
+    calls.clear()
+    more = jax_rmsprop.tune(task, SPACE, 4, study=study, trials=7, batch=3, checkpoint=tmp_path)
+    assert list(more.trial) == [9] and calls == [0, 1, 2, 3]
+
+
 def test_the_trials_as_a_data_frame_one_row_per_run_or_per_epoch():
     pytest.importorskip("pandas")
     task = _task()
