@@ -39,10 +39,13 @@ def test_hyperband_finds_the_grids_best_with_a_fraction_of_its_epochs(benchmark,
             pruner = optuna.pruners.HyperbandPruner(
                 min_resource=1, max_resource=EPOCHS, reduction_factor=3
             )
-            res = jax_rmsprop.tune(
-                task, space, EPOCHS, sampler=optuna.samplers.TPESampler(seed=seed),
-                pruner=pruner, trials=96, batch=32,
+            # named: Hyperband puts a trial in a bracket by hashing the study's name with
+            # the trial's number (an unnamed study gets a random name: another run)
+            study = optuna.create_study(
+                study_name=f"hyperband-{seed}", sampler=optuna.samplers.TPESampler(seed=seed),
+                pruner=pruner,
             )  # fmt: skip
+            res = jax_rmsprop.tune(task, space, EPOCHS, study=study, trials=96, batch=32)
             found[seed] = (res.study.best_value, res.epochs_run.sum() / full.epochs_run.sum())
 
     benchmark.pedantic(searches, rounds=1, iterations=1)

@@ -145,7 +145,7 @@ def search(
                 slots.run(trained, pending, min(batch, trials - done), trials - done, report,
                           loop)  # fmt: skip
                 done += slots.finished
-            while done < trials and loop.requested is None:
+            while (done < trials or pending) and loop.requested is None:  # (a resumed group)
                 if not pending:
                     pending = [study.ask(dict(space)) for _ in range(min(batch, trials - done))]
                 groups: dict[tuple, list] = {}
