@@ -3,10 +3,10 @@
 - hyperband: Optuna's ``HyperbandPruner`` (several successive-halving brackets) with TPE,
   96 trials in batches of 32 on the digits-sweep grid's values, against the full 16 x 16
   grid trained to the end: the best validation loss and the fraction of the grid's epochs,
-  for 3 sampler seeds.
+  for 3 sampler seeds (the default run: seed 0; ``--big``: all 3).
 - pbt: population-based training of 32 members (4 hyperparameters, exploit/explore every
   epoch) against the best of a 32-configuration random search, the same epochs, so the
-  same compute (timed side by side), for 3 seeds.
+  same compute (timed side by side), for 3 seeds (the default run: seed 0).
 """
 
 import numpy as np
@@ -14,7 +14,7 @@ import pytest
 
 import jax_rmsprop
 
-from .helpers import round_robin
+from .helpers import big_enabled, round_robin
 from .test_digits_sweep import GRID
 from .test_tune_optuna import SPACE
 
@@ -24,7 +24,7 @@ EPOCHS = 9
 
 
 @pytest.mark.benchmark(group="hyperband")
-def test_hyperband_finds_the_grids_best_with_a_fraction_of_its_epochs(benchmark, device):
+def test_hyperband_finds_the_grids_best_with_a_fraction_of_its_epochs(benchmark, device, request):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     task = jax_rmsprop.problems.digits()
     full = jax_rmsprop.tune(task, GRID, EPOCHS)
@@ -33,9 +33,10 @@ def test_hyperband_finds_the_grids_best_with_a_fraction_of_its_epochs(benchmark,
         for k, v in GRID.items()
     }
     found = {}
+    seeds = range(3 if big_enabled(request.config) else 1)
 
     def searches():
-        for seed in range(3):
+        for seed in seeds:
             pruner = optuna.pruners.HyperbandPruner(
                 min_resource=1, max_resource=EPOCHS, reduction_factor=3
             )
@@ -65,11 +66,12 @@ def test_hyperband_finds_the_grids_best_with_a_fraction_of_its_epochs(benchmark,
 
 
 @pytest.mark.benchmark(group="pbt")
-def test_pbt_beats_random_search_at_the_same_compute(benchmark, device):
+def test_pbt_beats_random_search_at_the_same_compute(benchmark, device, request):
     task = jax_rmsprop.problems.digits()
     found = {}
     kernels = {}
-    for seed in range(3):
+    seeds = range(3 if big_enabled(request.config) else 1)
+    for seed in seeds:
         kernels[f"pbt-{seed}"] = lambda s=seed: found.__setitem__(
             ("pbt", s), jax_rmsprop.pbt(task, SPACE, EPOCHS, population=32, interval=1, seed=s)
         )
@@ -79,9 +81,9 @@ def test_pbt_beats_random_search_at_the_same_compute(benchmark, device):
     for kernel in kernels.values():  # compile outside the timer
         kernel()
     med = round_robin(benchmark, kernels, rounds=2)
-    pbt = [float(found["pbt", s].score.min()) for s in range(3)]
-    rnd = [float(found["random", s].score().min()) for s in range(3)]
-    time_ratio = sum(med[f"pbt-{s}"] for s in range(3)) / sum(med[f"random-{s}"] for s in range(3))
+    pbt = [float(found["pbt", s].score.min()) for s in seeds]
+    rnd = [float(found["random", s].score().min()) for s in seeds]
+    time_ratio = sum(med[f"pbt-{s}"] for s in seeds) / sum(med[f"random-{s}"] for s in seeds)
     benchmark.extra_info.update(
         {
             "pbt best (per seed)": [round(v, 4) for v in pbt],

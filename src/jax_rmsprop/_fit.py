@@ -74,8 +74,9 @@ _evaluate = jax.jit(kernel.evaluate, static_argnames=("model", "batch_size", "sh
 
 
 @jit_traced
+@jit_traced
 def _start(tx, params, state, opt_state):
-    """Fresh copies of the parameters, model state and optimizer state.
+    """Fresh copies of the parameters, model state and optimizer state (one program).
 
     The epochs donate theirs; ``tx.init(params)`` without an ``opt_state``.
     """

@@ -179,11 +179,12 @@ def jit_traced(
     A loop over learning rates (``run``, ``fit``) then compiles once.
     """
     sig = inspect.signature(fun)
+    at = list(sig.parameters).index("tx")  # its position, when passed by position
 
     def swap(args, kwargs, change):
-        bound = sig.bind(*args, **kwargs)
-        bound.arguments["tx"] = change(bound.arguments["tx"])
-        return bound.args, bound.kwargs
+        if len(args) > at:
+            return (*args[:at], change(args[at]), *args[at + 1 :]), kwargs
+        return args, {**kwargs, "tx": change(kwargs["tx"])}
 
     def unwrapped(*args, **kwargs):
         args, kwargs = swap(args, kwargs, lambda t: t.tx)

@@ -209,17 +209,23 @@ def _sweep_task():
 GRID = {"learning_rate": np.array([1e-3, 1e-2, 1e-1]), "decay": np.array([0.5, 0.9])}
 
 
+def _interrupt_after(chunks: int, calls: list):
+    """A ``progress`` callback that records each call and is Ctrl-C after ``chunks``."""
+
+    def progress(done, total):
+        calls.append(done)
+        if len(calls) == chunks:
+            raise KeyboardInterrupt
+
+    return progress
+
+
 def test_ctrl_c_keeps_what_finished_and_a_rerun_goes_on(tmp_path):
     task = _sweep_task()
     kw = dict(seeds=2, chunk_size=4, halving=2)
     whole = jax_rmsprop.tune(task, GRID, 4, **kw)
     calls = []
-
-    def interrupt_after_two_chunks(done, total):
-        calls.append(done)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
+    interrupt_after_two_chunks = _interrupt_after(2, calls)
     with pytest.raises(jax_rmsprop.SweepInterrupted) as info:
         jax_rmsprop.tune(
             task, GRID, 4, **kw, checkpoint=tmp_path, progress=interrupt_after_two_chunks
@@ -254,12 +260,7 @@ def test_keep_params_with_a_checkpoint_returns_every_run_after_a_resume(tmp_path
     kw = dict(seeds=2, chunk_size=4, halving=2, keep_params=True)
     whole = jax_rmsprop.tune(task, GRID, 4, **kw)
     calls = []
-
-    def interrupt_after_two_chunks(done, total):
-        calls.append(done)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
+    interrupt_after_two_chunks = _interrupt_after(2, calls)
     with pytest.raises(jax_rmsprop.SweepInterrupted):
         jax_rmsprop.tune(
             task, GRID, 4, **kw, checkpoint=tmp_path, progress=interrupt_after_two_chunks
