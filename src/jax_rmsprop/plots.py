@@ -238,8 +238,8 @@ def sweep_scatter(
     Each sampled configuration is a point at its values of ``x`` and ``y`` (default: the
     first two hyperparameters; log axes where the values span two decades), coloured by
     the mean over seeds of the final ``by`` (default: the validation loss; log colours for
-    losses); the best is ringed, and configurations that did not finish (diverged, or not
-    continued by successive halving) are grey crosses.
+    losses); the best is ringed; configurations that successive halving did not continue
+    are grey crosses, those that diverged red ones.
     """
     plt = _plt()
     names = list(result.configs)
@@ -259,9 +259,12 @@ def sweep_scatter(
     norm = LogNorm() if log and ok.any() and (values[ok] > 0).all() else None
     points = ax.scatter(xs[ok], ys[ok], c=values[ok], cmap="viridis", norm=norm, s=30,
                         label="configurations")  # fmt: skip
-    if (~ok).any():
-        unfinished = "not continued (halving) or diverged"
-        ax.scatter(xs[~ok], ys[~ok], marker="x", color="0.6", s=20, label=unfinished)
+    # not finished: halving did not continue them (fewer epochs), or they diverged
+    stopped = ~ok & (result.epochs_run.min(-1).ravel() < result.loss.shape[-1])
+    for mask, color, name in ((stopped, "0.6", "not continued (halving)"),
+                              (~ok & ~stopped, "red", "diverged")):  # fmt: skip
+        if mask.any():
+            ax.scatter(xs[mask], ys[mask], marker="x", color=color, s=20, label=name)
     if ok.any():
         i = int(np.argmin(np.where(ok, score, np.inf)))
         ax.scatter([xs[i]], [ys[i]], s=160, facecolors="none", edgecolors="red", label="best")

@@ -146,6 +146,21 @@ def test_a_random_search_is_a_scatter_coloured_by_score_and_the_heatmap_says_so(
     import matplotlib.pyplot as plt
 
     plt.close(figures[0])
+    # with halving: the configurations it did not continue are grey crosses, not "diverged"
+    halved = jax_rmsprop.tune(task, ranges, 4, samples=12, seed=3, halving=2)
+    plots._save = lambda fig, out: figures.append(fig) or out
+    try:
+        plots.sweep_scatter(halved, tmp_path / "h.png", title="random search, halving")
+    finally:
+        plots._save = orig
+    ax = figures[-1].axes[0]
+    marks = {c.get_label(): c for c in ax.collections}
+    assert "diverged" not in marks  # (nothing diverged here)
+    kept = np.isfinite(halved.score())
+    grey = marks["not continued (halving)"].get_offsets()
+    np.testing.assert_allclose(grey[:, 0], halved.configs["learning_rate"][~kept])
+    assert len(grey) == (~kept).sum() > 0
+    plt.close(figures[-1])
 
 
 @pytest.fixture
