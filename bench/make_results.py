@@ -180,10 +180,12 @@ def main(path, *later):
         )  # fmt: skip
     for b in by_group.get("tune-optuna-quality", {}).values():
         e = b["extra_info"]
+        tpe, rnd = e.get("configurations trained (tpe, random)", (256, 4096))
         lines += _table(
-            "batched TPE (256 trials) vs a 4096-configuration random search, best val loss",
-            ["random 4096 (per seed)", "TPE 256 (per seed)", "TPE/random (worst seed)"],
-            [[e["random 4096 best"], e["tpe 256 best"], f"**{e['tpe/random (worst seed)']}**"]],
+            f"batched TPE ({tpe} trials) vs a {rnd}-configuration random search, best val loss",
+            [f"random {rnd} (per seed)", f"TPE {tpe} (per seed)", "TPE/random (worst seed)"],
+            [[e.get("random best", e.get("random 4096 best")),
+              e.get("tpe best", e.get("tpe 256 best")), f"**{e['tpe/random (worst seed)']}**"]],
         )  # fmt: skip
     for b in by_group.get("hyperband", {}).values():
         e = b["extra_info"]
