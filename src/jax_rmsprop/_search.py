@@ -162,7 +162,7 @@ def search(
                     pending = [t for t in pending if t not in group]
                 if progress is not None:
                     progress(done, trials)
-    except KeyboardInterrupt:  # a second Ctrl-C, mid-batch: its trials are not finished
+    except KeyboardInterrupt:  # mid-batch (a second Ctrl-C, or a checkpoint's boundary)
         for t in pending:
             study.tell(t, state=optuna.trial.TrialState.FAIL)
         raise SweepInterrupted(_result(trained, names, study, has_val), path) from None
