@@ -100,6 +100,11 @@ def fingerprint(
     return out
 
 
+def stacked(tree: Any, *lead: int) -> Any:
+    """``tree``'s abstract leaves with the leading axes ``lead`` (a restore template)."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct((*lead, *a.shape), a.dtype), tree)
+
+
 def data_entries(data: Any, validation: Any, batch_size: int) -> dict[str, str]:
     """A fingerprint's entries for training data: shapes, digests of values, batch size."""
     none = validation is None

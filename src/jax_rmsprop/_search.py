@@ -33,6 +33,7 @@ from ._host import to_host
 from ._inputs import direction
 from ._plan import logged_names, make_plan
 from ._resumable import Loop, resumable
+from ._resume import stacked
 from ._space import check_space, static_names
 from ._sweep_progress import SweepInterrupted, fingerprint
 from ._tune_result import TuneResult
@@ -282,8 +283,7 @@ class _Slots:
                 rows = slice(i * per_cfg, (i + 1) * per_cfg)
                 logs[i].append(jax.tree.map(lambda a, r=rows: a[r], (f, v)))
                 ep[i] += 1
-                value = float(score[i]) if np.isfinite(score[i]) else self.sign * np.inf
-                slot[i].report(value, int(ep[i]))
+                slot[i].report(_finite(score[i], self.sign), int(ep[i]))
             for i in np.flatnonzero(active):  # every value reported: now decide
                 pruned = ep[i] < self.epochs and slot[i].should_prune()
                 if ep[i] < self.epochs and not pruned:
@@ -385,9 +385,10 @@ def _train_group(plan, group, numeric, epochs, monitor, sign, prune, trained, fl
                 for e in range(first):
                     t.report(_finite(score[a, e], sign), e + 1)
     while first < epochs:
-        carry, (f, v) = plan.advance(idx, carry, first, min(step, epochs - first))
+        span = min(step, epochs - first)
+        carry, (f, v) = plan.advance(idx, carry, first, span)
         logs.append((f, v))
-        first += min(step, epochs - first)
+        first += span
         if prune:
             _prune(group, _monitored(f, v, monitor)[:n], per_cfg, stopped, first, sign)
             if stopped.any() and first < epochs:  # frozen in the program from the next epoch
@@ -462,7 +463,7 @@ class _Flight:
             plan = plan_for(plan_for.key_of(params[0]))
             runs = plan.padded(len(params) * plan.seeds * plan.k)
             sds = jax.ShapeDtypeStruct
-            run = jax.tree.map(lambda a: sds((runs, *a.shape), a.dtype), plan.abstract_run())
+            run = stacked(plan.abstract_run(), runs)
             logged = ("loss", *plan.recipe.metrics)
             log = {m: sds((runs, position["epoch"]), np.float64) for m in logged}
             stopped = sds((len(params),), np.bool_)
@@ -499,8 +500,7 @@ def _tell(study, optuna, trained: _Trained, i: int, monitor: str, sign: float) -
         k[4:]: m[i] for k, m in trained.metrics.items() if k.startswith("val_")
     }
     last = _monitored(f, v, monitor)[:, -1]
-    value = float(last.mean()) if np.isfinite(last).all() else sign * np.inf
-    study.tell(trained.trials[i], value)
+    study.tell(trained.trials[i], _finite(last.mean(), sign))  # (any non-finite: its mean is)
 
 
 def _result(trained: _Trained, names, study, has_val: bool) -> TuneResult:
@@ -520,8 +520,7 @@ def _result(trained: _Trained, names, study, has_val: bool) -> TuneResult:
     if trained.kept:
         params, state = jax.tree.map(lambda *a: np.stack(a), *trained.kept)
         lead = (len(trained.trials), trained.loss[0].shape[0])
-        sds = lambda a: jax.ShapeDtypeStruct(lead + a.shape, a.dtype)  # noqa: E731
-        params, state = with_keys((params, state), jax.tree.map(sds, trained.like))
+        params, state = with_keys((params, state), stacked(trained.like, *lead))
     return TuneResult(
         configs=configs,
         params=params,

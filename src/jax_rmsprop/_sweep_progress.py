@@ -111,7 +111,6 @@ class Progress:
     def like(position: dict, runs: int, epochs: int, per_config: int, run: Any, metrics=()) -> dict:
         """The template of ``arrays`` at ``position``; ``run``: one run's abstract carry."""
         sds = jax.ShapeDtypeStruct
-        stack = lambda n, t=run: jax.tree.map(lambda a: sds((n, *a.shape), a.dtype), t)  # noqa: E731
         out: dict[str, Any] = {
             "loss": sds((runs, epochs), np.float64),
             "val": sds((runs, epochs), np.float64),
@@ -121,11 +120,11 @@ class Progress:
         if metrics:
             out["metrics"] = {m: sds((runs, epochs), np.float64) for m in metrics}
         if position["carry_in"]:
-            out["carry_in"] = stack(position["alive"] * per_config)
+            out["carry_in"] = _resume.stacked(run, position["alive"] * per_config)
         if position["kept"]:
-            out["kept"] = stack(position["done"])
+            out["kept"] = _resume.stacked(run, position["done"])
         if position.get("trained"):  # (checkpoints written before keep_params had none)
-            out["trained"] = stack(runs, (run.params, run.state))
+            out["trained"] = _resume.stacked((run.params, run.state), runs)
         return out
 
     @classmethod

@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 
 from ._plan import logged_names, make_plan
 from ._resumable import Loop, resumable
+from ._resume import stacked
 from ._rmsprop import rmsprop
 from ._space import draw
 from ._space import grid as grid_cells
@@ -154,9 +155,7 @@ def tune(
             monitor=monitor, patience=patience, folds=folds, mesh=mesh,
             keep_params=keep_params, progress=progress, checkpoint=checkpoint,
         )  # fmt: skip
-    _check_grid_args(
-        epochs, seeds, patience, halving, chunk_size, trials, monitor, keep_params, checkpoint
-    )
+    _check_grid_args(epochs, seeds, patience, halving, chunk_size, trials, monitor)
     if samples is None:
         names, cells, shape = grid_cells(space, "tune")
     else:
@@ -217,9 +216,7 @@ def _refuse_for_samplers(samples, halving, chunk_size) -> None:
         )
 
 
-def _check_grid_args(
-    epochs, seeds, patience, halving, chunk_size, trials, monitor, keep_params, checkpoint
-) -> None:
+def _check_grid_args(epochs, seeds, patience, halving, chunk_size, trials, monitor) -> None:
     """A grid (or random) search's arguments; a sampler's options refused."""
     if trials is not None:
         raise TypeError("`tune(trials=...)` counts an Optuna sampler's trials: pass `sampler=`.")
@@ -246,8 +243,7 @@ def _gathered(trained: Any, lead: tuple, plan) -> tuple[Any, Any]:
     """
     out = jax.tree.map(lambda a: a.reshape(*lead, *a.shape[1:]), trained)
     run = plan.abstract_run()
-    sds = lambda a: jax.ShapeDtypeStruct(lead + a.shape, a.dtype)  # noqa: E731
-    return with_keys(out, jax.tree.map(sds, (run.params, run.state)))
+    return with_keys(out, stacked((run.params, run.state), *lead))
 
 
 def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, full: bool):

@@ -117,10 +117,10 @@ def test_an_nnx_batch_norm_model_reproduces_keras_fit_with_accuracy():
     np.testing.assert_array_equal(hist.loss, hist.history["loss"])
 
 
-def _dropout_fit(rate, epochs=2, **kw):
-    model = Net(nnx.Rngs(0, dropout=1), hidden=16, rate=rate)
+def _fit_module(model, epochs, **kw):
+    """``fit`` of ``model`` on 300 digits (the dropout tests' call), in place."""
     train, val = _digits(300)
-    hist = jax_rmsprop.fit(
+    return jax_rmsprop.fit(
         loss_and_accuracy,
         model,
         jax_rmsprop.rmsprop(1e-3),
@@ -130,7 +130,11 @@ def _dropout_fit(rate, epochs=2, **kw):
         validation=val,
         **kw,
     )
-    return model, hist
+
+
+def _dropout_fit(rate, epochs=2, **kw):
+    model = Net(nnx.Rngs(0, dropout=1), hidden=16, rate=rate)
+    return model, _fit_module(model, epochs, **kw)
 
 
 def test_dropout_is_deterministic_per_module_and_changes_training():
@@ -157,19 +161,7 @@ def test_validation_runs_in_evaluation_mode():
 def test_continuing_with_initial_epoch_equals_one_fit_bit_for_bit(key):
     whole_model, whole = _dropout_fit(0.5, epochs=4, key=key)
     model, first = _dropout_fit(0.5, epochs=2, key=key)
-    train, val = _digits(300)
-    rest = jax_rmsprop.fit(
-        loss_and_accuracy,
-        model,
-        jax_rmsprop.rmsprop(1e-3),
-        train,
-        epochs=4,
-        initial_epoch=2,
-        opt_state=first.opt_state,
-        batch_size=32,
-        validation=val,
-        key=key,
-    )
+    rest = _fit_module(model, 4, initial_epoch=2, opt_state=first.opt_state, key=key)
     assert rest.epoch == (2, 3)
     for k in whole.history:
         np.testing.assert_array_equal(
