@@ -257,26 +257,44 @@ def fit(
             if verbose:
                 print(f"resumed from epoch {first} ({loop.path})", flush=True)
         try:
-            carry, stopped, why = _epochs(
+            carry, stopped, why, last_finite = _epochs(
                 run, carry, first, epochs, logs, stopper, loop, verbose, callback
             )
         except KeyboardInterrupt:  # a second Ctrl-C: the epoch in flight is lost
             raise FitInterrupted(None, loop.path, "SIGINT") from None
-    path, requested = loop.path, loop.requested
+    hist = _history(
+        user_model, model, carry, logs, stopper, stopped, why, last_finite, initial_epoch
+    )
+    if loop.requested is not None:
+        raise FitInterrupted(hist, loop.path, loop.requested)
+    return hist
+
+
+def _history(user_model, model, carry, logs, stopper, stopped, why, last_finite, initial_epoch):
+    """The ``History`` of a fit's epochs; an NNX module takes its trained arrays.
+
+    The module takes the last carry while the device may still compute it (a non-finite
+    last epoch returns the parameters it started from: the same carry); only then is the
+    last epoch's finiteness waited for.
+    """
     params, state, opt_state = carry
+    restoring = stopped is not None and stopper is not None and stopper.restore
+    trained = None if restoring else models.write_back(user_model, params, state)
+    if last_finite is not None and not bool(last_finite):
+        stopped, why = initial_epoch + len(logs) - 1, "non-finite"
     if why == "non-finite":
         warnings.warn(
             f"fit: epoch {stopped} gave a non-finite loss or parameters (its loss: "
             f"{float(logs.values['loss'][-1]):.4g}); stopped, returning the parameters that "
             "epoch started from (terminate_on_nan=False trains on).",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    elif stopped is not None and stopper is not None and stopper.restore:
+    elif restoring:
         params, state = stopper.kept
     history = logs.arrays()  # (collectives complete here at the latest)
-    hist = History(
-        models.write_back(user_model, params, state),
+    return History(
+        models.write_back(user_model, params, state) if trained is None else trained,
         opt_state,
         history["loss"],
         history.get("val_loss"),
@@ -286,9 +304,6 @@ def fit(
         None if stopper is None else stopper.best_epoch,
         stopped,
     )
-    if requested is not None:
-        raise FitInterrupted(hist, path, requested)
-    return hist
 
 
 class _Run(NamedTuple):
@@ -375,9 +390,10 @@ def _early_stopping(epochs, initial_epoch, patience, monitor, mode, restore, nam
 
 
 def _epochs(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose, callback):
-    """Trains epochs ``first .. epochs - 1``: the carry, the epoch stopped at and why.
+    """Trains epochs ``first .. epochs - 1``: the carry, the epoch stopped at and why, ...
 
-    A signal (``loop.requested``) stops it after the epoch in flight, which is saved.
+    ... and whether the last epoch was finite (a device scalar not waited for; ``None``
+    when known). A signal (``loop.requested``) stops it after the epoch in flight, which is saved.
     """
     bar = Bar(epochs, "epoch", "fit") if verbose == 1 else None
     try:
@@ -436,26 +452,25 @@ def _train(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose, 
         loop.boundary(
             functools.partial(_saved_copy, carry, stopper), _position(logs, stopper), ends
         )
-        if run.keep_finite and (bad := _nonfinite(finite, epoch, first, ends)) is not None:
+        if run.keep_finite and (bad := _nonfinite(finite, epoch, first)) is not None:
             # the epochs from ``bad`` on returned the parameters they started from
             for values in logs.values.values():
                 del values[bad - offset + 1 :]
-            return carry, bad, "non-finite"
-        if stopped is not None or loop.requested is not None:
+            return carry, bad, "non-finite", None
+        if ends:
             break
-    return carry, stopped, None if stopped is None else "early stopping"
+    why = None if stopped is None else "early stopping"
+    return carry, stopped, why, finite[-1] if finite else None
 
 
-def _nonfinite(finite: list, epoch: int, first: int, ends: bool) -> int | None:
-    """The first epoch that was not finite (loss or new parameters).
+def _nonfinite(finite: list, epoch: int, first: int) -> int | None:
+    """The previous epoch, if it was not finite (loss or new parameters).
 
-    Among the previous epoch (done by now, so checking it does not stall the device) and,
-    at the end, this one.
+    It is done by now, so checking it does not stall the device; the last epoch's flag
+    is ``fit``'s to check, after the module has taken its arrays.
     """
-    for e in (epoch - 1, epoch) if ends else (epoch - 1,):
-        if e >= first and not bool(finite[e - first]):
-            return e
-    return None
+    e = epoch - 1
+    return e if e >= first and not bool(finite[e - first]) else None
 
 
 def _saved_copy(carry, stopper) -> tuple:
@@ -504,6 +519,10 @@ def _resumed(got, logs: _Logs, stopper, initial_epoch, epochs, path):
     return carry, initial_epoch + len(logs)
 
 
+def _on_device(a: Any) -> jax.Array:
+    return a if isinstance(a, jax.Array) else jnp.asarray(a)
+
+
 def _place(mesh: Mesh | None, batch_size: int, tree: tuple) -> tuple[Any, tuple]:
     """``(batch sharding, tree)`` for one device or for ``mesh`` (data parallel).
 
@@ -512,8 +531,9 @@ def _place(mesh: Mesh | None, batch_size: int, tree: tuple) -> tuple[Any, tuple]
     """
     if mesh is None:
         params, state, opt_state, data, validation, key, rng = tree
-        data = jax.tree.map(jnp.asarray, data)
-        validation = None if validation is None else jax.tree.map(jnp.asarray, validation)
+        data, validation = (
+            None if d is None else jax.tree.map(_on_device, d) for d in (data, validation)
+        )
         return None, (params, state, opt_state, data, validation, key, rng)
     if batch_size % mesh.size:
         raise ValueError(

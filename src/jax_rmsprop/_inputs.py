@@ -7,6 +7,7 @@ Each error names the argument as the user wrote it: ``fit(batch_size=...)``, or
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any
 
 import jax
@@ -66,6 +67,25 @@ def _all_finite(a: jax.Array) -> jax.Array:
     return jax.numpy.isfinite(a).all()
 
 
+# id -> (weak reference, finite): a JAX array never changes, so a fit called again on
+# the same data (one epoch per call, in a loop) checks it once
+_FINITE: dict[int, tuple[weakref.ref, bool]] = {}
+
+
+def _device_finite(a: jax.Array) -> bool:
+    """Whether a JAX array is finite everywhere, remembered while the array lives."""
+    got = _FINITE.get(id(a))
+    if got is not None and got[0]() is a:
+        return got[1]
+    ok, i = bool(_all_finite(a)), id(a)
+    try:
+        ref = weakref.ref(a, lambda _: _FINITE.pop(i, None))
+    except TypeError:  # (an array type without weak references: not remembered)
+        return ok
+    _FINITE[i] = (ref, ok)
+    return ok
+
+
 def finite(data: Any, name: str, call: str = "fit") -> None:
     """Refuses NaN or infinity in ``data``'s floating arrays, naming the array and row.
 
@@ -75,7 +95,7 @@ def finite(data: Any, name: str, call: str = "fit") -> None:
     for path, a in jax.tree_util.tree_leaves_with_path(data):
         if not jax.numpy.issubdtype(a.dtype, jax.numpy.inexact):
             continue
-        if np.isfinite(a).all() if isinstance(a, np.ndarray) else bool(_all_finite(a)):
+        if np.isfinite(a).all() if isinstance(a, np.ndarray) else _device_finite(a):
             continue
         rows = jax.numpy.isfinite(a).reshape(a.shape[0], int(np.prod(a.shape[1:])))
         bad = ~np.asarray(rows.all(axis=1))

@@ -1,6 +1,8 @@
 """Inputs people get wrong, refused before compiling: one ValueError that names the
 argument, in under 400 characters."""
 
+import gc
+
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -49,6 +51,28 @@ def test_nan_in_the_data_names_the_array_and_the_row(where):
     kw = {"data": (x, y)} if where == "data" else {"validation": (x, y)}
     msg = _refused(_fit(**kw), f"`fit({where}=...)`[0] holds NaN or infinity")
     assert "2 rows, the first is row 7" in msg
+
+
+def test_a_device_arrays_check_is_remembered_while_it_lives(monkeypatch):
+    """A JAX array never changes: fit checks its finiteness once (a loop of one-epoch
+    fits pays it once), and a NaN array is refused at every call all the same."""
+    from jax_rmsprop import _inputs
+
+    calls = []
+    real = _inputs._all_finite
+    monkeypatch.setattr(_inputs, "_all_finite", lambda a: calls.append(a.shape) or real(a))
+    x, y = (jnp.asarray(a) for a in _data())
+    for _ in range(3):
+        _fit(data=(x, y))()
+    assert calls == [x.shape, y.shape]
+    bad = x.at[5, 0].set(jnp.nan)
+    for _ in range(2):
+        _refused(_fit(data=(bad, y)), "`fit(data=...)`[0] holds NaN or infinity: 1 rows")
+    assert len(calls) == 3
+    n = len(_inputs._FINITE)
+    del bad
+    gc.collect()  # (the refusals' tracebacks hold it in a cycle)
+    assert len(_inputs._FINITE) == n - 1  # forgotten with the array
 
 
 def test_an_optimizer_state_of_another_optimizer():

@@ -148,6 +148,94 @@ def test_dropout_is_deterministic_per_module_and_changes_training():
     assert int(a.drop.rngs.count.get_value()) == 2 * int(np.ceil(300 / 32))
 
 
+def _all_state(model):
+    return checkpoint_data(nnx.state(model))
+
+
+def test_the_split_shortcut_trains_a_module_as_nnx_split_does(monkeypatch):
+    """fit reads a module's arrays through its pytree structure (a layout cached per
+    structure) instead of ``nnx.split`` and ``nnx.update``: the same numbers, bit for bit,
+    on a second module of that structure too, and a changed static attribute (dropout
+    rate) is a new structure, not a stale layout."""
+    from jax_rmsprop import _model
+
+    fast = [_dropout_fit(0.5, epochs=2)[0]]
+    assert _model._layout(fast[0], *jax.tree.flatten(fast[0])) is not None  # (taken)
+    _fit_module(fast[0], 3, initial_epoch=2)
+    fast[0].drop.rate = 0.0
+    _fit_module(fast[0], 4, initial_epoch=3)
+    monkeypatch.setattr(_model, "_layout", lambda *a: None)  # nnx.split / nnx.update
+    slow = _dropout_fit(0.5, epochs=2)[0]
+    _fit_module(slow, 3, initial_epoch=2)
+    slow.drop.rate = 0.0
+    last = _fit_module(slow, 4, initial_epoch=3)
+    jax.tree.map(np.testing.assert_array_equal, _all_state(fast[0]), _all_state(slow))
+    assert last.params is slow and fast[0].drop.rngs.count.get_value() > 0
+
+
+class _Tied(nnx.Module):
+    """Two names for one layer: ``nnx.split`` keeps its Variables once."""
+
+    def __init__(self, tied=True):
+        self.first = nnx.Linear(3, 3, rngs=nnx.Rngs(0))
+        self.second = self.first if tied else nnx.Linear(3, 3, rngs=nnx.Rngs(1))
+
+    def __call__(self, x):
+        return self.second(jnp.tanh(self.first(x)))
+
+
+def test_a_module_sharing_a_layer_trains_the_shared_weights_once():
+    """One step on the full batch equals nnx.grad + optax by hand: the shared kernel gets
+    the sum of both uses' gradients (the shortcut, which would train it twice, is not
+    taken for a module whose arrays repeat, though an untied one has its structure)."""
+    from jax_rmsprop import _model
+
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    data = (x, np.flip(x, 1).copy())
+
+    def loss(model, batch):
+        return jnp.mean((model(batch[0]) - batch[1]) ** 2)
+
+    tx = optax.rmsprop(0.01)
+    jax_rmsprop.fit(loss, _Tied(tied=False), tx, data, epochs=1, batch_size=8)
+    model, reference = _Tied(), _Tied()
+    assert jax.tree.structure(model) == jax.tree.structure(_Tied(tied=False))
+    assert _model._layout(model, *jax.tree.flatten(model)) is None
+    jax_rmsprop.fit(loss, model, tx, data, epochs=1, batch_size=8)
+    params = nnx.state(reference, nnx.Param)
+    grads = nnx.grad(loss)(reference, data)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    nnx.update(reference, optax.apply_updates(params, updates))
+    assert model.first is model.second
+    jax.tree.map(
+        np.testing.assert_array_equal, nnx.state(model, nnx.Param), nnx.state(reference, nnx.Param)
+    )
+
+
+def test_a_module_whose_last_epoch_diverges_keeps_the_parameters_it_started_from():
+    """The module takes its arrays before the last epoch's finiteness is known: a
+    non-finite last epoch hands back what it started from (the 2-epoch fit's)."""
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    grow = optax.chain(
+        optax.sgd(1e-3),
+        optax.scale_by_schedule(lambda t: jnp.float32(100.0) ** (4 * t).astype(jnp.float32)),
+    )
+
+    def loss(model, batch):
+        return jnp.mean((model(batch[0]) - batch[1]) ** 2) + jnp.sum(model.kernel[...] ** 8)
+
+    def run(epochs):
+        model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
+        return model, jax_rmsprop.fit(loss, model, grow, (x, x[:, :1]), epochs=epochs,
+                                      batch_size=40)  # fmt: skip
+
+    with pytest.warns(RuntimeWarning, match="fit: epoch 2 gave a non-finite loss"):
+        diverged, hist = run(3)
+    assert hist.stopped_epoch == 2 and len(hist.loss) == 3
+    two, _ = run(2)
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(diverged), nnx.state(two))
+
+
 def test_validation_runs_in_evaluation_mode():
     model, hist = _dropout_fit(0.5)
     _, val = _digits(300)
