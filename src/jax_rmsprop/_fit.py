@@ -181,7 +181,10 @@ def fit(
       validation: data of the same structure, evaluated after each epoch (in batches of
         ``batch_size``, weighted like the training loss).
       drop_last: skip the last, partial batch of each epoch.
-      opt_state: the optimizer state to start from (default ``tx.init(params)``).
+      opt_state: the optimizer state to start from (default ``tx.init(params)``). An NNX
+        module's arrays train as plain dicts (``nnx.to_pure_dict``), and so does its
+        ``History.opt_state``; one made with ``tx.init(nnx.state(model, nnx.Param))`` is
+        taken too.
       state: the functional form's model state (see above).
       rng: the functional form's key for the model's randomness (dropout).
       initial_epoch: the epoch to start at, to continue a run: ``fit(epochs=2)`` then
@@ -238,7 +241,7 @@ def fit(
         epochs, initial_epoch, patience, monitor, mode, restore_best, names, validation
     )
     if opt_state is not None:
-        _check_opt_state(tx, params, opt_state)
+        opt_state = _check_opt_state(tx, params, opt_state)
     sharding, (params, state, opt_state, data, validation, key, rng) = _place(
         mesh, batch_size, (params, state, opt_state, data, validation, key, rng)
     )
@@ -349,19 +352,24 @@ class _Logs:
         return len(self.values["loss"])
 
 
-def _check_opt_state(tx, params, opt_state) -> None:
-    """``opt_state`` must have the structure of ``tx.init(params)``.
+def _check_opt_state(tx, params, opt_state) -> Any:
+    """``opt_state``, which must have the structure of ``tx.init(params)``.
 
-    Another optimizer's state would fail deep inside the update.
+    Another optimizer's state would fail deep inside the update. One made for an NNX
+    module's ``nnx.State`` (``tx.init(nnx.state(model, nnx.Param))``) is taken as the
+    plain dicts ``fit`` trains the module's arrays in.
     """
     want: Any = jax.tree.structure(jax.eval_shape(tx.init, params))
     got: Any = jax.tree.structure(opt_state)
+    if got != want and (pure := models.pure_states(opt_state)) is not opt_state:
+        opt_state, got = pure, jax.tree.structure(pure)
     if got != want:
         short = lambda t: (str(t)[:120] + "...") if len(str(t)) > 120 else str(t)  # noqa: E731
         raise ValueError(
             f"`fit(opt_state=...)` does not match `tx.init(params)`: it is {short(got)}, "
             f"this optimizer's is {short(want)} (a state of another optimizer or model?)."
         )
+    return opt_state
 
 
 def _early_stopping(epochs, initial_epoch, patience, monitor, mode, restore, names, validation):

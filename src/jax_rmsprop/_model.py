@@ -109,6 +109,17 @@ def _like(state: Any, template: Any) -> Any:
     return state if isinstance(template, nnx.State) else nnx.to_pure_dict(state)
 
 
+def pure_states(tree: Any) -> Any:
+    """``tree`` with each ``nnx.State`` in it a plain dict (itself when it holds none)."""
+    nnx = _nnx_or_none()
+    if nnx is None:
+        return tree
+    is_state = lambda x: isinstance(x, nnx.State)  # noqa: E731
+    if not any(map(is_state, jax.tree.leaves(tree, is_leaf=is_state))):
+        return tree
+    return jax.tree.map(lambda x: nnx.to_pure_dict(x) if is_state(x) else x, tree, is_leaf=is_state)
+
+
 def split_params(module: Any) -> tuple[Any, Any, Any]:
     """An NNX module's ``(graph, nnx.Param state, the rest of its state)``."""
     from flax import nnx

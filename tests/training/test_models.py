@@ -173,6 +173,16 @@ def test_the_split_shortcut_trains_a_module_as_nnx_split_does(monkeypatch):
     assert last.params is slow and fast[0].drop.rngs.count.get_value() > 0
 
 
+def test_an_optimizer_state_made_on_the_modules_nnx_state_is_taken():
+    """tx.init(nnx.state(model, nnx.Param)), what an NNX user writes, equals fit's own."""
+    a, b = (Net(nnx.Rngs(0, dropout=1), hidden=16) for _ in range(2))
+    own = _fit_module(a, 1)
+    made = jax_rmsprop.rmsprop(1e-3).init(nnx.state(b, nnx.Param))
+    given = _fit_module(b, 1, opt_state=made)
+    np.testing.assert_array_equal(own.loss, given.loss)
+    jax.tree.map(np.testing.assert_array_equal, own.opt_state, given.opt_state)
+
+
 class _Tied(nnx.Module):
     """Two names for one layer: ``nnx.split`` keeps its Variables once."""
 
