@@ -92,13 +92,18 @@ def per_second(benchmark, work):
     return None if stats is None else work / stats.stats.median
 
 
-def round_robin(benchmark, kernels, rounds):
+def round_robin(benchmark, kernels, rounds, paired=()):
     """Times ``kernels`` (name -> callable) one call each per round, alternating the order.
 
     Separate benchmarks run minutes apart on a shared machine; round-robin rounds see the
     same machine state, so their ratios are the figures to quote. The order reverses every
     round, so no kernel always follows the same one. Returns the median ms per kernel and
     records them in ``extra_info`` as ``<name>_ms``.
+
+    ``paired``: ``(a, b)`` names of kernels timed next to each other; the median over the
+    rounds of each round's ``a / b`` is recorded (and returned) as ``"a/b paired"``: for
+    calls of a few ms, which a busy machine slows by 10-20% from one second to the next,
+    it moves less from run to run than the ratio of the two medians.
     """
     times = {k: [] for k in kernels}
 
@@ -113,4 +118,8 @@ def round_robin(benchmark, kernels, rounds):
     med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
     benchmark.extra_info["rounds"] = len(next(iter(times.values())))
     benchmark.extra_info.update({f"{k}_ms": round(v, 4) for k, v in med.items()})
+    for x, y in paired:
+        name = f"{x}/{y} paired"
+        med[name] = float(np.median(np.divide(times[x], times[y])))
+        benchmark.extra_info[name] = round(med[name], 3)
     return med

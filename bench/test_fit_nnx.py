@@ -201,7 +201,7 @@ def test_fit_nnx_epoch(benchmark, device):
         nnx.state(fresh, nnx.Param),
         scan.state[0],
     )
-    med = round_robin(benchmark, kernels, rounds=10)
+    med = round_robin(benchmark, kernels, rounds=30, paired=[("fit", "hand-scan")])
     benchmark.extra_info.update(device=device, examples=N, batch_size=BATCH)
     for name in ("hand-scan", "python-loop", "nnx-optimizer", "keras"):
         if name in med:

@@ -26,7 +26,7 @@ def to_host(leaf: Any) -> np.ndarray:
         from jax.experimental import multihost_utils
 
         return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
-    return np.asarray(jax.device_get(leaf))
+    return np.asarray(leaf)  # (a JAX array's own transfer; device_get walks a pytree)
 
 
 device_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))

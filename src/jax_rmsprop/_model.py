@@ -167,16 +167,16 @@ def split(loss: Callable, model: Any, state: Any) -> tuple[Model, Any, Any]:
                 "`fit(state=...)` is for the functional form; an NNX module keeps its own "
                 "state (pass the module alone)."
             )
-        leaves, treedef = jax.tree.flatten(model)
+        from flax import nnx
+
+        variables, leaves, treedef = _flatten(model)
         layout = _layout(model, leaves, treedef)
         if layout is not None:
             if len(_SPLIT) > 64:  # (entries of fits that raised before writing back)
                 _SPLIT.clear()
-            _SPLIT[id(model)] = (weakref.ref(model), layout)
+            _SPLIT[id(model)] = (weakref.ref(model), layout, variables)
             return layout.model(loss, model), *layout.states(leaves)
         graph, params, rest = split_params(model)
-        from flax import nnx
-
         pure = nnx.to_pure_dict
         return _nnx_model(loss, model, graph), pure(params), pure(rest)
     if state is not None:
@@ -194,8 +194,7 @@ class _Layout:
     take ~0.07 ms: ``fit``'s fixed cost per call.
     """
 
-    def __init__(self, variables_def: Any, parts: tuple, at: tuple):
-        self.variables_def = variables_def  # the module's structure down to its Variables
+    def __init__(self, parts: tuple, at: tuple):
         self.defs = tuple(jax.tree.structure(p) for p in parts)  # the two states'
         self.at = at  # each state's leaves' positions among the module's leaves
         self.models: dict[Callable, Model] = {}
@@ -211,35 +210,42 @@ class _Layout:
             jax.tree.unflatten(d, [leaves[i] for i in at]) for d, at in zip(self.defs, self.at)
         )
 
-    def write(self, module: Any, params: Any, state: Any) -> bool:
-        """Sets the module's Variables to the states' arrays; ``False`` if they differ."""
+    def write(self, variables: list, params: Any, state: Any) -> bool:
+        """Sets the module's Variables (as split) to the states' arrays.
+
+        ``False`` if the states are not of this layout. (``nnx.update`` sets a Variable
+        the same way.)
+        """
         parts = [jax.tree.flatten(p) for p in (params, state)]
         if [d for _, d in parts] != list(self.defs):
-            return False
-        try:
-            variables = self.variables_def.flatten_up_to(module)
-        except (ValueError, TypeError):  # the module changed structure since it was split
-            return False
-        if not all(map(_is_variable, variables)):
             return False
         values: list = [None] * len(variables)
         for (leaves, _), at in zip(parts, self.at):
             for i, a in zip(at, leaves):
                 values[i] = a
         for v, a in zip(variables, values):
-            v.set_raw_value(a)
+            v.set_raw_value(a, _unsafe_bypass_check=True)
         return True
 
 
 _LAYOUTS: dict[Any, _Layout | None] = {}
 # the layout each live module was last split with (write_back's, without flattening again)
-_SPLIT: dict[int, tuple[weakref.ref, _Layout]] = {}
+_SPLIT: dict[int, tuple[weakref.ref, _Layout, list]] = {}
 
 
-def _is_variable(x: Any) -> bool:
+def _flatten(module: Any) -> tuple[list, list, Any]:
+    """``(the Variables met, leaves, treedef)`` of ``jax.tree.flatten(module)``, in one walk."""
     from flax import nnx
 
-    return isinstance(x, nnx.Variable)
+    variables: list = []
+
+    def seen(x: Any) -> bool:  # (never a leaf: records the Variables on the way)
+        if isinstance(x, nnx.Variable):
+            variables.append(x)
+        return False
+
+    leaves, treedef = jax.tree.flatten(module, is_leaf=seen)
+    return variables, leaves, treedef
 
 
 def _layout(module: Any, leaves: list, treedef: Any) -> _Layout | None:
@@ -259,10 +265,9 @@ def _layout(module: Any, leaves: list, treedef: Any) -> _Layout | None:
 
 
 def _new_layout(module: Any, leaves: list) -> _Layout | None:
-    variables, variables_def = jax.tree.flatten(module, is_leaf=_is_variable)
+    variables = _flatten(module)[0]
     if len(variables) != len(leaves) or not all(
-        _is_variable(v) and v.get_raw_value() is a and isinstance(a, jax.Array)
-        for v, a in zip(variables, leaves)
+        v.get_raw_value() is a and isinstance(a, jax.Array) for v, a in zip(variables, leaves)
     ):
         return None
     from flax import nnx
@@ -272,7 +277,7 @@ def _new_layout(module: Any, leaves: list) -> _Layout | None:
     at = tuple(tuple(where.get(id(a), -1) for a in jax.tree.leaves(p)) for p in parts)
     if sorted(i for part in at for i in part) != list(range(len(leaves))):
         return None
-    return _Layout(variables_def, parts, at)
+    return _Layout(parts, at)
 
 
 _MODELS: dict[tuple[Callable, int, int], Model] = {}
@@ -309,8 +314,8 @@ def _nnx_model(loss: Callable, model: Any, graph: Any) -> Model:
 def write_back(model: Any, params: Any, state: Any) -> Any:
     """What the user gets back: an NNX module updated in place, else the params."""
     if is_nnx_module(model):
-        ref, layout = _SPLIT.pop(id(model), (lambda: None, None))
-        if layout is None or ref() is not model or not layout.write(model, params, state):
+        ref, layout, variables = _SPLIT.pop(id(model), (lambda: None, None, []))
+        if layout is None or ref() is not model or not layout.write(variables, params, state):
             from flax import nnx
 
             nnx.update(model, params, state)
