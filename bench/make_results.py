@@ -151,9 +151,11 @@ def main(path, *later):
             f"examples, batch {e['batch_size']}), round-robin",
             ["rounds", *[f"{k} ms" for k in kernels if f"{k}_ms" in e],
              *[f"{k}/fit" for k in kernels[1:] if f"{k}/fit" in e],
+             *(["fit/hand-scan per round (median)"] if "fit/hand-scan paired" in e else []),
              "hand-scan/fit (10 epochs)", "keras/fit (10 epochs)"],
             [[e["rounds"], *[f"{e[f'{k}_ms']:.3f}" for k in kernels if f"{k}_ms" in e],
               *[f"**{e[f'{k}/fit']}**" for k in kernels[1:] if f"{k}/fit" in e],
+              *([f"**{e['fit/hand-scan paired']}x**"] if "fit/hand-scan paired" in e else []),
               f"**{e['hand-scan/fit (10 epochs)']}**",
               f"**{e.get('keras/fit (10 epochs)', 'not installed')}**"]],
         )  # fmt: skip
@@ -303,6 +305,9 @@ def main(path, *later):
                 )
                 lines += [f"- throughput ratio (config-steps/s): **{r:,.0f}x**", ""]
     stamp = f"{lines[2].removeprefix('Machine: ')} {data['datetime'][:16]}, pytest bench/ {big}"
+    stamp = stamp.rstrip()
+    if reruns:  # (groups of later runs: named in RESULTS.md)
+        stamp += f"; rerun: {', '.join(r.split(' from ')[0] for r in reruns)} (bench/RESULTS.md)"
     charts(by_group, pathlib.Path(__file__).with_name("charts"), stamp)
     out = pathlib.Path(__file__).with_name("RESULTS.md")
     # the hand-written reading of the figures, from its heading on, is kept

@@ -201,6 +201,8 @@ class _Layout:
 
     def model(self, loss: Callable, module: Any) -> Model:
         if loss not in self.models:
+            if len(self.models) > 64:  # (a new loss function per call)
+                self.models.clear()
             self.models[loss] = _nnx_model(loss, module, split_params(module)[0])
         return self.models[loss]
 
