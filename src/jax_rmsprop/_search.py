@@ -19,6 +19,7 @@ the next call continues it, as new trials of the same values, from its saved epo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -125,11 +126,7 @@ def search(
     prune = not isinstance(study.pruner, optuna.pruners.NopPruner)
     trained = _Trained(kept=[] if keep_params else None)
     pending: list = []  # asked, not told: failed if a second Ctrl-C cuts them short
-    start = done
-
-    def report(k: int) -> None:
-        if progress is not None:
-            progress(start + k, trials)
+    report = functools.partial(_report, progress, done, trials)  # (the freed slots')
 
     print_ = lambda: plan_for.fingerprint(  # noqa: E731
         names, epochs=epochs, monitor=monitor, keep_params=keep_params
@@ -142,7 +139,8 @@ def search(
             if flight is not None and (got := flight.resume(study, space, plan_for)):
                 pending = got  # the group in flight when the last call stopped
             elif prune and not static and done < trials and flight is None:  # freed slots
-                slots = _Slots(plan_for(()), study, optuna, space, numeric, epochs, monitor, sign)
+                plan = plan_for.fitting((), min(batch, trials - done), 1, batch)
+                slots = _Slots(plan, study, optuna, space, numeric, epochs, monitor, sign)
                 slots.run(trained, pending, min(batch, trials - done), trials - done, report,
                           loop)  # fmt: skip
                 done += slots.finished
@@ -153,9 +151,10 @@ def search(
                 for t in pending:
                     groups.setdefault(plan_for.key_of(t.params), []).append(t)
                 for key, group in groups.items():  # each group told once it is trained
+                    plan = plan_for.fitting(key, min(batch, trials), 1 if prune else epochs, batch)
                     if flight is not None:
                         flight.done = done
-                    _train_group(plan_for(key), group, numeric, epochs, monitor, sign, prune,
+                    _train_group(plan, group, numeric, epochs, monitor, sign, prune,
                                  trained, flight)  # fmt: skip
                     for i in range(len(trained.trials) - len(group), len(trained.trials)):
                         _tell(study, optuna, trained, i, monitor, sign)
@@ -183,6 +182,7 @@ class _Plans:
     numeric: tuple[str, ...]
     settings: tuple  # (seeds, seed, folds, optimizer, options, patience, mesh)
     made: dict = dataclasses.field(default_factory=dict)
+    checked: set = dataclasses.field(default_factory=set)  # keys whose batch fits
 
     def __call__(self, key: tuple):
         if key not in self.made:
@@ -194,6 +194,32 @@ class _Plans:
                 patience, mesh,
             )  # fmt: skip
         return self.made[key]
+
+    def fitting(self, key: tuple, trials: int, epochs: int, batch: int):
+        """The plan of ``key``, once ``trials`` of its trials are known to fit in memory.
+
+        Once per program key, before anything trains: a batch is one program (all its
+        trials' seeds and folds), so where a grid would be chunked a batch too large for
+        the device is an error naming ``batch``, with the largest that fits.
+        """
+        plan = self(key)
+        if key in self.checked:
+            return plan
+        per_trial = plan.seeds * plan.k
+        fits = plan.largest_fitting(trials * per_trial, epochs)
+        if fits is not None:
+            use = (
+                f"use batch <= {fits // per_trial}"
+                if fits >= per_trial
+                else "not even one trial's runs fit: fewer seeds or folds, or free memory"
+            )
+            raise ValueError(
+                f"`tune(batch={batch})`: a batch trains as one program, and {trials} trials "
+                f"x {per_trial} runs (seeds x folds) do not fit in the memory free for it; "
+                f"{use}."
+            )
+        self.checked.add(key)
+        return plan
 
     def key_of(self, params: Mapping[str, Any]) -> tuple:
         """The key of a trial's program: its values of the program-changing names."""
@@ -208,6 +234,12 @@ class _Plans:
             self.task, params0, names, [], optimizer, options, seeds=seeds, seed=seed,
             folds=folds, patience=patience, space=space, **more,
         )  # fmt: skip
+
+
+def _report(progress: Callable[[int, int], None] | None, start: int, trials: int, k: int):
+    """Calls ``progress`` with the trials finished: ``start`` and ``k`` more."""
+    if progress is not None:
+        progress(start + k, trials)
 
 
 def _check_counts(**counts: Any) -> None:

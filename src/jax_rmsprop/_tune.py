@@ -101,7 +101,9 @@ def tune(
         every epoch's score is reported and a trial it stops freezes in its program and
         is told ``PRUNED``. Default: none.
       trials: (sampler) trials to finish, the study's earlier ones included.
-      batch: (sampler) trials asked, and trained together, at a time.
+      batch: (sampler) trials asked, and trained together, at a time: one program (with
+        their seeds and folds), so a batch that would not fit in the memory free for it
+        raises ``ValueError`` before training, with the largest that fits.
       study: (sampler) an ``optuna.Study`` to continue (with RDB storage, a tuning that
         was killed resumes from it); default: a new in-memory study.
       monitor: what ranks and is told to Optuna: ``"val_loss"`` (the default with
@@ -141,6 +143,8 @@ def tune(
 
     Raises:
       SweepInterrupted: on Ctrl-C or SIGTERM, with the finished runs and the checkpoint.
+      ValueError: for bad arguments, named (before anything compiles); for a sampler's
+        ``batch`` too large for the device's memory.
     """
     if not isinstance(task, Task):
         hint = " (a closed-form Problem is swept with `sweep`)" if isinstance(task, Problem) else ""

@@ -141,6 +141,32 @@ def test_what_the_sampler_path_refuses():
         jax_rmsprop.tune(task, {"learning_rate": [0.1, 0.2]}, 2, sampler=sampler, trials=2)
 
 
+def test_a_batch_too_large_for_memory_is_refused_naming_batch(monkeypatch):
+    """A batch is one program: past the free memory (XLA's accounting, as grids are
+    chunked by), `tune` refuses it before training, with the largest batch that fits;
+    far from the limit nothing is compiled to know."""
+    from jax_rmsprop import _plan
+
+    task = _task()
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    plan = _plan.make_plan(task, [np.asarray([0.01]), np.asarray([0.9])], tuple(SPACE), 2, 0,
+                           None, jax_rmsprop.rmsprop, {}, None, None, None)  # fmt: skip
+    total = plan._bytes(plan.padded(16), None, 0, 2)[0]  # 8 trials x 2 seeds
+    monkeypatch.setattr(_plan, "_memory_budget", lambda mesh: total // 2)
+    study = optuna.create_study(sampler=sampler)
+    with pytest.raises(ValueError, match=r"`tune\(batch=8\)`: a batch trains as one program") as e:
+        jax_rmsprop.tune(task, SPACE, 2, study=study, trials=8, batch=8, seeds=2)
+    fits = int(str(e.value).split("use batch <= ")[1].rstrip("."))
+    assert 1 <= fits < 8 and not study.trials  # refused before any trial was asked
+    res = jax_rmsprop.tune(task, SPACE, 2, study=study, trials=8, batch=fits, seeds=2)
+    assert len(res.study.trials) == 8
+    compiled = []
+    monkeypatch.setattr(_plan._Plan, "_bytes", lambda *a: compiled.append(a) or (0, 0))
+    monkeypatch.setattr(_plan, "_memory_budget", lambda mesh: 1 << 40)
+    jax_rmsprop.tune(task, SPACE, 2, sampler=sampler, trials=8, batch=8, seeds=2)
+    assert not compiled
+
+
 KILLED = """
 import sys, jax, optuna
 jax.config.update("jax_enable_x64", True)
