@@ -114,6 +114,28 @@ class PBTResult:
         return hist
 
 
+def _checked(task, space, epochs, population, interval, quantile, resample) -> tuple:
+    """``pbt``'s arguments checked, each error naming its argument; the space's names."""
+    if not isinstance(task, Task):
+        raise TypeError(f"`pbt(task=...)` must be a Task; got {task!r}.")
+    for name, v in (("epochs", epochs), ("population", population), ("interval", interval)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"`pbt({name}=...)` must be a positive int; got {v!r}.")
+    if population < 2:
+        raise ValueError(f"`pbt(population=...)` needs at least 2 members; got {population}.")
+    if not 0 < quantile <= 0.5:
+        raise ValueError(f"`pbt(quantile=...)` must be in (0, 0.5]; got {quantile!r}.")
+    if not 0 <= resample <= 1:
+        raise ValueError(f"`pbt(resample=...)` must be in [0, 1]; got {resample!r}.")
+    names = check_space(space, "pbt", distributions=True)
+    if any(type(d).__name__ == "CategoricalDistribution" for d in space.values()):
+        raise ValueError(
+            "`pbt(space=...)` explores by perturbing numbers: give Float/IntDistributions "
+            "(fix categorical options with `options=`)."
+        )
+    return names
+
+
 def pbt(
     task: Task,
     space: Mapping[str, Any],
@@ -154,28 +176,21 @@ def pbt(
 
     Returns:
       A [`PBTResult`][jax_rmsprop.PBTResult].
+
+    Raises:
+      ValueError: for bad arguments, named; for a population too large for the memory
+        free for its program (with the largest that fits).
     """
-    if not isinstance(task, Task):
-        raise TypeError(f"`pbt(task=...)` must be a Task; got {task!r}.")
-    for name, v in (("epochs", epochs), ("population", population), ("interval", interval)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"`pbt({name}=...)` must be a positive int; got {v!r}.")
-    if population < 2:
-        raise ValueError(f"`pbt(population=...)` needs at least 2 members; got {population}.")
-    if not 0 < quantile <= 0.5:
-        raise ValueError(f"`pbt(quantile=...)` must be in (0, 0.5]; got {quantile!r}.")
-    if not 0 <= resample <= 1:
-        raise ValueError(f"`pbt(resample=...)` must be in [0, 1]; got {resample!r}.")
-    names = check_space(space, "pbt", distributions=True)
-    if any(type(d).__name__ == "CategoricalDistribution" for d in space.values()):
-        raise ValueError(
-            "`pbt(space=...)` explores by perturbing numbers: give Float/IntDistributions "
-            "(fix categorical options with `options=`)."
-        )
+    names = _checked(task, space, epochs, population, interval, quantile, resample)
     rng = np.random.default_rng([seed, 1])
     _, cells, _ = draw(space, population, seed, call="pbt")
     values = np.stack(cells).astype(np.float64)  # (names, population)
     plan = make_plan(task, list(values), names, 1, seed, None, optimizer, options, None, None, mesh)
+    if (fits := plan.largest_fitting(population, min(interval, epochs))) is not None:
+        raise ValueError(
+            f"`pbt(population={population})`: the population trains as one program, and it "
+            f"does not fit in the memory free for it; use population <= {fits}."
+        )
     has_val = task.validation is not None
     monitor = monitor or ("val_loss" if has_val else "loss")
     sign = direction(monitor, "auto", "pbt")

@@ -68,3 +68,21 @@ def test_pbt_refuses_what_it_cannot_explore():
         jax_rmsprop.pbt(task, centered, 2)
     with pytest.raises(ValueError, match=r"must be an Optuna distribution"):
         jax_rmsprop.pbt(task, {"learning_rate": [0.1, 0.2]}, 2)
+
+
+def test_a_population_too_large_for_memory_is_refused_naming_population(monkeypatch):
+    """The population is one program: past the free memory (XLA's accounting) pbt
+    refuses it before training, with the largest population that fits, which trains."""
+    from jax_rmsprop import _plan
+
+    task = _task()
+    monkeypatch.setattr(_plan, "_memory_budget", lambda mesh: 1 << 40)
+    plan = _plan.make_plan(task, [np.full(16, 0.01), np.full(16, 0.9)], tuple(SPACE), 1, 0,
+                           None, jax_rmsprop.rmsprop, {}, None, None, None)  # fmt: skip
+    total = plan._bytes(16, None, 0, 1)[0]
+    monkeypatch.setattr(_plan, "_memory_budget", lambda mesh: total // 2)
+    with pytest.raises(ValueError, match=r"`pbt\(population=16\)`: the population trains") as e:
+        jax_rmsprop.pbt(task, SPACE, 2, population=16)
+    fits = int(str(e.value).split("use population <= ")[1].rstrip("."))
+    assert 2 <= fits < 16
+    assert jax_rmsprop.pbt(task, SPACE, 2, population=fits).score.shape == (fits,)
