@@ -170,7 +170,7 @@ def split(loss: Callable, model: Any, state: Any) -> tuple[Model, Any, Any]:
         from flax import nnx
 
         variables, leaves, treedef = _flatten(model)
-        layout = _layout(model, leaves, treedef)
+        layout = _layout(model, variables, leaves, treedef)
         if layout is not None:
             if len(_SPLIT) > 64:  # (entries of fits that raised before writing back)
                 _SPLIT.clear()
@@ -250,7 +250,7 @@ def _flatten(module: Any) -> tuple[list, list, Any]:
     return variables, leaves, treedef
 
 
-def _layout(module: Any, leaves: list, treedef: Any) -> _Layout | None:
+def _layout(module: Any, variables: list, leaves: list, treedef: Any) -> _Layout | None:
     """The module's layout, found by its structure; ``None`` where ``nnx.split`` must do.
 
     Not for a module whose leaves are not one array per ``Variable`` (a ``pytree=False``
@@ -262,12 +262,12 @@ def _layout(module: Any, leaves: list, treedef: Any) -> _Layout | None:
     if treedef not in _LAYOUTS:
         if len(_LAYOUTS) > 64:
             _LAYOUTS.clear()
-        _LAYOUTS[treedef] = _new_layout(module, leaves)
+        _LAYOUTS[treedef] = _new_layout(module, variables, leaves)
     return _LAYOUTS[treedef]
 
 
-def _new_layout(module: Any, leaves: list) -> _Layout | None:
-    variables = _flatten(module)[0]
+def _new_layout(module: Any, variables: list, leaves: list) -> _Layout | None:
+    """The layout from one ``nnx.split`` of ``module`` (its Variables and leaves given)."""
     if len(variables) != len(leaves) or not all(
         v.get_raw_value() is a and isinstance(a, jax.Array) for v, a in zip(variables, leaves)
     ):

@@ -282,8 +282,19 @@ class _Plan:
             return 0, 0
         total = m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
         total -= m.alias_size_in_bytes
-        shared = sum(getattr(a, "nbytes", 0) for a in jax.tree.leaves(self.shared))
-        return total, shared
+        return total, self._shared_bytes()
+
+    def _shared_bytes(self) -> int:
+        """The inputs every run reads (the data), counted once per program."""
+        return sum(getattr(a, "nbytes", 0) for a in jax.tree.leaves(self.shared))
+
+    def _runs_within(self, budget: int, c: int, total: int, shared: int) -> int:
+        """Runs that fit in ``budget``, a multiple of the devices (0: not one each).
+
+        At the bytes per run of a ``c``-run program whose accounting is ``total``.
+        """
+        per_run = max(1, (total - shared) // (c // self._devices))
+        return max(0, (budget - shared) // per_run) * self._devices
 
     def chunk(self, n: int, carry: Any, first: int, epochs: int) -> int:
         """Runs per program: the user's ``chunk_size``, else as many as memory allows.
@@ -301,8 +312,7 @@ class _Plan:
             total, shared = self._bytes(c, carry, first, epochs)
             if total <= budget:
                 break
-            per_run = max(1, (total - shared) // (c // self._devices))
-            fit = max(1, (budget - shared) // per_run) * self._devices
+            fit = max(self._runs_within(budget, c, total, shared), self._devices)
             c = self.padded(min(fit, c - self._devices))
         return c
 
@@ -318,15 +328,11 @@ class _Plan:
         budget = _memory_budget(self.mesh)
         leaves = jax.tree.leaves(self.abstract_run())
         carry = sum(int(np.prod(a.shape)) * getattr(a.dtype, "itemsize", 8) for a in leaves)
-        shared = sum(getattr(a, "nbytes", 0) for a in jax.tree.leaves(self.shared))
         c = self.padded(n)
-        if 64 * c * carry + 2 * shared <= budget:
+        if 64 * c * carry + 2 * self._shared_bytes() <= budget:
             return None
         total, shared = self._bytes(c, None, 0, epochs)
-        if total <= budget:
-            return None
-        per_run = max(1, (total - shared) // (c // self._devices))
-        return max(0, (budget - shared) // per_run) * self._devices
+        return None if total <= budget else self._runs_within(budget, c, total, shared)
 
     def abstract_run(self) -> _Run:
         """The shapes and dtypes of one run's carry (nothing is computed)."""

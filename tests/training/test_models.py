@@ -160,7 +160,7 @@ def test_the_split_shortcut_trains_a_module_as_nnx_split_does(monkeypatch):
     from jax_rmsprop import _model
 
     fast = [_dropout_fit(0.5, epochs=2)[0]]
-    assert _model._layout(fast[0], *jax.tree.flatten(fast[0])) is not None  # (taken)
+    assert _model._layout(fast[0], *_model._flatten(fast[0])) is not None  # (taken)
     _fit_module(fast[0], 3, initial_epoch=2)
     fast[0].drop.rate = 0.0
     _fit_module(fast[0], 4, initial_epoch=3)
@@ -210,7 +210,7 @@ def test_a_module_sharing_a_layer_trains_the_shared_weights_once():
     jax_rmsprop.fit(loss, _Tied(tied=False), tx, data, epochs=1, batch_size=8)
     model, reference = _Tied(), _Tied()
     assert jax.tree.structure(model) == jax.tree.structure(_Tied(tied=False))
-    assert _model._layout(model, *jax.tree.flatten(model)) is None
+    assert _model._layout(model, *_model._flatten(model)) is None
     jax_rmsprop.fit(loss, model, tx, data, epochs=1, batch_size=8)
     params = nnx.state(reference, nnx.Param)
     grads = nnx.grad(loss)(reference, data)
