@@ -29,7 +29,7 @@ from ._progress import Bar
 from ._resumable import Loop, resumable
 from ._rmsprop import describe_hyperparameters
 from ._signals import FitInterrupted
-from ._traced import jit_traced
+from ._traced import device_scalar, jit_traced
 from .checkpoint import is_key
 
 
@@ -73,7 +73,6 @@ _epoch = jit_traced(
 _evaluate = jax.jit(kernel.evaluate, static_argnames=("model", "batch_size", "sharding"))
 
 
-@jit_traced
 @jit_traced
 def _start(tx, params, state, opt_state):
     """Fresh copies of the parameters, model state and optimizer state (one program).
@@ -236,7 +235,7 @@ def fit(
     user_model = params
     model, params, state = models.split(loss, params, state)
     _inputs.check_data(data, validation, epochs, batch_size)
-    dtype, names = _inputs.loss_output(model, params, state, _inputs.batch_of(data, batch_size))
+    dtype, names = _inputs.loss_output(model, params, state, data, batch_size)
     stopper = _early_stopping(
         epochs, initial_epoch, patience, monitor, mode, restore_best, names, validation
     )
@@ -432,7 +431,7 @@ def _train(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose, 
             *carry,
             run.data,
             run.key,
-            epoch,
+            device_scalar(epoch),  # (a Python int is made a device scalar at every call)
             run.batch_size,
             run.drop_last,
             sharding=run.sharding,

@@ -18,6 +18,14 @@ from ._model import Model
 
 def length(name: str, data: Any, call: str = "fit") -> int:
     """The common leading axis of ``data``'s leaves; ``ValueError`` naming ``name`` if none."""
+    sizes: set[tuple[int, ...]] = {getattr(a, "shape", ())[:1] for a in jax.tree.leaves(data)}
+    if len(sizes) == 1 and () not in sizes:  # (the common case, without the leaves' paths)
+        return int(next(iter(sizes))[0])
+    return _length_error(name, data, call)
+
+
+def _length_error(name: str, data: Any, call: str) -> int:
+    """``length``'s refusal, naming the leaves at fault by their paths."""
     leaves = jax.tree_util.tree_leaves_with_path(data)
     if not leaves:
         raise ValueError(f"`{call}({name}=...)` needs at least one array.")
@@ -92,11 +100,12 @@ def finite(data: Any, name: str, call: str = "fit") -> None:
     One reduction per array (NumPy's for host arrays, one compiled call for device
     arrays); the rows are looked for only in an array that has one.
     """
-    for path, a in jax.tree_util.tree_leaves_with_path(data):
-        if not jax.numpy.issubdtype(a.dtype, jax.numpy.inexact):
+    for i, a in enumerate(jax.tree.leaves(data)):
+        if not _inexact(a.dtype):
             continue
         if np.isfinite(a).all() if isinstance(a, np.ndarray) else _device_finite(a):
             continue
+        path = jax.tree_util.tree_leaves_with_path(data)[i][0]
         rows = jax.numpy.isfinite(a).reshape(a.shape[0], int(np.prod(a.shape[1:])))
         bad = ~np.asarray(rows.all(axis=1))
         if bad.any():
@@ -108,22 +117,20 @@ def finite(data: Any, name: str, call: str = "fit") -> None:
             )
 
 
-def batch_of(data: Any, batch_size: int) -> Any:
-    """The abstract first batch of ``data``: each leaf's leading axis set to ``batch_size``."""
-
-    def one(a):
-        dtype = a.dtype if hasattr(a, "dtype") else np.result_type(a)
-        return jax.ShapeDtypeStruct((int(batch_size), *np.shape(a)[1:]), dtype)
-
-    return jax.tree.map(one, data)
+@functools.lru_cache(maxsize=64)
+def _inexact(dtype: Any) -> bool:
+    return bool(jax.numpy.issubdtype(dtype, jax.numpy.inexact))
 
 
-def loss_output(model: Model, params, state, batch, call: str = "fit"):
+def loss_output(model: Model, params, state, data, batch_size: int, call: str = "fit"):
     """Traces one batch's loss: ``(loss dtype, metric names)``, checked to be scalars.
 
-    Traced once per model and signature (shapes and dtypes of the arguments).
+    The batch is ``data``'s first ``batch_size`` examples. Traced once per model and
+    signature (shapes and dtypes of the arguments).
     """
-    dtype, metrics = _traced(model, _signature(params), _signature(state), _signature(batch))
+    leaves, treedef = jax.tree.flatten(data)
+    batch = treedef, tuple(((int(batch_size), *np.shape(a)[1:]), _dtype(a)) for a in leaves)
+    dtype, metrics = _traced(model, _signature(params), _signature(state), batch)
     if isinstance(dtype, str):  # the loss's output shape, not a scalar
         raise ValueError(f"`{call}(loss=...)` must return a scalar for one batch; got {dtype}.")
     for name, shape in metrics:
@@ -139,8 +146,11 @@ def loss_output(model: Model, params, state, batch, call: str = "fit"):
 def _signature(tree: Any) -> tuple:
     """A hashable description of ``tree``: its structure and each leaf's shape and dtype."""
     leaves, treedef = jax.tree.flatten(tree)
-    dtypes = [a.dtype if hasattr(a, "dtype") else np.result_type(a) for a in leaves]
-    return treedef, tuple((tuple(np.shape(a)), d) for a, d in zip(leaves, dtypes))
+    return treedef, tuple((tuple(np.shape(a)), _dtype(a)) for a in leaves)
+
+
+def _dtype(a: Any) -> Any:
+    return a.dtype if hasattr(a, "dtype") else np.result_type(a)
 
 
 @functools.lru_cache(maxsize=64)

@@ -235,6 +235,9 @@ _LAYOUTS: dict[Any, _Layout | None] = {}
 _SPLIT: dict[int, tuple[weakref.ref, _Layout, list]] = {}
 
 
+_IS_VARIABLE: dict[type, bool] = {}
+
+
 def _flatten(module: Any) -> tuple[list, list, Any]:
     """``(the Variables met, leaves, treedef)`` of ``jax.tree.flatten(module)``, in one walk."""
     from flax import nnx
@@ -242,7 +245,14 @@ def _flatten(module: Any) -> tuple[list, list, Any]:
     variables: list = []
 
     def seen(x: Any) -> bool:  # (never a leaf: records the Variables on the way)
-        if isinstance(x, nnx.Variable):
+        # isinstance through nnx.Variable's metaclass is slow: once per type (but for
+        # tracers, which it answers by their abstract value)
+        kind = type(x)
+        if (is_variable := _IS_VARIABLE.get(kind)) is None:
+            is_variable = isinstance(x, nnx.Variable)
+            if not isinstance(x, jax.core.Tracer):
+                _IS_VARIABLE[kind] = is_variable
+        if is_variable:
             variables.append(x)
         return False
 

@@ -23,7 +23,7 @@ from jax.tree_util import Partial
 
 from ._epoch import evaluate, train_epoch
 from ._host import to_host
-from ._inputs import batch_of, check_data, loss_output
+from ._inputs import check_data, loss_output
 from ._model import FUNCTIONAL, NNX, Model, split_params
 from ._model import split as split_model
 from ._space import check_traceable, make_tx, shard_runs
@@ -403,8 +403,7 @@ def make_plan(
     first = [np.asarray(c).ravel()[0] for c in cells]
     check_traceable(optimizer, names, options, first, params0, "tune")
     check_data(task.data, task.validation, 1, task.batch_size, call="Task")
-    batch = batch_of(task.data, task.batch_size)
-    _, metrics = loss_output(model, params0, state0, batch, call="Task")
+    _, metrics = loss_output(model, params0, state0, task.data, task.batch_size, call="Task")
     fold_rows = _folds(folds, jax.tree.leaves(task.data)[0].shape[0], task.batch_size)
     k = 1 if folds is None else folds
     # every (configuration, seed, fold) run, the fold varying fastest, then the seed

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._conventions import Derived, Hyperparams, RMSPropState, Variant
@@ -86,7 +87,8 @@ class Init(_ByValue):
 
 
 class Update(_ByValue):
-    __slots__ = ("api", "variant", "hp", "derived")
+    __slots__ = ("api", "variant", "hp", "derived", "flat")  # flat: ``Traced``'s, kept
+    flat: tuple  # (set by ``Traced.tree_flatten``)
 
     def __init__(self, api: str, variant: Variant, hp: Hyperparams, derived: Derived):
         self.api, self.variant, self.hp, self.derived = api, variant, hp, derived
@@ -114,6 +116,32 @@ class _Static:
 
 
 _TRACED = "traced"  # the mark of a field that travels as a leaf
+_SCALARS: dict[tuple, Any] = {}
+
+
+def device_scalar(v: Any) -> Any:
+    """A Python number as the device scalar ``jit`` makes of it (weakly typed), made once.
+
+    ``jit`` converts a Python number argument at every call (~3 us each); the array has
+    the same abstract value, so the same program runs on the same number. Other values
+    are returned as they are.
+    """
+    if type(v) not in (int, float) or jax.process_count() > 1:
+        return v
+    key = (type(v), v.hex() if isinstance(v, float) else v, jax.config.read("jax_enable_x64"))
+    if (got := _SCALARS.get(key)) is None:
+        try:
+            got = jnp.asarray(v)
+        except OverflowError:  # (an int beyond the integer type: as jit would say)
+            return v
+        if isinstance(got, jax.core.Tracer):  # (while tracing: left to jit)
+            return v
+        if len(_SCALARS) > 1024:
+            _SCALARS.clear()
+        _SCALARS[key] = got
+    return got
+
+
 _FIELDS = Hyperparams._fields + Derived._fields
 
 
@@ -148,6 +176,20 @@ class Traced:
         ini, upd = getattr(tx, "init", None), getattr(tx, "update", None)
         if not (isinstance(ini, Init) and isinstance(upd, Update) and ini.hp is upd.hp):
             return [], (None, _Static(tx))
+        x64 = jax.config.read("jax_enable_x64")
+        flat = getattr(upd, "flat", None)  # (every compiled call flattens its tx)
+        if flat is not None and flat[0] is type(tx) and flat[1] == x64:
+            return list(flat[2]), flat[3]
+        leaves, aux = self._flatten(tx, upd)
+        if any(isinstance(v, jax.core.Tracer) for v in leaves):
+            return leaves, aux
+        leaves = [device_scalar(v) for v in leaves]
+        if jax.process_count() > 1 or not any(type(v) in (int, float) for v in leaves):
+            upd.flat = (type(tx), x64, tuple(leaves), aux)  # (not while tracing)
+        return leaves, aux
+
+    @staticmethod
+    def _flatten(tx: Any, upd: Update) -> tuple[list, Any]:
         leaves: list = []
         marks: list = []
         for name, v in zip(_FIELDS, (*upd.hp, *upd.derived)):

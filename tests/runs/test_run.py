@@ -115,6 +115,32 @@ def test_a_loop_over_learning_rates_compiles_once():
         assert _run._run_compiled._cache_size() == before
 
 
+def test_numbers_made_device_scalars_once_keep_every_bit():
+    """A traced number goes to ``jit`` as a device scalar made once per value (``jit``
+    would convert a Python float at every call): -0.0 keeps its sign, the same optimizer
+    under ``jax.enable_x64`` gets float64 numbers (bit for bit the chain's constants), and
+    a flatten while tracing leaves no tracer behind."""
+    from jax_rmsprop import _traced
+
+    assert np.signbit(_traced.device_scalar(-0.0)) and not np.signbit(_traced.device_scalar(0.0))
+    assert _traced.device_scalar(True) is True  # (not a number here)
+    problem = problems.rosenbrock()
+    tx = jax_rmsprop.rmsprop(0.1 / 3, decay=0.9, momentum=0.3)
+    with jax.enable_x64(False):  # (the tests run with float64 on)
+        jax_rmsprop.run(problem, tx, 41, x0=np.array([-1.2, 1.0], np.float32))  # kept
+    ours = jax_rmsprop.run(problem, tx, 41, x0=np.array([-1.2, 1.0]))
+    ref = jax_rmsprop.run(problem, optax.chain(tx), 41, x0=np.array([-1.2, 1.0]))
+    assert ours.params.dtype == np.float64
+    np.testing.assert_array_equal(ours.params, ref.params)
+    fresh = jax_rmsprop.rmsprop(0.1 / 7, decay=0.7)
+    step = _traced.jit_traced(lambda tx, x: tx.update(x, tx.init(x), x)[0])
+    inside = jax.jit(lambda x: step(fresh, x))(jnp.ones(3))
+    assert not any(isinstance(v, jax.core.Tracer) for v in _traced._SCALARS.values())
+    assert not hasattr(fresh.update, "flat")  # (kept only from a flatten outside tracing)
+    np.testing.assert_array_equal(step(fresh, jnp.ones(3)), inside)
+    assert all(isinstance(v, jax.Array) for v in fresh.update.flat[2])
+
+
 def test_eps_and_schedules_stay_static():
     """eps decides the guards at trace time; a schedule is a function: each compiles anew,
     with the numbers of a constant."""
