@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from . import _epoch as kernel
 from . import _inputs, _resume
 from . import _model as models
+from ._compile import training_jit
 from ._host import device_copy, to_host
 from ._progress import Bar
 from ._resumable import Loop, resumable
@@ -69,6 +70,7 @@ _epoch = jit_traced(
     kernel.train_epoch,
     static_argnames=("model", "batch_size", "drop_last", "sharding", "keep_finite"),
     donate_argnames=("params", "state", "opt_state"),
+    jit=training_jit,
 )
 _evaluate = jax.jit(kernel.evaluate, static_argnames=("model", "batch_size", "sharding"))
 

@@ -21,6 +21,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.tree_util import Partial
 
+from ._compile import training_jit
 from ._epoch import evaluate, train_epoch
 from ._host import to_host
 from ._inputs import check_data, loss_output
@@ -121,7 +122,7 @@ def _early_stop(patience: int, prev: _Run, new: _Run) -> _Run:
     return jax.tree.map(lambda a, b: jnp.where(prev.stopped, a, b), prev, moved)
 
 
-@functools.partial(jax.jit, static_argnames=("recipe", "epochs"))
+@functools.partial(training_jit, static_argnames=("recipe", "epochs"))
 def _train_chunk(
     shared: Shared,
     runs: PerRun,

@@ -214,9 +214,13 @@ class Traced:
 
 
 def jit_traced(
-    fun: Callable, *, static_argnames: tuple[str, ...] = (), donate_argnames: tuple[str, ...] = ()
+    fun: Callable,
+    *,
+    static_argnames: tuple[str, ...] = (),
+    donate_argnames: tuple[str, ...] = (),
+    jit: Callable = jax.jit,
 ) -> Callable:
-    """``jax.jit(fun, ...)`` for a ``fun`` with an argument ``tx``, passed as ``Traced``.
+    """``jit(fun, ...)`` for a ``fun`` with an argument ``tx``, passed as ``Traced``.
 
     A loop over learning rates (``run``, ``fit``) then compiles once.
     """
@@ -233,7 +237,7 @@ def jit_traced(
         return fun(*args, **kwargs)
 
     unwrapped.__signature__ = sig  # type: ignore[attr-defined]  # (jit maps names by it)
-    compiled = jax.jit(unwrapped, static_argnames=static_argnames, donate_argnames=donate_argnames)
+    compiled = jit(unwrapped, static_argnames=static_argnames, donate_argnames=donate_argnames)
 
     @functools.wraps(fun)
     def call(*args, **kwargs):

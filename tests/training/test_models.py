@@ -173,6 +173,53 @@ def test_the_split_shortcut_trains_a_module_as_nnx_split_does(monkeypatch):
     assert last.params is slow and fast[0].drop.rngs.count.get_value() > 0
 
 
+def _epoch_copies():
+    """Copies in the compiled epoch of ``_dropout_fit``'s model (its HLO)."""
+    from jax_rmsprop import _fit, _model
+
+    model, tx = Net(nnx.Rngs(0, dropout=1), hidden=16, rate=0.5), jax_rmsprop.rmsprop(1e-3)
+    m, params, state = _model.split(loss_and_accuracy, model, None)
+    carry = _fit._start(tx, params, state, None)
+    lowered = _fit._epoch.lower(
+        m, tx, *carry, _digits(300)[0], None, 0, 32, False, sharding=None, rng=None,
+        keep_finite=True,
+    )  # fmt: skip
+    return lowered.compile().as_text().count(" copy(")
+
+
+def test_training_programs_compile_with_region_copy_insertion_to_the_same_numbers(monkeypatch):
+    """fit's epoch and a sweep's chunk compile with XLA's region-based copy insertion
+    (``_compile.OPTIONS``): fewer copies in a dropout epoch (dropout's threefry loop
+    carries), the numbers bit for bit those of the plain programs; an XLA that does not
+    know the option gets the plain programs."""
+    from jax_rmsprop import _compile
+
+    assert _compile._known()
+    tuned_copies = _epoch_copies()
+    tuned_model, tuned = _dropout_fit(0.5)
+    grid = {"learning_rate": np.array([1e-3, 1e-2])}
+    tuned_sweep = jax_rmsprop.tune(_nnx_task(96), grid, 1, seeds=2)
+    monkeypatch.setattr(_compile, "_known", lambda: False)  # as an XLA without the option
+    assert _epoch_copies() > tuned_copies
+    plain_model, plain = _dropout_fit(0.5)
+    for name in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        np.testing.assert_array_equal(tuned.history[name], plain.history[name])
+    jax.tree.map(np.testing.assert_array_equal, _all_state(tuned_model), _all_state(plain_model))
+    plain_sweep = jax_rmsprop.tune(_nnx_task(96), grid, 1, seeds=2)
+    np.testing.assert_array_equal(tuned_sweep.loss, plain_sweep.loss)
+    np.testing.assert_array_equal(tuned_sweep.val_loss, plain_sweep.val_loss)
+    monkeypatch.undo()
+    monkeypatch.setattr(_compile, "OPTIONS", {"xla_cpu_no_such_option_here": True})
+    _compile._known.cache_clear()
+    try:
+        assert not _compile._known()
+        model, again = _dropout_fit(0.5)  # (the plain program, already compiled)
+        np.testing.assert_array_equal(again.loss, plain.loss)
+    finally:
+        monkeypatch.undo()
+        _compile._known.cache_clear()
+
+
 def test_an_optimizer_state_made_on_the_modules_nnx_state_is_taken():
     """tx.init(nnx.state(model, nnx.Param)), what an NNX user writes, equals fit's own."""
     a, b = (Net(nnx.Rngs(0, dropout=1), hidden=16) for _ in range(2))
