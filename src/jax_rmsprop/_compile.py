@@ -6,7 +6,7 @@ default copy insertion copies that loop's carried values at every iteration (13 
 round, 5 rounds, twice a step for a model with one ``Dropout``); its region-based analysis
 (``xla_cpu_copy_insertion_use_region_analysis``) keeps 17 fewer copies per step. Measured
 (``bench/RESULTS.md``, 2026-12-01, session 10): the dropout + batch-norm NNX digits epoch
-4-5% faster, a vmapped sweep of that model 10-13%, an MLP without dropout the same,
+4-5% faster, a vmapped sweep of that model 10-15%, an MLP without dropout the same,
 compiles no slower (4.95 s against 5.76 s for a 20-layer model), results bit for bit
 equal. Other backends ignore a CPU option. An XLA that lacks the option (its names belong
 to the XLA build) gets the plain program.
