@@ -8,8 +8,9 @@ round, 5 rounds, twice a step for a model with one ``Dropout``); its region-base
 (``bench/RESULTS.md``, 2026-12-01, session 10): the dropout + batch-norm NNX digits epoch
 4-5% faster, a vmapped sweep of that model 10-15%, an MLP without dropout the same,
 compiles no slower (4.95 s against 5.76 s for a 20-layer model), results bit for bit
-equal. Other backends ignore a CPU option. An XLA that lacks the option (its names belong
-to the XLA build) gets the plain program.
+equal. The GPU and TPU compilers read their own options, not this CPU one (no GPU was
+lent to measure it there). An XLA that lacks the option (option names belong to the XLA
+build) gets the plain program.
 """
 
 from __future__ import annotations
