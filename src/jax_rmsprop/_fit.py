@@ -433,7 +433,7 @@ def _train(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose, 
             *carry,
             run.data,
             run.key,
-            device_scalar(epoch),  # (a Python int is made a device scalar at every call)
+            device_scalar(epoch),  # (made once per value; jit converts a Python int per call)
             run.batch_size,
             run.drop_last,
             sharding=run.sharding,
