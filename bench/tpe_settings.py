@@ -10,7 +10,10 @@ seeds 0, 1, 2 (``bench/test_tune_optuna.py``'s quality protocol). Minutes on 2 c
 
 ``qmc_startup=N`` (not a TPESampler argument) enqueues N scrambled Sobol points of the space
 (Optuna's ``QMCSampler``, seeded by the search seed) as the study's first trials, which
-then count among its 256.
+then count among its 256. ``log_one_minus_decay=True`` (not a TPESampler argument
+either) searches ``1 - decay`` on a log scale, ``FloatDistribution(1e-3, 0.5, log=True)``,
+instead of ``decay`` uniform on [0.5, 0.999]; the random search is then drawn from that
+space too.
 """
 
 import math
@@ -28,35 +31,52 @@ def main(settings: list[str]) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     task = jax_rmsprop.problems.digits()
-    random_best = [
-        float(jax_rmsprop.tune(task, SPACE, EPOCHS, samples=4096, seed=s, seeds=QUALITY_SEEDS)
-              .score().min())
-        for s in range(3)
-    ]  # fmt: skip
-    print("random 4096 best per seed:", [round(v, 4) for v in random_best])
+    random_best: dict[bool, list[float]] = {}
     names = {"math": math}  # for gamma=lambda n: min(math.ceil(0.25 * n), 64)
     for text in settings:
         kw = eval(f"dict({text})", names)  # noqa: S307 (the command line's own settings)
         startup = kw.pop("qmc_startup", 0)
+        log_decay = kw.pop("log_one_minus_decay", False)
+        space, optimizer = _space(log_decay)
+        if log_decay not in random_best:
+            random_best[log_decay] = [
+                float(jax_rmsprop.tune(task, space, EPOCHS, optimizer=optimizer, samples=4096,
+                                       seed=s, seeds=QUALITY_SEEDS).score().min())
+                for s in range(3)
+            ]  # fmt: skip
+            print("random 4096 best per seed:", [round(v, 4) for v in random_best[log_decay]])
         ratios = []
         for s in range(3):
             study = optuna.create_study(  # (no pruning, as tune's own study)
                 sampler=optuna.samplers.TPESampler(seed=s, **kw), pruner=optuna.pruners.NopPruner()
             )
-            _enqueue_sobol(study, startup, seed=s)
+            _enqueue_sobol(study, space, startup, seed=s)
             res = jax_rmsprop.tune(
-                task, SPACE, EPOCHS, study=study, trials=TRIALS, batch=BATCH, seed=s,
-                seeds=QUALITY_SEEDS,
+                task, space, EPOCHS, optimizer=optimizer, study=study, trials=TRIALS,
+                batch=BATCH, seed=s, seeds=QUALITY_SEEDS,
             )  # fmt: skip
-            ratios.append(res.study.best_value / random_best[s])
+            ratios.append(res.study.best_value / random_best[log_decay][s])
         print(f"{text}: TPE/random per seed {[round(r, 3) for r in ratios]}", flush=True)
 
 
-def _enqueue_sobol(study, n: int, seed: int) -> None:
-    """Enqueues ``n`` scrambled Sobol points of ``SPACE`` as ``study``'s next trials."""
+def _space(log_one_minus_decay: bool):
+    """The bench's space and optimizer, or with ``1 - decay`` searched on a log scale."""
+    if not log_one_minus_decay:
+        return dict(SPACE), jax_rmsprop.rmsprop
+    space = {k: v for k, v in SPACE.items() if k != "decay"}
+    space["one_minus_decay"] = optuna.distributions.FloatDistribution(1e-3, 0.5, log=True)
+
+    def optimizer(one_minus_decay, **kw):
+        return jax_rmsprop.rmsprop(decay=1 - one_minus_decay, **kw)
+
+    return space, optimizer
+
+
+def _enqueue_sobol(study, space, n: int, seed: int) -> None:
+    """Enqueues ``n`` scrambled Sobol points of ``space`` as ``study``'s next trials."""
     design = optuna.create_study(sampler=optuna.samplers.QMCSampler(seed=seed, scramble=True))
     for _ in range(n):
-        trial = design.ask(dict(SPACE))
+        trial = design.ask(dict(space))
         study.enqueue_trial(trial.params)
         design.tell(trial, 0.0)
 

@@ -1,0 +1,137 @@
+"""Dropout's random bits on CPU: JAX's rolled threefry against other lowerings of it.
+
+JAX lowers ``threefry2x32`` on CPU as a rolled loop (5 iterations of 4 rounds) and
+elsewhere as 20 unrolled rounds. Both give the same bits; they differ in the program XLA
+makes. This script compiles, in one process, the fit-nnx group's hand-written epoch
+(``bench/test_fit_nnx.py``: dropout + batch-norm digits model, 44 steps) and a bare
+44-step loop of dropout masks once per lowering, checks that every variant's numbers equal
+the rolled one's bit for bit, and times them alternately::
+
+    python -m bench.threefry_lowerings
+
+Lowerings (registered for the CPU platform only while their programs lower; JAX's private
+``jax._src.random.threefry2x32`` and ``mlir.register_lowering``: an experiment, not used by
+the package):
+
+- ``rolled``: JAX's CPU lowering;
+- ``unrolled``: JAX's lowering for other platforms;
+- ``materialised``: unrolled, then passed through a one-trip ``while`` whose trip count
+  XLA cannot prove (so the hash is computed once and not fused into each consumer).
+
+Session 11 (bench/RESULTS.md) reads the figures.
+"""
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax._src.interpreters import mlir
+from jax._src.random import threefry2x32 as threefry
+
+from .test_fit_nnx import BATCH, N, _data, _model, loss_fn
+
+ROUNDS, CALLS = 15, 20
+
+
+def _materialised(key1, key2, x1, x2):
+    a, b = threefry._threefry2x32_lowering(key1, key2, x1, x2, use_rolled_loops=False)
+    one = jax.lax.population_count((key1 & np.uint32(1)) | np.uint32(1))  # 1, unproven
+    zero = one - np.uint32(1)
+
+    def body(c):
+        i, a, b = c
+        return i + np.uint32(1), a ^ zero, b ^ zero
+
+    _, a, b = jax.lax.while_loop(lambda c: c[0] < one, body, (np.uint32(0), a, b))
+    return a, b
+
+
+RULES = {
+    "rolled": None,
+    "unrolled": threefry._threefry2x32_lowering_rule,
+    "materialised": mlir.lower_fun(_materialised, multiple_results=True),
+}
+
+
+def _epoch_program():
+    tx = optax.rmsprop(1e-3)
+    graph, params, rest = nnx.split(_model(), nnx.Param, ...)
+    batched = jax.tree.map(lambda a: a.reshape(N // BATCH, BATCH, *a.shape[1:]), _data())
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
+    def epoch(params, rest, opt_state):
+        def step(carry, batch):
+            params, rest, opt_state = carry
+            m = nnx.merge(graph, params, rest)
+            f, g = nnx.value_and_grad(loss_fn)(m, batch)
+            _, _, rest = nnx.split(m, nnx.Param, ...)
+            u, opt_state = tx.update(g, opt_state, params)
+            return (optax.apply_updates(params, u), rest, opt_state), f
+
+        (params, rest, opt_state), fs = jax.lax.scan(step, (params, rest, opt_state), batched)
+        return params, rest, opt_state, fs.mean()
+
+    return epoch, (params, rest, tx.init(params))
+
+
+def _masks_program():
+    def masks(key):
+        def step(c, i):
+            m = jax.random.bernoulli(jax.random.fold_in(key, i), 0.8, (BATCH, 32))
+            return c + m.sum(), None
+
+        return jax.lax.scan(step, 0, jnp.arange(N // BATCH))[0]
+
+    return jax.jit(masks), (jax.random.key(1),)
+
+
+def _compile(build, rule):
+    """``build``'s program compiled with ``rule`` as threefry's CPU lowering."""
+    table = mlir._platform_specific_lowerings["cpu"]
+    saved = table[threefry.threefry2x32_p]
+    if rule is not None:
+        mlir.register_lowering(threefry.threefry2x32_p, rule, platform="cpu")
+    try:
+        fn, args = build()
+        return fn.lower(*args).compile(), args
+    finally:
+        table[threefry.threefry2x32_p] = saved
+
+
+def _time(name, build, donated):
+    compiled = {}
+    for lowering, rule in RULES.items():
+        exe, args = _compile(build, rule)
+        text = exe.as_text()
+        counts = {op: text.count(f" {op}(") for op in ("while", "fusion", "copy")}
+        compiled[lowering] = (exe, args, exe(*jax.tree.map(jnp.copy, args)))
+        print(f"{name} {lowering}: {counts}")
+    first = compiled["rolled"][2]
+    for lowering, (_, _, out) in compiled.items():
+        same = jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), first, out))
+        print(f"{name} {lowering}: bit for bit the rolled lowering's numbers: {same}")
+    times = {k: [] for k in compiled}
+    state = {k: list(v[1]) for k, v in compiled.items()}
+    for _ in range(ROUNDS):
+        for lowering, (exe, _, _) in compiled.items():
+            args = state[lowering]
+            start = time.perf_counter()
+            for _ in range(CALLS):
+                out = exe(*args)
+                if donated:
+                    args = list(out[:-1])
+            jax.block_until_ready(out)
+            times[lowering].append((time.perf_counter() - start) / CALLS * 1e3)
+            state[lowering] = args
+    base = np.median(times["rolled"])
+    for lowering, ts in times.items():
+        print(f"{name} {lowering}: {np.median(ts):.3f} ms, {np.median(ts) / base:.3f}x rolled")
+
+
+if __name__ == "__main__":
+    _time("masks", _masks_program, donated=False)
+    _time("epoch", _epoch_program, donated=True)
