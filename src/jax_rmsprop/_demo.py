@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
 import numpy as np
 import optax
 
 from . import compat, problems
+from ._jax_compat import enable_x64
 from ._rmsprop import rmsprop
 from ._run import run
 
@@ -27,7 +27,7 @@ def seed_table(epochs: int = 100, every: int = 20) -> list[str]:
 
 def main(out: str | Path, echo: Callable[[str], None] = print) -> dict[str, Path]:
     """Runs every demo in float64, writes the pictures under ``out``, returns {name: path}."""
-    with jax.enable_x64(True):
+    with enable_x64(True):
         return _all(Path(out), echo)
 
 

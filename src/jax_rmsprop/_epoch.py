@@ -18,6 +18,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from . import _loop as loop
+from ._jax_compat import reshard
 from ._model import Model
 
 
@@ -37,7 +38,7 @@ def take(data: Any, idx: jax.Array, sharding=None) -> Any:
     if len(idx) % sharding.mesh.size:  # the last, partial batch: every device takes it all
         return batch
     explicit = jax.sharding.AxisType.Explicit in sharding.mesh.axis_types
-    split = jax.sharding.reshard if explicit else jax.lax.with_sharding_constraint
+    split = reshard if explicit else jax.lax.with_sharding_constraint
     return jax.tree.map(lambda a: split(a, _leading(sharding, a.ndim)), batch)
 
 

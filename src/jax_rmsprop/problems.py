@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -296,6 +297,8 @@ def digits_nnx(hidden: int = 32, rate: float = 0.2, batch_size: int = 32) -> Tas
     Dense(10)`` module (its dropout stream drawn from ``key``); the loss returns the
     cross-entropy and ``{"accuracy": ...}``. Needs flax and scikit-learn.
     """
+    if importlib.util.find_spec("flax") is None:  # (imported when a module is made)
+        raise ImportError("problems.digits_nnx needs flax: pip install 'jax-rmsprop[plot]'")
     base = digits(hidden, batch_size)
     init = functools.partial(_nnx_digits_net, hidden, rate)
     return Task(_nnx_digits_loss, init, base.data, batch_size, base.validation, "digits-nnx")

@@ -1,3 +1,5 @@
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,3 +60,23 @@ def test_bad_arguments():
         problems.quadratic(3, 0.5)
     with pytest.raises(ValueError, match=r"`rosenbrock\(dim=...\)`"):
         problems.rosenbrock(1)
+
+
+def test_tasks_name_the_package_they_miss(monkeypatch):
+    """Without Flax, ``digits_nnx`` says what to install (before any training), and the
+    demo skips its digits section with that sentence instead of a traceback."""
+    import importlib.util
+
+    from jax_rmsprop import _demo
+
+    find_spec = importlib.util.find_spec
+    no_flax = lambda name, *a: None if name == "flax" else find_spec(name, *a)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", no_flax)
+    with pytest.raises(ImportError, match=r"needs flax: pip install 'jax-rmsprop\[plot\]'"):
+        problems.digits_nnx()
+    lines = []
+    assert _demo._seed_002_digits(pathlib.Path("unused"), lines.append) == {}
+    assert lines == [
+        "\n== Digits classifier skipped: problems.digits_nnx needs flax: "
+        "pip install 'jax-rmsprop[plot]'"
+    ]

@@ -121,12 +121,13 @@ def test_numbers_made_device_scalars_once_keep_every_bit():
     under ``jax.enable_x64`` gets float64 numbers (bit for bit the chain's constants), and
     a flatten while tracing leaves no tracer behind."""
     from jax_rmsprop import _traced
+    from jax_rmsprop._jax_compat import enable_x64
 
     assert np.signbit(_traced.device_scalar(-0.0)) and not np.signbit(_traced.device_scalar(0.0))
     assert _traced.device_scalar(True) is True  # (not a number here)
     problem = problems.rosenbrock()
     tx = jax_rmsprop.rmsprop(0.1 / 3, decay=0.9, momentum=0.3)
-    with jax.enable_x64(False):  # (the tests run with float64 on)
+    with enable_x64(False):  # (the tests run with float64 on)
         jax_rmsprop.run(problem, tx, 41, x0=np.array([-1.2, 1.0], np.float32))  # kept
     ours = jax_rmsprop.run(problem, tx, 41, x0=np.array([-1.2, 1.0]))
     ref = jax_rmsprop.run(problem, optax.chain(tx), 41, x0=np.array([-1.2, 1.0]))

@@ -6,6 +6,7 @@ chunk) or third epoch (fit). Process 0 prints ``LOST <seconds> <message>`` when 
 :class:`jax_rmsprop.ProcessLost`, then leaves without waiting for the dead peer.
 """
 
+import inspect
 import os
 import sys
 import time
@@ -17,8 +18,11 @@ import numpy as np  # noqa: E402
 
 port, pid, kind, directory = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
+# a 10 s heartbeat timeout where JAX lets us set it (not jax 0.5: its default, 100 s)
+HEARTBEAT = "heartbeat_timeout_seconds"
+settable = HEARTBEAT in inspect.signature(jax.distributed.initialize).parameters
 jax.distributed.initialize(
-    f"127.0.0.1:{port}", num_processes=2, process_id=pid, heartbeat_timeout_seconds=10
+    f"127.0.0.1:{port}", num_processes=2, process_id=pid, **({HEARTBEAT: 10} if settable else {})
 )
 
 from multiprocess_task import data  # noqa: E402

@@ -19,6 +19,8 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 import jax_rmsprop  # noqa: E402
 from jax_rmsprop import checkpoint  # noqa: E402
 
+# jax.set_mesh since jax 0.7; jax.sharding.use_mesh before (pyproject allows jax 0.5.3)
+set_mesh = getattr(jax, "set_mesh", None) or jax.sharding.use_mesh
 COLLECTIVES = re.compile(r"all-gather|all-reduce|collective-permute|all-to-all|reduce-scatter")
 facts = {"devices": jax.device_count()}
 CONFIGS = {
@@ -35,7 +37,7 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
         k: jax.device_put(jnp.ones(shapes[k], jnp.float32), NamedSharding(mesh, specs[k]))
         for k in specs
     }
-    with jax.set_mesh(mesh):
+    with set_mesh(mesh):
         for name, kw in CONFIGS.items():
             tx = jax_rmsprop.rmsprop(0.01, **kw)
             state = jax.jit(tx.init)(params)

@@ -5,6 +5,7 @@ return the whole result, equal to the same sweep on one device. Bounded in time:
 that hangs is killed and the test fails.
 """
 
+import inspect
 import json
 import os
 import pathlib
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -77,7 +79,12 @@ def test_sweep_across_two_processes_gives_every_process_the_whole_result():
         tref = r.pop("task_reference")
         assert r["task_epochs_run"] == tref["epochs_run"] == results[0]["task_epochs_run"]
         got, want = np.array(r["task_val_loss"]), np.array(tref["val_loss"])
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)  # float32, loss ~3 at start
+        # Another program (the runs split over devices) may round differently: float32
+        # drift of 6 epochs x 64 examples (helpers.reordered_sum_drift) on the residuals,
+        # whose scale is the starting loss (~3, the largest here); absolute, as the
+        # learning rate 0.1 runs end oscillating about a loss of ~1e-8..1e-4
+        atol = 2 * reordered_sum_drift(6 * 64) * want.max()
+        np.testing.assert_allclose(got, want, rtol=0, atol=atol)
         np.testing.assert_array_equal(got, np.array(results[0]["task_val_loss"]))
         assert r["diverged"] == ref["diverged"]
         # data-parallel fit over both processes: the same everywhere, equal to one device's
@@ -102,6 +109,9 @@ def test_when_one_process_dies_the_other_stops_with_a_clear_error(kind, tmp_path
     heartbeats (``heartbeat_timeout_seconds``, 10 s here, 100 s by default) and ends this
     process with its own message.
     """
+    settable = inspect.signature(jax.distributed.initialize).parameters
+    if kind == "fit" and "heartbeat_timeout_seconds" not in settable:
+        pytest.skip("this JAX cannot shorten the heartbeat timeout (100 s, over the limit)")
     script = pathlib.Path(__file__).parents[1] / "scripts" / "multiprocess_fault.py"
     start = time.monotonic()
     (code0, out0, err0), (code1, out1, _) = _run_two(script, kind, str(tmp_path))
