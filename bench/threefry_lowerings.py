@@ -21,18 +21,16 @@ the package):
 Session 11 (bench/RESULTS.md) reads the figures.
 """
 
-import functools
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 from jax._src.interpreters import mlir
 from jax._src.random import threefry2x32 as threefry
 
-from .test_fit_nnx import BATCH, N, _data, _model, loss_fn
+from .test_fit_nnx import BATCH, N, _data, _hand_scan
 
 ROUNDS, CALLS = 15, 20
 
@@ -58,24 +56,8 @@ RULES = {
 
 
 def _epoch_program():
-    tx = optax.rmsprop(1e-3)
-    graph, params, rest = nnx.split(_model(), nnx.Param, ...)
-    batched = jax.tree.map(lambda a: a.reshape(N // BATCH, BATCH, *a.shape[1:]), _data())
-
-    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
-    def epoch(params, rest, opt_state):
-        def step(carry, batch):
-            params, rest, opt_state = carry
-            m = nnx.merge(graph, params, rest)
-            f, g = nnx.value_and_grad(loss_fn)(m, batch)
-            _, _, rest = nnx.split(m, nnx.Param, ...)
-            u, opt_state = tx.update(g, opt_state, params)
-            return (optax.apply_updates(params, u), rest, opt_state), f
-
-        (params, rest, opt_state), fs = jax.lax.scan(step, (params, rest, opt_state), batched)
-        return params, rest, opt_state, fs.mean()
-
-    return epoch, (params, rest, tx.init(params))
+    run = _hand_scan(optax.rmsprop(1e-3), _data())
+    return run.epoch, run.state
 
 
 def _masks_program():
@@ -122,8 +104,8 @@ def _time(name, build, donated):
             start = time.perf_counter()
             for _ in range(CALLS):
                 out = exe(*args)
-                if donated:
-                    args = list(out[:-1])
+                if donated:  # (the epoch's output is its next input)
+                    args = list(out)
             jax.block_until_ready(out)
             times[lowering].append((time.perf_counter() - start) / CALLS * 1e3)
             state[lowering] = args
