@@ -1,6 +1,7 @@
 """fit on real models: Flax NNX modules (dropout, batch-norm), the functional form with model
 state (Equinox), metrics and a Keras-style history, Keras's fit controls."""
 
+import functools
 import importlib.util
 import pathlib
 
@@ -264,9 +265,10 @@ def test_a_module_sharing_a_layer_trains_the_shared_weights_once():
     updates, _ = tx.update(grads, tx.init(params), params)
     nnx.update(reference, optax.apply_updates(params, updates))
     assert model.first is model.second
-    jax.tree.map(
-        np.testing.assert_array_equal, nnx.state(model, nnx.Param), nnx.state(reference, nnx.Param)
-    )
+    # fit's compiled epoch and these eager ops may round the ~0.01 update of ~1 weights
+    # differently (jax 0.8: 1 ulp); a kernel trained twice would be off by ~0.01
+    same = functools.partial(np.testing.assert_allclose, rtol=2 * np.finfo(np.float32).eps)
+    jax.tree.map(same, nnx.state(model, nnx.Param), nnx.state(reference, nnx.Param))
 
 
 def test_a_module_whose_last_epoch_diverges_keeps_the_parameters_it_started_from():
