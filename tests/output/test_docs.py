@@ -57,12 +57,13 @@ def test_site_examples_run(page):
     """Every ``python`` block of a docs page runs, in order, in a fresh interpreter (as a
     reader would paste it: JAX's default configuration, not the tests' strict one).
     ``py`` blocks show other frameworks' code, ``text`` blocks signatures."""
-    missing = _missing_frameworks(_examples(page))
+    code = _examples(page)
+    missing = _missing_frameworks(code)
     if missing:
         pytest.skip(f"{page.name} imports {', '.join(missing)}, not installed")
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
     proc = subprocess.run(
-        [sys.executable, "-c", _examples(page)],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         env=env,
