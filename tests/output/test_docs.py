@@ -104,6 +104,7 @@ def test_the_built_api_page_shows_math_and_no_raw_rest(tmp_path):
     build = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
     out = subprocess.run(build, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
+    assert not list(site.rglob("*.py")), "the build's hook is served as a file of the site"
     api = (site / "api" / "index.html").read_text()
     for raw in RAW_RST:
         assert raw not in api, raw
