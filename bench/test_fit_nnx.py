@@ -62,9 +62,12 @@ def _data():
     return jnp.asarray(x[:N]), jnp.asarray(y[:N])
 
 
-def _hand_scan(tx, data):
-    """One jitted epoch: scan over (44, 32, ...) batches, merge + nnx.value_and_grad."""
-    model = _model()
+def _hand_scan(tx, data, model=None):
+    """One jitted epoch: scan over (44, 32, ...) batches, merge + nnx.value_and_grad.
+
+    ``model``: the module to train (default ``_model()``; bench/threefry_lowerings.py
+    passes others)."""
+    model = _model() if model is None else model
     graph, params, rest = nnx.split(model, nnx.Param, ...)
     batched = jax.tree.map(lambda a: a.reshape(N // BATCH, BATCH, *a.shape[1:]), data)
 

@@ -19,8 +19,15 @@ the package):
   XLA cannot prove (so the hash is computed once and not fused into each consumer).
 
 Session 11 (bench/RESULTS.md) reads the figures.
+
+``python -m bench.threefry_lowerings --keys`` times instead the same hand-written epoch
+(JAX's own lowering) with the module's dropout stream keyed by each of JAX's PRNG
+implementations (``jax.random.key(1, impl=...)``: ``threefry2x32``, the default; ``rbg``;
+``unsafe_rbg``, XLA's ``RngBitGenerator`` for the bits) and with dropout's rate 0, the
+bound for any way of drawing the bits (session 12).
 """
 
+import sys
 import time
 
 import jax
@@ -30,7 +37,7 @@ import optax
 from jax._src.interpreters import mlir
 from jax._src.random import threefry2x32 as threefry
 
-from .test_fit_nnx import BATCH, N, _data, _hand_scan
+from .test_fit_nnx import BATCH, N, Net, _data, _hand_scan
 
 ROUNDS, CALLS = 15, 20
 
@@ -114,6 +121,38 @@ def _time(name, build, donated):
         print(f"{name} {lowering}: {np.median(ts):.3f} ms, {np.median(ts) / base:.3f}x rolled")
 
 
+def _time_keys():
+    """The epoch with dropout keyed by each PRNG implementation, and without dropout."""
+    from flax import nnx
+
+    models = {
+        impl: lambda impl=impl: Net(nnx.Rngs(0, dropout=jax.random.key(1, impl=impl)))
+        for impl in ("threefry2x32", "rbg", "unsafe_rbg")
+    }
+    models["rate 0"] = lambda: _without_dropout(Net(nnx.Rngs(0, dropout=1)))
+    runs = {name: _hand_scan(optax.rmsprop(1e-3), _data(), make()) for name, make in models.items()}
+    for run in runs.values():
+        run()  # compile
+    times = {name: [] for name in runs}
+    for _ in range(ROUNDS):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            for _ in range(CALLS):
+                run()
+            times[name].append((time.perf_counter() - start) / CALLS * 1e3)
+    base = np.median(times["threefry2x32"])
+    for name, ts in times.items():
+        print(f"epoch, dropout keyed {name}: {np.median(ts):.3f} ms, {np.median(ts) / base:.3f}x")
+
+
+def _without_dropout(model):
+    model.drop.rate = 0.0
+    return model
+
+
 if __name__ == "__main__":
-    _time("masks", _masks_program, donated=False)
-    _time("epoch", _epoch_program, donated=True)
+    if sys.argv[1:] == ["--keys"]:
+        _time_keys()
+    else:
+        _time("masks", _masks_program, donated=False)
+        _time("epoch", _epoch_program, donated=True)

@@ -14,6 +14,13 @@ then count among its 256. ``log_one_minus_decay=True`` (not a TPESampler argumen
 either) searches ``1 - decay`` on a log scale, ``FloatDistribution(1e-3, 0.5, log=True)``,
 instead of ``decay`` uniform on [0.5, 0.999]; the random search is then drawn from that
 space too.
+
+``--seeds N`` runs search seeds 0 .. N-1 instead of 0, 1, 2, and prints beside each
+setting the same ratio for a 256-configuration random search (``tune(samples=256)``: the
+same budget as TPE's, no model) and how many seeds are within 2%: the spread of the
+ratio over seeds, which three seeds only sample (session 12, bench/RESULTS.md)::
+
+    python -m bench.tpe_settings --seeds 10 "constant_liar=True, multivariate=True"
 """
 
 import math
@@ -27,7 +34,7 @@ import jax_rmsprop
 from .test_tune_optuna import BATCH, EPOCHS, QUALITY_SEEDS, SPACE, TRIALS
 
 
-def main(settings: list[str]) -> None:
+def main(settings: list[str], seeds: int = 3) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     task = jax_rmsprop.problems.digits()
@@ -39,14 +46,14 @@ def main(settings: list[str]) -> None:
         log_decay = kw.pop("log_one_minus_decay", False)
         space, optimizer = _space(log_decay)
         if log_decay not in random_best:
-            random_best[log_decay] = [
-                float(jax_rmsprop.tune(task, space, EPOCHS, optimizer=optimizer, samples=4096,
-                                       seed=s, seeds=QUALITY_SEEDS).score().min())
-                for s in range(3)
-            ]  # fmt: skip
+            random_best[log_decay] = _random_best(task, space, optimizer, 4096, seeds)
             print("random 4096 best per seed:", [round(v, 4) for v in random_best[log_decay]])
+            if seeds > 3:
+                small = _random_best(task, space, optimizer, TRIALS, seeds)
+                ratios = [a / b for a, b in zip(small, random_best[log_decay], strict=True)]
+                _report(f"random {TRIALS} (no model)", ratios)
         ratios = []
-        for s in range(3):
+        for s in range(seeds):
             study = optuna.create_study(  # (no pruning, as tune's own study)
                 sampler=optuna.samplers.TPESampler(seed=s, **kw), pruner=optuna.pruners.NopPruner()
             )
@@ -56,7 +63,26 @@ def main(settings: list[str]) -> None:
                 batch=BATCH, seed=s, seeds=QUALITY_SEEDS,
             )  # fmt: skip
             ratios.append(res.study.best_value / random_best[log_decay][s])
-        print(f"{text}: TPE/random per seed {[round(r, 3) for r in ratios]}", flush=True)
+        _report(text, ratios)
+
+
+def _random_best(task, space, optimizer, samples: int, seeds: int) -> list[float]:
+    """The best score of ``tune(samples=samples, seed=s)`` for each search seed ``s``."""
+    return [
+        float(jax_rmsprop.tune(task, space, EPOCHS, optimizer=optimizer, samples=samples,
+                               seed=s, seeds=QUALITY_SEEDS).score().min())
+        for s in range(seeds)
+    ]  # fmt: skip
+
+
+def _report(name: str, ratios: list[float]) -> None:
+    """One line: the ratios to random 4096's best per seed, their median, how many <= 1.02."""
+    within = sum(r <= 1.02 for r in ratios)
+    print(
+        f"{name}: /random 4096 per seed {[round(r, 3) for r in ratios]}, median"
+        f" {sorted(ratios)[len(ratios) // 2]:.3f}, within 2% on {within} of {len(ratios)}",
+        flush=True,
+    )
 
 
 def _space(log_one_minus_decay: bool):
@@ -82,4 +108,8 @@ def _enqueue_sobol(study, space, n: int, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["constant_liar=True, multivariate=True"])
+    args = sys.argv[1:]
+    n = 3
+    if args[:1] == ["--seeds"]:
+        n, args = int(args[1]), args[2:]
+    main(args or ["constant_liar=True, multivariate=True"], seeds=n)
