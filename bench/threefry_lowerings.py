@@ -103,51 +103,53 @@ def _time(name, build, donated):
     for lowering, (_, _, out) in compiled.items():
         same = jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), first, out))
         print(f"{name} {lowering}: bit for bit the rolled lowering's numbers: {same}")
-    times = {k: [] for k in compiled}
     state = {k: list(v[1]) for k, v in compiled.items()}
-    for _ in range(ROUNDS):
-        for lowering, (exe, _, _) in compiled.items():
+
+    def calls(lowering, exe):
+        def run():  # CALLS calls, the epoch's output its next input where donated
             args = state[lowering]
-            start = time.perf_counter()
             for _ in range(CALLS):
                 out = exe(*args)
-                if donated:  # (the epoch's output is its next input)
+                if donated:
                     args = list(out)
             jax.block_until_ready(out)
-            times[lowering].append((time.perf_counter() - start) / CALLS * 1e3)
             state[lowering] = args
-    base = np.median(times["rolled"])
-    for lowering, ts in times.items():
-        print(f"{name} {lowering}: {np.median(ts):.3f} ms, {np.median(ts) / base:.3f}x rolled")
+
+        return run
+
+    ms = _alternate({k: calls(k, exe) for k, (exe, _, _) in compiled.items()})
+    for lowering, t in ms.items():
+        print(f"{name} {lowering}: {t:.3f} ms, {t / ms['rolled']:.3f}x rolled")
 
 
 def _time_keys():
     """The epoch with dropout keyed by each PRNG implementation, and without dropout."""
     from flax import nnx
 
-    models = {
-        impl: lambda impl=impl: Net(nnx.Rngs(0, dropout=jax.random.key(1, impl=impl)))
+    modules = {
+        impl: Net(nnx.Rngs(0, dropout=jax.random.key(1, impl=impl)))
         for impl in ("threefry2x32", "rbg", "unsafe_rbg")
     }
-    models["rate 0"] = lambda: _without_dropout(Net(nnx.Rngs(0, dropout=1)))
-    runs = {name: _hand_scan(optax.rmsprop(1e-3), _data(), make()) for name, make in models.items()}
+    modules["rate 0"] = Net(nnx.Rngs(0, dropout=1))
+    modules["rate 0"].drop.rate = 0.0
+    runs = {name: _hand_scan(optax.rmsprop(1e-3), _data(), m) for name, m in modules.items()}
     for run in runs.values():
         run()  # compile
-    times = {name: [] for name in runs}
+    ms = _alternate({name: lambda r=run: [r() for _ in range(CALLS)] for name, run in runs.items()})
+    for name, t in ms.items():
+        print(f"epoch, dropout keyed {name}: {t:.3f} ms, {t / ms['threefry2x32']:.3f}x")
+
+
+def _alternate(rounds_of):
+    """Median ms per call of each kernel: ``rounds_of[name]()`` makes ``CALLS`` calls (and
+    waits for them); the kernels take turns, ``ROUNDS`` times."""
+    times = {name: [] for name in rounds_of}
     for _ in range(ROUNDS):
-        for name, run in runs.items():
+        for name, run in rounds_of.items():
             start = time.perf_counter()
-            for _ in range(CALLS):
-                run()
+            run()
             times[name].append((time.perf_counter() - start) / CALLS * 1e3)
-    base = np.median(times["threefry2x32"])
-    for name, ts in times.items():
-        print(f"epoch, dropout keyed {name}: {np.median(ts):.3f} ms, {np.median(ts) / base:.3f}x")
-
-
-def _without_dropout(model):
-    model.drop.rate = 0.0
-    return model
+    return {name: float(np.median(ts)) for name, ts in times.items()}
 
 
 if __name__ == "__main__":

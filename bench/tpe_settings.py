@@ -24,6 +24,7 @@ ratio over seeds, which three seeds only sample (session 12, bench/RESULTS.md)::
 """
 
 import math
+import statistics
 import sys
 import warnings
 
@@ -80,7 +81,7 @@ def _report(name: str, ratios: list[float]) -> None:
     within = sum(r <= 1.02 for r in ratios)
     print(
         f"{name}: /random 4096 per seed {[round(r, 3) for r in ratios]}, median"
-        f" {sorted(ratios)[len(ratios) // 2]:.3f}, within 2% on {within} of {len(ratios)}",
+        f" {statistics.median(ratios):.3f}, within 2% on {within} of {len(ratios)}",
         flush=True,
     )
 
