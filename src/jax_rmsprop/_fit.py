@@ -139,6 +139,7 @@ def fit(
     restore_best: bool = False,
     verbose: int = 0,
     terminate_on_nan: bool = True,
+    check_finite: bool = True,
     callback: Callable[[int, float, float | None], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
     mesh: Mesh | None = None,
@@ -205,6 +206,9 @@ def fit(
         infinite, as Keras's ``TerminateOnNaN`` does, warning which epoch, and return the
         last finite parameters and states (those that epoch started from; keeping them
         costs a copy of the parameters and states during each epoch). ``False`` trains on.
+      check_finite: refuse ``data`` and ``validation`` holding NaN or infinity, naming the
+        array and its first such row (default). ``False`` trains on them as given: for a
+        loss that masks missing values itself (``jnp.where(jnp.isnan(y), 0, ...)``).
       callback: called as ``callback(epoch, loss, val_loss)`` after each epoch (it
         waits for the epoch to finish).
       checkpoint: a directory: the state after each epoch is saved there
@@ -229,14 +233,19 @@ def fit(
         ``checkpoint``, so the same call resumes from the next epoch); it carries the
         finished epochs' [`History`][jax_rmsprop.History]. A second Ctrl-C stops at once.
       ValueError: before anything compiles, for arrays of ``data`` (or ``validation``)
-        whose leading axes differ, ``batch_size`` < 1 or larger than the data, ``epochs``
-        < 1, ``initial_epoch`` outside ``[0, epochs)``, a ``loss`` that does not return a
-        scalar (or scalar metrics), a ``monitor`` that is not logged; for a
-        ``checkpoint`` of another call.
+        whose leading axes differ, NaN or infinity in them (unless
+        ``check_finite=False``), a ``loss`` whose signature cannot take the call of its
+        model form (``loss(params, batch)``...), ``batch_size`` < 1 or larger than the
+        data, ``epochs`` < 1, ``initial_epoch`` outside ``[0, epochs)``, a ``loss`` that
+        does not return a scalar (or scalar metrics), a ``monitor`` that is not logged;
+        for a ``checkpoint`` of another call.
+      TypeError: for a ``tx`` that is not a transformation (``tx=rmsprop``, not called).
     """
     user_model = params
     model, params, state = models.split(loss, params, state)
-    _inputs.check_data(data, validation, epochs, batch_size)
+    _inputs.check_loss(model)
+    _inputs.check_tx(tx)
+    _inputs.check_data(data, validation, epochs, batch_size, check_finite=check_finite)
     dtype, names = _inputs.loss_output(model, params, state, data, batch_size)
     stopper = _early_stopping(
         epochs, initial_epoch, patience, monitor, mode, restore_best, names, validation

@@ -7,13 +7,14 @@ Each error names the argument as the user wrote it: ``fit(batch_size=...)``, or
 from __future__ import annotations
 
 import functools
+import inspect
 import weakref
 from typing import Any
 
 import jax
 import numpy as np
 
-from ._model import Model
+from ._model import FUNCTIONAL, NNX, PURE, Model
 
 
 def length(name: str, data: Any, call: str = "fit") -> int:
@@ -46,8 +47,30 @@ def _length_error(name: str, data: Any, call: str) -> int:
     return int(next(iter(sizes.values()))[0])
 
 
-def check_data(data, validation, epochs, batch_size, call: str = "fit") -> int:
-    """Data, validation, ``epochs`` and ``batch_size``; returns the number of examples."""
+def check_tx(tx: Any, call: str = "fit") -> None:
+    """Refuses a ``tx`` that is not an optax transformation (a constructor not called)."""
+    if callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None)):
+        return
+    name = getattr(tx, "__name__", None)
+    if callable(tx) and name is not None:
+        raise TypeError(
+            f"`{call}(tx=...)` must be an optax GradientTransformation; got the function "
+            f"{name}: call it, e.g. {name}(1e-3)."
+        )
+    raise TypeError(
+        f"`{call}(tx=...)` must be an optax GradientTransformation (with init and update); "
+        f"got {type(tx).__name__}."
+    )
+
+
+def check_data(
+    data, validation, epochs, batch_size, call: str = "fit", check_finite: bool = True
+) -> int:
+    """Data, validation, ``epochs`` and ``batch_size``; returns the number of examples.
+
+    With ``check_finite=False`` NaN and infinity in the data are the caller's to handle
+    (a loss that masks them).
+    """
     n = length("data", data, call)
     if n == 0:
         raise ValueError(f"`{call}(data=...)` holds no examples (its leading axis is 0).")
@@ -57,8 +80,9 @@ def check_data(data, validation, epochs, batch_size, call: str = "fit") -> int:
         want: Any = jax.tree.structure(data)  # (Any: PyTreeDef is opaque to mypy)
         if jax.tree.structure(validation) != want:
             raise ValueError(f"`{call}(validation=...)` must have the structure of `data`.")
-    finite(data, "data", call)
-    if validation is not None:
+    if check_finite:
+        finite(data, "data", call)
+    if check_finite and validation is not None:
         finite(validation, "validation", call)
     if not isinstance(epochs, int | np.integer) or epochs < 1:
         raise ValueError(f"`fit(epochs=...)` must be a positive int; got {epochs!r}.")
@@ -113,8 +137,55 @@ def finite(data: Any, name: str, call: str = "fit") -> None:
             raise ValueError(
                 f"`{call}({name}=...)`{jax.tree_util.keystr(path)} holds NaN or infinity: "
                 f"{int(bad.sum())} rows, the first is row {row}; training on it would give "
-                "NaN losses. Drop or impute those rows first."
+                "NaN losses. Drop or impute those rows first, or pass check_finite=False "
+                "if the loss handles them (e.g. masks NaN with jnp.where)."
             )
+
+
+# how each kind of model calls its loss: (the call as text, positional arguments, keywords)
+_CALLS = {
+    PURE: ("loss(params, batch)", 2, {}),
+    NNX: ("loss(model, batch)", 2, {}),
+    FUNCTIONAL: ("loss(params, state, batch, *, key, training)", 3, {"key": 0, "training": 1}),
+}
+
+
+def check_loss(model: Model, call: str = "fit") -> None:
+    """Refuses a loss that cannot take the call its model form makes, before any tracing.
+
+    Read from ``inspect.signature`` (``*args``, keywords with defaults and
+    ``functools.partial`` bind as they would); a loss whose signature cannot be read is
+    left to the call itself.
+    """
+    try:
+        why = _loss_refusal(model.kind, model.loss)
+    except TypeError:  # (an unhashable loss: checked without the cache)
+        why = _loss_refusal.__wrapped__(model.kind, model.loss)
+    if why is not None:
+        raise ValueError(f"`{call}(loss=...)` is called as {why}")
+
+
+@functools.lru_cache(maxsize=256)
+def _loss_refusal(kind: str, loss: Any) -> str | None:
+    """Why ``loss`` cannot take ``kind``'s call (the message's tail), or ``None``."""
+    try:
+        sig = inspect.signature(loss)
+    except (TypeError, ValueError):  # (a builtin or an object without a readable one)
+        return None
+    text, positional, keywords = _CALLS[kind]
+    try:
+        sig.bind(*range(positional), **keywords)
+    except TypeError as err:
+        name = getattr(loss, "__name__", type(loss).__name__)
+        hint = ""
+        required = [
+            p for p in sig.parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]  # fmt: skip
+        if kind != FUNCTIONAL and len(required) > 2:
+            hint = " (the batch is one argument: def loss(params, batch): x, y = batch)"
+        return f"{text}; {name}{sig} cannot be: {err}{hint}."
+    return None
 
 
 @functools.lru_cache(maxsize=64)

@@ -106,7 +106,7 @@ class PBTResult:
             hist = fit(
                 task.loss, params, tx, task.data, epochs=end, initial_epoch=start,
                 batch_size=task.batch_size, key=shuffle_key, validation=task.validation,
-                opt_state=opt_state, state=state, rng=rng,
+                opt_state=opt_state, state=state, rng=rng, check_finite=task.check_finite,
             )  # fmt: skip
             opt_state = hist.opt_state
             if not is_nnx_module(params):  # an NNX module is trained in place

@@ -24,7 +24,7 @@ from jax.tree_util import Partial
 from ._compile import training_jit
 from ._epoch import evaluate, train_epoch
 from ._host import to_host
-from ._inputs import check_data, loss_output
+from ._inputs import check_data, check_loss, loss_output
 from ._model import FUNCTIONAL, NNX, Model, split_params
 from ._model import split as split_model
 from ._space import check_traceable, make_tx, shard_runs
@@ -401,9 +401,10 @@ def make_plan(
     made = task.init(seed_keys(seed, 0)[0])
     params0, state0 = made if task.model_state else (made, None)
     model, params0, state0 = split_model(task.loss, params0, state0)
+    check_loss(model, "Task")
     first = [np.asarray(c).ravel()[0] for c in cells]
     check_traceable(optimizer, names, options, first, params0, "tune")
-    check_data(task.data, task.validation, 1, task.batch_size, call="Task")
+    check_data(task.data, task.validation, 1, task.batch_size, "Task", task.check_finite)
     _, metrics = loss_output(model, params0, state0, task.data, task.batch_size, call="Task")
     fold_rows = _folds(folds, jax.tree.leaves(task.data)[0].shape[0], task.batch_size)
     k = 1 if folds is None else folds

@@ -14,7 +14,16 @@ import optax
 
 from ._conventions import ArrayLike, Convention, Hyperparams, ScalarOrSchedule, Variant, derive
 from ._traced import Init, Update
-from ._validation import ANY, NONNEGATIVE, UNIT, UNIT_HALF_OPEN, check, is_zero
+from ._validation import (
+    ANY,
+    LEARNING_RATE,
+    NONNEGATIVE,
+    UNIT,
+    UNIT_HALF_OPEN,
+    check,
+    check_average_moves,
+    is_zero,
+)
 
 _DEFAULT = Convention()
 
@@ -131,8 +140,12 @@ def rmsprop(
       and TF1 with their own argument names and defaults.
 
     Args:
-      learning_rate: step size $\eta$, a scalar or an optax schedule.
-      decay: $\rho \in [0, 1]$, decay of the moving averages.
+      learning_rate: step size $\eta$, a scalar or an optax schedule (not ``None``,
+        which would step up the gradient; the unscaled transform is
+        [`scale_by_rms`][jax_rmsprop.scale_by_rms]).
+      decay: $\rho \in [0, 1]$, decay of the moving averages. ``decay=1`` freezes
+        $\nu$ at ``initial_scale`` (SGD with step $\eta/(\sqrt{\nu_0}+\epsilon)$); it
+        is refused with ``initial_scale=0``, where every update would be $g/\epsilon$.
       eps: $\epsilon \ge 0$, added to the root (or inside it).
       eps_in_sqrt: put ``eps`` inside the square root.
       initial_scale: $\nu_0 \ge 0$ (PyTorch 0, TF1 1).
@@ -154,13 +167,15 @@ def rmsprop(
       [`RMSPropState`][jax_rmsprop.RMSPropState].
 
     Raises:
-      ValueError: for a concrete negative or NaN ``learning_rate``, ``decay`` outside
-        [0, 1], negative ``eps`` or ``initial_scale``, ``momentum`` outside [0, 1),
-        or ``nesterov`` without ``momentum``. Traced values (under ``jit``/``vmap``)
+      ValueError: for a concrete negative or NaN ``learning_rate`` (or ``None``),
+        ``decay`` outside [0, 1] (or 1 with ``initial_scale=0``), negative ``eps`` or
+        ``initial_scale``, ``momentum`` outside [0, 1), or ``nesterov`` without
+        ``momentum``. Traced values (under ``jit``/``vmap``)
         are not range-checked. Any hyperparameter array in bfloat16 or float16 (traced
         or not) is refused: ``optax.inject_hyperparams`` casts to the params' dtype
         unless given ``hyperparam_dtype=jnp.float32``, and 0.999 is 1.0 in bfloat16.
         In ``update``: a complex gradient for a real parameter, or the reverse.
+      TypeError: for a hyperparameter given as text (``rmsprop("0.01")``).
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax
@@ -179,13 +194,14 @@ def rmsprop(
     """
     check(
         "rmsprop",
-        learning_rate=(learning_rate, NONNEGATIVE),
+        learning_rate=(learning_rate, LEARNING_RATE),
         decay=(decay, UNIT),
         eps=(eps, NONNEGATIVE),
         initial_scale=(initial_scale, NONNEGATIVE),
         momentum=(momentum, UNIT_HALF_OPEN),
         weight_decay=(weight_decay, ANY),
     )
+    check_average_moves("rmsprop", decay, initial_scale)
     hp = Hyperparams(
         learning_rate,
         decay,
@@ -232,6 +248,7 @@ def scale_by_rms(
         eps=(eps, NONNEGATIVE),
         initial_scale=(initial_scale, NONNEGATIVE),
     )
+    check_average_moves("scale_by_rms", decay, initial_scale)
     return transform(
         "scale_by_rms",
         Hyperparams(None, decay, eps, initial_scale),

@@ -229,6 +229,11 @@ def _leaf(v: Variant, scalars: Callable[[Any], _Scalars], g, nu, mu, tr, p):
     return u.astype(g.dtype), back(new_nu, nu), back(new_mu, mu), back(new_tr, tr)
 
 
+def _array(x: Any) -> Any:
+    """A leaf as an array: Python numbers (params as a list of floats) as optax takes them."""
+    return x if hasattr(x, "dtype") else jnp.asarray(x)
+
+
 def _state_dtypes(p: Any, state_dtype: Any, complex_as_real: bool) -> tuple[Any, Any]:
     """(nu dtype, mu/trace dtype) for parameter ``p``."""
     store = jnp.dtype(state_dtype) if state_dtype is not None else jnp.dtype(p.dtype)
@@ -277,6 +282,7 @@ def init(variant: Variant, hp: Hyperparams, params: Any) -> RMSPropState:
 
     def fill(value, which):
         def one(p):
+            p = _array(p)
             dtypes = _state_dtypes(p, variant.state_dtype, variant.convention.complex_as_real)
             return _fill_like(p, value, dtypes[which])
 
@@ -323,6 +329,7 @@ def update(
     _check_update(api, hp, grads, state, params)
     count_inc = optax.safe_increment(state.count)
     leaves_g, treedef_ = jax.tree.flatten(grads)
+    leaves_g = [_array(g) for g in leaves_g]
     treedef: Any = treedef_
     if not leaves_g:
         return grads, state._replace(count=count_inc)
@@ -338,6 +345,7 @@ def update(
         return [None] * len(leaves_g) if tree is None else treedef.flatten_up_to(tree)
 
     cols = [leaves_g, *(column(t) for t in (state.nu, state.mu, state.trace, params))]
+    cols = [cols[0], *cols[1:4], [None if p is None else _array(p) for p in cols[4]]]
     out = [_leaf(variant, scalars, *args) for args in zip(*cols)]
     u, nu, mu, tr = (treedef.unflatten(col) for col in zip(*out))
     return u, RMSPropState(

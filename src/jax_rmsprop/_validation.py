@@ -25,6 +25,7 @@ class Range:
     high: float = math.inf
     low_open: bool = False
     high_open: bool = False
+    required: bool = False  # ``None`` is refused (else it means the option is absent)
 
     def contains(self, arr: np.ndarray) -> bool:
         """Whether every element of ``arr`` lies in the interval."""
@@ -43,6 +44,9 @@ NONNEGATIVE = Range(low=0.0)
 POSITIVE = Range(low=0.0, low_open=True)
 UNIT = Range(low=0.0, high=1.0)
 UNIT_HALF_OPEN = Range(low=0.0, high=1.0, high_open=True)
+# a learning rate must be given: ``None`` would leave the update unscaled and unsigned,
+# a step up the gradient
+LEARNING_RATE = Range(low=0.0, required=True)
 
 
 def concrete(value: Any) -> np.ndarray | None:
@@ -58,10 +62,21 @@ def concrete(value: Any) -> np.ndarray | None:
 def check(api: str, **args: tuple[Any, Range | None]) -> None:
     """Checks each ``name=(value, range)``; raises ``ValueError`` naming ``api(name=...)``.
 
-    A ``None`` value (an absent option) and a callable (a schedule) are skipped; a
-    ``None`` range checks the dtype only.
+    A ``None`` value (an absent option) and a callable (a schedule) are skipped, unless
+    the range is ``required``; a ``None`` range checks the dtype only. Text is refused
+    (``TypeError``): NumPy would read ``"0.01"`` as a number, the update's arithmetic not.
     """
     for name, (value, allowed) in args.items():
+        if value is None and allowed is not None and allowed.required:
+            raise ValueError(
+                f"`{api}({name}=None)`: {name} must be a number, an array or a schedule "
+                f"(None would step up the gradient); e.g. {api}(1e-3)."
+            )
+        if isinstance(value, str | bytes):
+            raise TypeError(
+                f"`{api}({name}=...)` must be a number, an array or a schedule; got the "
+                f"text {value!r} (write {name}={_unquoted(value)})."
+            )
         if value is None or callable(value):
             continue
         _check_precision(api, name, value)
@@ -70,6 +85,30 @@ def check(api: str, **args: tuple[Any, Range | None]) -> None:
             raise ValueError(
                 f"`{api}({name}=...)` must be in {allowed} and not NaN; got {value!r}."
             )
+
+
+def _unquoted(text: str | bytes) -> str:
+    """``text`` as the number it spells, or ``...`` when it spells none."""
+    try:
+        return repr(float(text))
+    except ValueError:
+        return "..."
+
+
+def check_average_moves(api: str, decay: Any, initial_scale: Any) -> None:
+    """Refuses ``decay=1`` with ``initial_scale=0`` (both concrete).
+
+    With decay 1 the mean square never leaves ``initial_scale``; from 0 every update is
+    ``g / eps`` (-1e8 times the gradient for the default eps). With ``initial_scale > 0``
+    decay 1 is allowed: a fixed scale, SGD with step ``lr / (sqrt(initial_scale) + eps)``.
+    """
+    d, s = concrete(decay), concrete(initial_scale)
+    if d is None or s is None or not np.any(d == 1.0) or not np.all(s == 0.0):
+        return
+    raise ValueError(
+        f"`{api}(decay=1.0)` with initial_scale=0 keeps the mean square at 0 forever: every "
+        "update would be g / eps. Use decay < 1, or initial_scale > 0 for a fixed scale."
+    )
 
 
 def _check_precision(api: str, name: str, value: Any) -> None:

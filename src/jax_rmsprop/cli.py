@@ -307,6 +307,7 @@ def _space(args) -> tuple[dict[str, Any], dict[str, float]]:
             k: FloatDistribution(lo, hi, log=log) for k, (lo, hi, log) in DEFAULT_RANGES.items()
         }
         space = {k: v for k, v in space.items() if k not in fixed}
+    _check_fixed(fixed)
     if fixed.get("momentum") == 0:
         del fixed["momentum"]
     return space, fixed
@@ -436,6 +437,7 @@ def _grid(args) -> tuple[dict[str, np.ndarray], dict[str, float]]:
             grid[name] = values
         else:
             fixed[name] = float(values[0])
+    _check_fixed(fixed)
     if not grid:
         raise UsageError("nothing to sweep: give at least one range, e.g. --decay 0.5:0.999:64")
     if "learning_rate" not in grid:
@@ -443,6 +445,17 @@ def _grid(args) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     if fixed.get("momentum") == 0:
         del fixed["momentum"]
     return grid, fixed
+
+
+def _check_fixed(fixed: dict[str, float]) -> None:
+    """The single values of the command line, refused as ``rmsprop`` refuses them."""
+    from ._rmsprop import rmsprop
+
+    options: dict[str, Any] = {"learning_rate": 0.01, **fixed}
+    try:
+        rmsprop(**options)
+    except (TypeError, ValueError) as err:
+        raise UsageError(_in_flags(str(err))) from None
 
 
 def _interrupted(stop, top: int) -> int:
@@ -585,6 +598,10 @@ def _in_flags(message: str) -> str:
     m = re.match(r"`(?:sweep|tune)\((?:grid|space)=\{'(\w+)': [^`]*\}\)`:? ?(.*)", message, re.S)
     if m and m.group(1) in SWEEPABLE:
         return f"--{m.group(1).replace('_', '-')}: {m.group(2)}"
+    m = re.match(r"`rmsprop\((\w+)=([^`]*)\)`:? ?(.*)", message, re.S)
+    if m and m.group(1) in SWEEPABLE:
+        value = "" if m.group(2) == "..." else f" {m.group(2)}"
+        return f"--{m.group(1).replace('_', '-')}{value} {m.group(3)}"
     return message
 
 
@@ -599,12 +616,39 @@ def _writable(path: str, flag: str) -> None:
         raise UsageError(f"{flag} {path}: cannot write there ({what})")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: cannot write there (Permission denied)")
+    if existing != folder:  # made and removed at once (/proc refuses what access allows)
+        first = folder
+        while first.parent != existing:
+            first = first.parent
+        try:
+            first.mkdir()
+            first.rmdir()
+        except OSError as err:
+            raise UsageError(f"{flag} {path}: cannot write there ({err.strerror})") from None
+
+
+_RANGE_FLAGS = {f"--{name.replace('_', '-')}" for name in SWEEPABLE}
+
+
+def _joined(argv: list[str]) -> list[str]:
+    """``--learning-rate -1:1:4`` as ``--learning-rate=-1:1:4``.
+
+    argparse takes a value that starts with ``-`` (and is not a plain negative number)
+    for a flag; a range's value is joined to its flag so that its checks can answer.
+    """
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in _RANGE_FLAGS and re.match(r"-[\d.]", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jax-rmsprop``; returns the exit code."""
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(_joined(sys.argv[1:] if argv is None else argv))
         _writable(args.out, "--out")
         if getattr(args, "checkpoint", None):
             _writable(args.checkpoint, "--checkpoint")

@@ -76,6 +76,8 @@ class Task:
       model_state: ``init`` returns ``(params, state)`` and ``loss`` is the functional
         form (``fit(state=...)``); its key for seed ``s`` is
         ``fold_in(fold_in(key(seed), s), 2)``.
+      check_finite: refuse data holding NaN or infinity (``False``: the loss handles
+        them, as [`fit`][jax_rmsprop.fit]'s ``check_finite``).
     """
 
     loss: Callable[..., Any]
@@ -85,6 +87,7 @@ class Task:
     validation: Any = None
     name: str = "task"
     model_state: bool = False
+    check_finite: bool = True
 
 
 def _make(name, loss, x0, minimizer=None):

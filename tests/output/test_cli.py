@@ -1,6 +1,7 @@
 """The CLI, in-process: main(argv) -> exit code."""
 
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -98,6 +99,20 @@ def test_sweep_command(tmp_path, capsys):
         (["sweep", "digits", "--decay", "0.5:1.5:2"], "--decay: decay must be finite in [0, 1]"),
         (["tune", "digits", "--decay", "0.5:1.5"], "--decay: decay must be finite in [0, 1]"),
         (["sweep", "sphere", "--learning-rate=-1:1:3"], "--learning-rate: learning_rate"),
+        (
+            ["sweep", "elongated", "--learning-rate", "-1:1:4", "--decay", "-.5:0.9:2"],
+            "--learning-rate: learning_rate must be finite >= 0; its values hold -1.0.",
+        ),
+        (
+            ["sweep", "elongated", "--decay", "1.5"],
+            "--decay must be in [0.0, 1.0] and not NaN; got 1.5.",
+        ),
+        (
+            ["sweep", "elongated", "--decay", "1", "--learning-rate", "0.1:1:2"],
+            "--decay 1.0 with initial_scale=0 keeps the mean square at 0 forever",
+        ),
+        (["tune", "digits", "--decay", "1.5"], "--decay must be in [0.0, 1.0]"),
+        (["pbt", "digits", "--eps", "-1"], "--eps must be in [0.0, inf] and not NaN; got -1.0."),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -297,6 +312,16 @@ def test_an_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys)
     assert len(err.strip().splitlines()) == 1
     assert cli.main([*argv, "--out", str(blocker)]) == 2
     assert f"--out {blocker}: cannot write there (it is a file)" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_out_the_system_refuses_to_make_is_one_line_and_exit_2(capsys):
+    """/proc passes os.access for root, but nothing can be made in it (tried, at once)."""
+    assert cli.main(["sweep", "sphere", "--decay", "0.5:0.9:2", "--out", "/proc/nope"]) == 2
+    err = capsys.readouterr().err
+    why = "No such file or directory" if os.geteuid() == 0 else "Permission denied"
+    assert err == f"jax-rmsprop: error: --out /proc/nope: cannot write there ({why})\n"
+    assert not os.path.exists("/proc/nope")
 
 
 def test_the_table_ranks_finished_configurations_and_counts_the_rest():

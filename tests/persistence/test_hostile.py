@@ -1,6 +1,7 @@
 """Inputs people get wrong, refused before compiling: one ValueError that names the
 argument, in under 400 characters."""
 
+import functools
 import gc
 
 import jax.numpy as jnp
@@ -200,3 +201,108 @@ def test_data_without_examples_is_refused_naming_it():
     _refused(_fit(data=(x, np.zeros(0, np.float32))), "`fit(data=...)` holds no examples")
     val = (x, np.zeros(0, np.float32))
     _refused(_fit(validation=val), "`fit(validation=...)` holds no examples")
+
+
+def _three(p, x, y):
+    return jnp.mean((x @ p - y) ** 2)
+
+
+class _CallableLoss:
+    def __call__(self, params, batch, scale=1.0):
+        return scale * _loss(params, batch)
+
+
+def _functional_as_pure(params, state, batch):  # missing key= and training=
+    return _loss(params, batch), state
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (dict(loss=_three),
+         "`fit(loss=...)` is called as loss(params, batch); _three(p, x, y) cannot be: missing a "
+         "required argument: 'y' (the batch is one argument: def loss(params, batch): x, y = "
+         "batch)."),
+        (dict(loss=lambda p: jnp.sum(p)),
+         "`fit(loss=...)` is called as loss(params, batch); <lambda>(p) cannot be: too many "
+         "positional arguments."),
+        (dict(loss=lambda p, b, *, weight: _loss(p, b)),
+         "missing a required argument: 'weight'"),
+        (dict(loss=_functional_as_pure, state=()),
+         "`fit(loss=...)` is called as loss(params, state, batch, *, key, training); "
+         "_functional_as_pure(params, state, batch) cannot be: got an unexpected keyword "
+         "argument 'key'."),
+    ],
+)  # fmt: skip
+def test_a_loss_of_the_wrong_signature_is_refused_before_tracing(kw, words, monkeypatch):
+    from jax_rmsprop import _inputs
+
+    monkeypatch.setattr(_inputs, "_traced", lambda *a: pytest.fail("traced"))
+    _refused(_fit(**kw), words)
+
+
+@pytest.mark.parametrize(
+    "loss, scale",
+    [
+        (lambda *args: _loss(*args), 1.0),
+        (lambda p, b, *, scale=2.0: scale * _loss(p, b), 2.0),
+        (functools.partial(lambda scale, p, b: scale * _loss(p, b), 3.0), 3.0),
+        (_CallableLoss(), 1.0),
+    ],
+    ids=["args", "keyword-only-default", "partial", "callable-object"],
+)
+def test_losses_that_can_take_the_call_are_not_refused(loss, scale):
+    hist = _fit(loss=loss)()
+    np.testing.assert_allclose(hist.loss, scale * _fit()().loss, rtol=1e-6)
+
+
+def test_a_task_with_a_loss_of_the_wrong_signature():
+    task = jax_rmsprop.Task(_three, lambda key: jnp.zeros(3, jnp.float32), _data(), 8)
+    words = "`Task(loss=...)` is called as loss(params, batch); _three(p, x, y) cannot be"
+    _refused(lambda: jax_rmsprop.tune(task, {"learning_rate": [0.1]}, 1), words)
+
+
+def test_an_optimizer_constructor_not_called():
+    msg = _refused(_fit(tx=jax_rmsprop.rmsprop), "`fit(tx=...)` must be an optax", TypeError)
+    assert msg.endswith("got the function rmsprop: call it, e.g. rmsprop(1e-3).")
+    _refused(_fit(tx=0.01), "`fit(tx=...)` must be an optax GradientTransformation (with init "
+             "and update); got float.", TypeError)  # fmt: skip
+
+
+def _nan_rows():
+    x, y = _data()
+    x = x.copy()
+    x[[3, 17], 1] = np.nan
+    return x, y
+
+
+def _masked(p, b):
+    """A loss that imputes 0 for the NaN entries of ``x`` itself."""
+    x, y = b
+    return _loss(p, (jnp.where(jnp.isnan(x), 0.0, x), y))
+
+
+def test_nan_rows_train_when_the_caller_says_the_loss_handles_them():
+    """check_finite=False: a loss imputing NaN entries trains exactly as the plain loss on
+    the same data with those entries zeroed beforehand."""
+    x, y = _nan_rows()
+    msg = _refused(_fit(loss=_masked, data=(x, y), terminate_on_nan=False), "2 rows")
+    assert "pass check_finite=False if the loss handles them" in msg
+    hist = _fit(loss=_masked, data=(x, y), epochs=3, check_finite=False)()
+    zeroed = _fit(data=(np.nan_to_num(x), y), epochs=3)()
+    assert np.isfinite(hist.loss).all()
+    np.testing.assert_array_equal(hist.loss, zeroed.loss)
+    np.testing.assert_array_equal(hist.params, zeroed.params)
+
+
+def test_a_task_takes_nan_rows_with_check_finite_false():
+    init = lambda key: jnp.zeros(3, jnp.float32)  # noqa: E731
+    x, y = _nan_rows()
+    refused = jax_rmsprop.Task(_masked, init, (x, y), 8)
+    _refused(lambda: jax_rmsprop.tune(refused, {"learning_rate": [0.1]}, 1), "`Task(data=...)`[0]")
+    task = jax_rmsprop.Task(_masked, init, (x, y), 8, check_finite=False)
+    res = jax_rmsprop.tune(task, {"learning_rate": [0.01]}, 2)
+    clean = jax_rmsprop.Task(_loss, init, (np.nan_to_num(x), y), 8)
+    np.testing.assert_array_equal(
+        res.loss, jax_rmsprop.tune(clean, {"learning_rate": [0.01]}, 2).loss
+    )

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jax_rmsprop
@@ -50,3 +51,53 @@ def test_weight_decay_needs_params():
     state = tx.init(jnp.ones(2))
     with pytest.raises(ValueError, match=r"weight_decay=.*needs the parameters"):
         tx.update(jnp.ones(2), state)
+
+
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda: jax_rmsprop.rmsprop("0.01"), TypeError,
+         r"^`rmsprop\(learning_rate=...\)` must be a number, an array or a schedule; got the "
+         r"text '0.01' \(write learning_rate=0.01\)\.$"),
+        (lambda: jax_rmsprop.rmsprop(0.1, decay="x"), TypeError, r"`rmsprop\(decay=...\)`.*'x'"),
+        (lambda: jax_rmsprop.rmsprop(None), ValueError,
+         r"^`rmsprop\(learning_rate=None\)`: learning_rate must be a number, an array or a "
+         r"schedule \(None would step up the gradient\); e.g. rmsprop\(1e-3\)\.$"),
+        (lambda: jax_rmsprop.rmsprop(0.1, decay=1.0), ValueError,
+         r"^`rmsprop\(decay=1.0\)` with initial_scale=0 keeps the mean square at 0 forever"),
+        (lambda: jax_rmsprop.rmsprop(0.1, decay=jnp.array([0.9, 1.0])), ValueError,
+         r"`rmsprop\(decay=1.0\)`"),
+        (lambda: jax_rmsprop.scale_by_rms(decay=1.0), ValueError, r"`scale_by_rms\(decay=1.0\)`"),
+    ],
+)  # fmt: skip
+def test_text_none_and_a_frozen_zero_average_are_refused(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_decay_one_with_an_initial_scale_is_sgd_with_a_fixed_step():
+    """Documented: nu stays at initial_scale, so each update is -lr g / (sqrt(s) + eps)."""
+    tx = jax_rmsprop.rmsprop(0.1, decay=1.0, eps=1e-8, initial_scale=4.0)
+    params = jnp.array([1.0, -2.0])
+    state = tx.init(params)
+    for g in ([0.5, 3.0], [-1.0, 0.25]):
+        u, state = tx.update(jnp.array(g), state, params)
+        np.testing.assert_allclose(u, -0.1 * np.array(g) / (2.0 + 1e-8), rtol=1e-6)
+    np.testing.assert_array_equal(state.nu, 4.0)
+
+
+def test_params_as_a_list_of_python_floats_work_as_optax_takes_them():
+    """optax.rmsprop takes a list of floats as params; so does ours, with its numbers."""
+    params, grads = [1.0, -2.0], [0.5, 3.0]
+    ours = jax_rmsprop.rmsprop(0.1, eps_in_sqrt=True, momentum=0.9)  # optax's convention
+    theirs = optax.rmsprop(0.1, momentum=0.9)
+    u_ours, s_ours = ours.update(grads, ours.init(params), params)
+    u_theirs, _ = theirs.update(grads, theirs.init(params), params)
+    assert isinstance(u_ours, list) and len(u_ours) == 2
+    np.testing.assert_array_equal(np.array(u_ours), np.array(u_theirs))
+    on_arrays, _ = ours.update(jnp.array(grads), ours.init(jnp.array(params)))
+    np.testing.assert_array_equal(np.array(u_ours), on_arrays)
+    with_wd = jax_rmsprop.rmsprop(0.1, weight_decay=0.5)  # reads the params themselves
+    u, _ = with_wd.update(grads, with_wd.init(params), params)
+    want = -0.1 * np.array(grads) / (np.sqrt(0.1 * np.array(grads) ** 2) + 1e-8)
+    np.testing.assert_allclose(np.array(u), want - 0.1 * 0.5 * np.array(params), rtol=1e-6)
