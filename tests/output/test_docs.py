@@ -31,7 +31,8 @@ def _examples(page: pathlib.Path) -> str:
     return "\n".join(blocks)
 
 
-PAGES_WITH_EXAMPLES = [p for p in sorted(DOCS.glob("*.md")) if _examples(p)]
+README = DOCS.parent / "README.md"
+PAGES_WITH_EXAMPLES = [README, *(p for p in sorted(DOCS.glob("*.md")) if _examples(p))]
 
 # The frameworks a page may show that the package does not need: a page that imports one
 # runs where it is installed (in CI's newest versions; Flax needs a newer JAX than the
@@ -49,6 +50,21 @@ def test_every_guide_page_has_examples():
     guides = {"index.md", "update-rule.md", "porting.md", "pytrees.md", "runs-and-sweeps.md"}
     guides |= {"training.md", "long-runs.md", "interop.md", "models.md", "tuning.md"}
     assert guides <= names, guides - names
+
+
+def test_the_readme_is_short_and_names_every_extra():
+    """At most 150 lines, three runnable blocks (run below with the docs pages), and the
+    extras it names are the ones pyproject.toml defines, every one of them."""
+    import tomllib
+
+    text = README.read_text()
+    assert len(text.splitlines()) <= 150
+    assert len(BLOCK.findall(text)) >= 3
+    pyproject = tomllib.loads((DOCS.parent / "pyproject.toml").read_text())
+    extras = set(pyproject["project"]["optional-dependencies"])
+    groups = re.findall(r"(?:\.|jax-rmsprop|`)\[([a-z,]+)\]", text)  # .[plot,tune], `[all]`
+    named = {e for group in groups for e in group.split(",")}
+    assert named == extras, named ^ extras
 
 
 @pytest.mark.slow
