@@ -647,12 +647,15 @@ def _joined(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jax-rmsprop``; returns the exit code."""
+    command = "jax-rmsprop"
     try:
         args = _parser().parse_args(_joined(sys.argv[1:] if argv is None else argv))
+        command = args.command
         _writable(args.out, "--out")
         if getattr(args, "checkpoint", None):
             _writable(args.checkpoint, "--checkpoint")
-        if args.command == "demo":
+        if args.command == "demo":  # (checked first: it prints before its first picture)
+            _check_installed(("matplotlib", "PIL", "sklearn", "flax"))
             from . import _demo
 
             _demo.main(args.out)
@@ -665,6 +668,40 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"jax-rmsprop: error: {err}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as err:  # an optional dependency: say which extra has it
+        module = (err.name or "").partition(".")[0]
+        if module not in _EXTRAS:
+            raise
+        extra = _EXTRAS[module]
+        print(
+            f"jax-rmsprop: error: {command} needs {module}: "
+            f"pip install 'jax-rmsprop[{extra}]' (or \".[{extra}]\" in a clone)",
+            file=sys.stderr,
+        )
+        return 2
+    except ImportError as err:  # the library's own, which names what to install
+        if "pip install" not in str(err):
+            raise
+        print(f"jax-rmsprop: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _check_installed(modules: tuple[str, ...]) -> None:
+    """Raises ``ModuleNotFoundError`` for the first of ``modules`` that is not installed."""
+    import importlib.util
+
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ValueError:  # (in sys.modules without a spec: blocked)
+            found = False
+        if not found:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+# the optional dependencies' top-level modules, by the extra that installs them
+_EXTRAS = {"optuna": "tune", "pandas": "tune", "matplotlib": "plot", "PIL": "plot",
+           "sklearn": "plot", "flax": "plot", "tqdm": "plot"}  # fmt: skip
 
 
 if __name__ == "__main__":

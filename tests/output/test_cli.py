@@ -2,6 +2,7 @@
 
 import csv
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -322,6 +323,23 @@ def test_an_out_the_system_refuses_to_make_is_one_line_and_exit_2(capsys):
     why = "No such file or directory" if os.geteuid() == 0 else "Permission denied"
     assert err == f"jax-rmsprop: error: --out /proc/nope: cannot write there ({why})\n"
     assert not os.path.exists("/proc/nope")
+
+
+@pytest.mark.parametrize(
+    "argv, module, extra",
+    [(["tune", "digits"], "optuna", "tune"), (["pbt", "digits"], "optuna", "tune"),
+     (["demo"], "matplotlib", "plot")],
+)  # fmt: skip
+def test_a_missing_extra_is_named_in_one_line(argv, module, extra, tmp_path, monkeypatch, capsys):
+    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # (import raises ModuleNotFoundError)
+    assert cli.main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"jax-rmsprop: error: {argv[0]} needs {module}: pip install 'jax-rmsprop[{extra}]' "
+        f'(or ".[{extra}]" in a clone)\n'
+    )
 
 
 def test_the_table_ranks_finished_configurations_and_counts_the_rest():
