@@ -26,7 +26,7 @@ import optax
 
 from ._conventions import ArrayLike, Convention, Hyperparams, ScalarOrSchedule
 from ._rmsprop import transform
-from ._validation import ANY, NONNEGATIVE, POSITIVE, UNIT, check, is_zero
+from ._validation import ANY, LEARNING_RATE, NONNEGATIVE, POSITIVE, UNIT, check, is_zero
 
 
 def _nonzero_or_none(value: ArrayLike | None) -> ArrayLike | None:
@@ -67,7 +67,7 @@ def torch_rmsprop(
     """
     check(
         "torch_rmsprop",
-        lr=(lr, NONNEGATIVE),
+        lr=(lr, LEARNING_RATE),
         alpha=(alpha, NONNEGATIVE),
         eps=(eps, NONNEGATIVE),
         weight_decay=(weight_decay, NONNEGATIVE),
@@ -119,7 +119,7 @@ def keras_rmsprop(
     """
     check(
         "keras_rmsprop",
-        learning_rate=(learning_rate, NONNEGATIVE),
+        learning_rate=(learning_rate, LEARNING_RATE),
         rho=(rho, UNIT),
         momentum=(momentum, UNIT),
         epsilon=(epsilon, POSITIVE),
@@ -165,7 +165,7 @@ def tf1_rmsprop(
     """
     check(
         "tf1_rmsprop",
-        learning_rate=(learning_rate, NONNEGATIVE),
+        learning_rate=(learning_rate, LEARNING_RATE),
         decay=(decay, UNIT),
         momentum=(momentum, UNIT),
         epsilon=(epsilon, NONNEGATIVE),

@@ -101,3 +101,15 @@ def test_params_as_a_list_of_python_floats_work_as_optax_takes_them():
     u, _ = with_wd.update(grads, with_wd.init(params), params)
     want = -0.1 * np.array(grads) / (np.sqrt(0.1 * np.array(grads) ** 2) + 1e-8)
     np.testing.assert_allclose(np.array(u), want - 0.1 * 0.5 * np.array(params), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "ctor, name",
+    [(jax_rmsprop.compat.torch_rmsprop, "lr"), (jax_rmsprop.compat.keras_rmsprop, "learning_rate"),
+     (jax_rmsprop.compat.tf1_rmsprop, "learning_rate")],
+)  # fmt: skip
+def test_compat_constructors_refuse_no_learning_rate_and_text(ctor, name):
+    with pytest.raises(ValueError, match=rf"^`{ctor.__name__}\({name}=None\)`: {name} must be"):
+        ctor(**{name: None})
+    with pytest.raises(TypeError, match=rf"^`{ctor.__name__}\({name}=...\)` must be a number"):
+        ctor(**{name: "1e-3"})
