@@ -75,6 +75,30 @@ _epoch = jit_traced(
 _evaluate = jax.jit(kernel.evaluate, static_argnames=("model", "batch_size", "sharding"))
 
 
+def _first_epoch(
+    model, tx, params, state, opt_state, data, key, epoch, batch_size, drop_last=False,
+    rows=None, sharding=None, rng=None, keep_finite=False,
+):  # fmt: skip
+    """The epoch of a one-epoch call, on the caller's own arrays.
+
+    Nothing is donated, so nothing needs copying first (``_start``: a program and a copy
+    of every array per call, the fixed cost of a loop of one-epoch calls); ``tx.init``
+    runs inside when ``opt_state`` is ``None``.
+    """
+    opt_state = tx.init(params) if opt_state is None else opt_state
+    return kernel.train_epoch(
+        model, tx, params, state, opt_state, data, key, epoch, batch_size, drop_last, rows,
+        sharding, rng, keep_finite,
+    )  # fmt: skip
+
+
+_one_epoch = jit_traced(
+    _first_epoch,
+    static_argnames=("model", "batch_size", "drop_last", "sharding", "keep_finite"),
+    jit=training_jit,
+)
+
+
 @jit_traced
 def _start(tx, params, state, opt_state):
     """Fresh copies of the parameters, model state and optimizer state (one program).
@@ -151,7 +175,8 @@ def fit(
     params, value=loss)`` on one minibatch (the loss value reaches transformations that
     take it, such as ``optax.contrib.reduce_on_plateau``); the last, smaller batch is
     trained on unless ``drop_last``. An epoch is one compiled program; a second call with
-    the same ``loss`` function, ``tx`` and shapes reuses it.
+    the same ``loss`` function, ``tx`` and shapes reuses it (one program serves one-epoch
+    calls, which read the caller's arrays without copying them, another longer calls).
 
     Three kinds of model:
 
@@ -246,10 +271,12 @@ def fit(
     sharding, (params, state, opt_state, data, validation, key, rng) = _place(
         mesh, batch_size, (params, state, opt_state, data, validation, key, rng)
     )
-    params, state, opt_state = _start(tx, params, state, opt_state)
+    fresh = epochs - initial_epoch == 1 and checkpoint is None  # (then: _one_epoch)
+    if not fresh:
+        params, state, opt_state = _start(tx, params, state, opt_state)
     run = _Run(
         model, tx, data, validation, key, rng, int(batch_size), bool(drop_last), sharding,
-        bool(terminate_on_nan),
+        bool(terminate_on_nan), fresh,
     )  # fmt: skip
     logs = _Logs(names, validation is not None, dtype)
     carry = (params, state, opt_state)
@@ -325,6 +352,7 @@ class _Run(NamedTuple):
     drop_last: bool
     sharding: NamedSharding | None
     keep_finite: bool
+    fresh: bool  # one epoch, on the caller's arrays (``_one_epoch``: nothing donated)
 
 
 class _Logs:
@@ -424,7 +452,7 @@ def _train(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose, 
     offset = first - len(logs)  # epoch e's logs are at index e - offset
     finite: list = []  # with keep_finite: whether each epoch of this call kept finite
     for epoch in range(first, epochs):
-        params, state, opt_state, train = _epoch(
+        params, state, opt_state, train = (_one_epoch if run.fresh else _epoch)(
             run.model,
             run.tx,
             *carry,
