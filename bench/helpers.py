@@ -1,7 +1,9 @@
 """Benchmark helpers: round-robin timing, donated step loops, the tree variants compared."""
 
+import dataclasses
 import functools
 import os
+import threading
 import time
 
 import jax
@@ -123,3 +125,47 @@ def round_robin(benchmark, kernels, rounds, paired=()):
         med[name] = float(np.median(np.divide(times[x], times[y])))
         benchmark.extra_info[name] = round(med[name], 3)
     return med
+
+
+@dataclasses.dataclass
+class Budget:
+    """A benchmark group's time budget (``--budget`` seconds, from its start): what it skipped.
+
+    A kernel whose compile would overrun it is skipped, and why is recorded
+    (``skipped``: name -> reason, for ``extra_info``), so that a group ends in its
+    budget on any device (a GPU compiles a per-leaf optimizer's hundreds of kernels
+    far slower than this CPU does).
+    """
+
+    seconds: float
+    start: float = dataclasses.field(default_factory=time.perf_counter)
+    skipped: dict = dataclasses.field(default_factory=dict)
+
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.start)
+
+    def compile(self, name: str, lowered, share: float = 1.0):
+        """``lowered.compile()`` if it ends within ``share`` of the time left, else ``None``.
+
+        The compile runs in a thread (XLA releases the GIL); one that overruns is left
+        to finish there, unused, and ``name`` is recorded as skipped.
+        """
+        limit = self.left() * share
+        if limit <= 0:
+            self.skipped[name] = f"the {self.seconds:.0f} s budget was spent before its compile"
+            return None
+        out: list = []
+        thread = threading.Thread(target=lambda: out.append(lowered.compile()), daemon=True)
+        t = time.perf_counter()
+        thread.start()
+        thread.join(limit)
+        if not out:
+            self.skipped[name] = (
+                f"compile not done in {limit:.0f} s ({time.perf_counter() - t:.0f} s waited) "
+                f"of the {self.seconds:.0f} s budget"
+            )
+            return None
+        return out[0]
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped[name] = reason

@@ -105,12 +105,14 @@ def main(path, *later):
             ["rounds", "optax-tree ms", "ours-tree ms", "ours-flat ms", "optax-flat ms",
              "optax-tree again ms", "optax-tree/ours-flat", "optax-tree/optax-flat",
              "optax-tree/ours-tree", "optax-tree/optax-tree again"],
-            [[e["rounds"], f"{e['optax-tree_ms']:.3f}", f"{e['ours-tree_ms']:.3f}",
-              f"{e['ours-flat_ms']:.3f}", _ms(e, "optax-flat_ms"),
-              f"{e['optax-tree-again_ms']:.3f}", f"**{e['optax-tree/ours-flat']:.1f}x**",
-              _ratio(e, "optax-tree/optax-flat"), f"{e['optax-tree/ours-tree']:.2f}",
-              f"{e['optax-tree/optax-tree-again']:.2f}"]],
+            [[e["rounds"], _ms(e, "optax-tree_ms"), _ms(e, "ours-tree_ms"),
+              _ms(e, "ours-flat_ms"), _ms(e, "optax-flat_ms"),
+              _ms(e, "optax-tree-again_ms"), _ratio(e, "optax-tree/ours-flat"),
+              _ratio(e, "optax-tree/optax-flat"), _plain(e, "optax-tree/ours-tree"),
+              _plain(e, "optax-tree/optax-tree-again")]],
         )  # fmt: skip
+        if e.get("skipped"):  # (over the group's --budget)
+            lines[-1:-1] = ["", f"Skipped (over `--budget`): {e['skipped']}."]
     for b in by_group.get("compile-time-interleaved", {}).values():
         e = b["extra_info"]
         lines += _table(
@@ -321,6 +323,10 @@ def _ms(e: dict, key: str) -> str:
     return f"{e[key]:.3f}" if key in e else "-"
 
 
+def _plain(e: dict, key: str) -> str:
+    return f"{e[key]:.2f}" if key in e else "-"
+
+
 def _ratio(e: dict, key: str) -> str:
     return f"**{e[key]:.1f}x**" if key in e else "-"
 
@@ -387,7 +393,8 @@ def charts(by_group, folder, stamp=""):
         for b in by_group.get(group, {}).values():
             e = b["extra_info"]
             leaves = e.get("leaves") or int(str(e.get("tree", "4000")).split("-")[0])
-            bars[f"{leaves}-leaf {label}:\noptax / ours-flat"] = e["optax-tree/ours-flat"]
+            if "optax-tree/ours-flat" in e:  # (absent where the budget skipped optax's)
+                bars[f"{leaves}-leaf {label}:\noptax / ours-flat"] = e["optax-tree/ours-flat"]
             if "optax-tree/optax-flat" in e:
                 name = f"{leaves}-leaf {label}:\noptax / optax on Flat"
                 bars[name] = e["optax-tree/optax-flat"]

@@ -25,7 +25,7 @@ from . import _epoch as kernel
 from . import _inputs, _resume
 from . import _model as models
 from ._compile import training_jit
-from ._host import device_copy, to_host
+from ._host import device_copy, fetch, to_host
 from ._progress import Bar
 from ._resumable import Loop, resumable
 from ._rmsprop import describe_hyperparameters
@@ -73,6 +73,30 @@ _epoch = jit_traced(
     jit=training_jit,
 )
 _evaluate = jax.jit(kernel.evaluate, static_argnames=("model", "batch_size", "sharding"))
+
+
+def _first_epoch(
+    model, tx, params, state, opt_state, data, key, epoch, batch_size, drop_last=False,
+    rows=None, sharding=None, rng=None, keep_finite=False,
+):  # fmt: skip
+    """The epoch of a one-epoch call, on the caller's own arrays.
+
+    Nothing is donated, so nothing needs copying first (``_start``: a program and a copy
+    of every array per call, the fixed cost of a loop of one-epoch calls); ``tx.init``
+    runs inside when ``opt_state`` is ``None``.
+    """
+    opt_state = tx.init(params) if opt_state is None else opt_state
+    return kernel.train_epoch(
+        model, tx, params, state, opt_state, data, key, epoch, batch_size, drop_last, rows,
+        sharding, rng, keep_finite,
+    )  # fmt: skip
+
+
+_one_epoch = jit_traced(
+    _first_epoch,
+    static_argnames=("model", "batch_size", "drop_last", "sharding", "keep_finite"),
+    jit=training_jit,
+)
 
 
 @jit_traced
@@ -152,7 +176,8 @@ def fit(
     params, value=loss)`` on one minibatch (the loss value reaches transformations that
     take it, such as ``optax.contrib.reduce_on_plateau``); the last, smaller batch is
     trained on unless ``drop_last``. An epoch is one compiled program; a second call with
-    the same ``loss`` function, ``tx`` and shapes reuses it.
+    the same ``loss`` function, ``tx`` and shapes reuses it (one program serves one-epoch
+    calls, which read the caller's arrays without copying them, another longer calls).
 
     Three kinds of model:
 
@@ -255,10 +280,12 @@ def fit(
     sharding, (params, state, opt_state, data, validation, key, rng) = _place(
         mesh, batch_size, (params, state, opt_state, data, validation, key, rng)
     )
-    params, state, opt_state = _start(tx, params, state, opt_state)
+    fresh = epochs - initial_epoch == 1 and checkpoint is None  # (then: _one_epoch)
+    if not fresh:
+        params, state, opt_state = _start(tx, params, state, opt_state)
     run = _Run(
         model, tx, data, validation, key, rng, int(batch_size), bool(drop_last), sharding,
-        bool(terminate_on_nan),
+        bool(terminate_on_nan), fresh,
     )  # fmt: skip
     logs = _Logs(names, validation is not None, dtype)
     carry = (params, state, opt_state)
@@ -293,19 +320,21 @@ def _history(user_model, model, carry, logs, stopper, stopped, why, last_finite,
     params, state, opt_state = carry
     restoring = stopped is not None and stopper is not None and stopper.restore
     trained = None if restoring else models.write_back(user_model, params, state)
+    # the call's one wait for the device (collectives complete here at the latest)
+    values, last_finite = fetch((logs.values, last_finite))
+    history = {k: np.asarray(v, logs.dtype) for k, v in values.items()}
     if last_finite is not None and not bool(last_finite):
         stopped, why = initial_epoch + len(logs) - 1, "non-finite"
     if why == "non-finite":
         warnings.warn(
             f"fit: epoch {stopped} gave a non-finite loss or parameters (its loss: "
-            f"{float(logs.values['loss'][-1]):.4g}); stopped, returning the parameters that "
+            f"{float(history['loss'][-1]):.4g}); stopped, returning the parameters that "
             "epoch started from (terminate_on_nan=False trains on).",
             RuntimeWarning,
             stacklevel=3,
         )
     elif restoring:
         params, state = stopper.kept
-    history = logs.arrays()  # (collectives complete here at the latest)
     return History(
         models.write_back(user_model, params, state) if trained is None else trained,
         opt_state,
@@ -332,6 +361,7 @@ class _Run(NamedTuple):
     drop_last: bool
     sharding: NamedSharding | None
     keep_finite: bool
+    fresh: bool  # one epoch, on the caller's arrays (``_one_epoch``: nothing donated)
 
 
 class _Logs:
@@ -349,14 +379,9 @@ class _Logs:
         for k, v in (val or {}).items():
             self.values[f"val_{k}"].append(v)
 
-    def last(self) -> dict[str, float]:
-        return {k: float(v[-1]) for k, v in self.values.items()}
-
-    def floats(self) -> dict[str, list[float]]:
-        return {k: [float(to_host(x)) for x in v] for k, v in self.values.items()}
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v, self.dtype) for k, v in self.floats().items()}
+    def last(self) -> dict[str, Any]:
+        """The last epoch's values, on the device (``fetch`` brings them)."""
+        return {k: v[-1] for k, v in self.values.items()}
 
     def __len__(self) -> int:
         return len(self.values["loss"])
@@ -436,7 +461,7 @@ def _train(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose, 
     offset = first - len(logs)  # epoch e's logs are at index e - offset
     finite: list = []  # with keep_finite: whether each epoch of this call kept finite
     for epoch in range(first, epochs):
-        params, state, opt_state, train = _epoch(
+        params, state, opt_state, train = (_one_epoch if run.fresh else _epoch)(
             run.model,
             run.tx,
             *carry,
@@ -457,21 +482,30 @@ def _train(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose, 
                 run.model, params, state, run.validation, run.batch_size, sharding=run.sharding
             )
         logs.add(train, val)
+        # one wait per epoch at most: this epoch's logs if the host acts on them, and
+        # the previous epoch's finiteness (done by now: it does not stall the device)
+        wanted = stopper is not None or verbose or callback is not None
+        previous = finite[epoch - 1 - first] if epoch > first else True
+        last: dict[str, float] = {}
+        if wanted or isinstance(previous, jax.Array):
+            got, previous = fetch((logs.last() if wanted else {}, previous))
+            last = {k: float(v) for k, v in got.items()}
         if stopper is not None and stopper.update(
-            epoch, logs.last(), functools.partial(device_copy, carry[:2])
+            epoch, last, functools.partial(device_copy, carry[:2])
         ):
             stopped = epoch
         if verbose:
-            _report(verbose, epoch, epochs, logs.last(), bar)
+            _report(verbose, epoch, epochs, last, bar)
         if callback is not None:
-            callback(epoch, float(train["loss"]), None if val is None else float(val["loss"]))
+            callback(epoch, float(last["loss"]), None if val is None else float(last["val_loss"]))
         ends = stopped is not None or loop.requested is not None or epoch == epochs - 1
         # written in the background while the next epoch runs
         loop.boundary(
             functools.partial(_saved_copy, carry, stopper), _position(logs, stopper), ends
         )
-        if run.keep_finite and (bad := _nonfinite(finite, epoch, first)) is not None:
-            # the epochs from ``bad`` on returned the parameters they started from
+        if not bool(previous):
+            # the epochs from the previous on returned the parameters they started from
+            bad = epoch - 1
             for values in logs.values.values():
                 del values[bad - offset + 1 :]
             return carry, bad, "non-finite", None
@@ -479,16 +513,6 @@ def _train(run: _Run, carry, first, epochs, logs, stopper, loop: Loop, verbose, 
             break
     why = None if stopped is None else "early stopping"
     return carry, stopped, why, finite[-1] if finite else None
-
-
-def _nonfinite(finite: list, epoch: int, first: int) -> int | None:
-    """The previous epoch, if it was not finite (loss or new parameters).
-
-    It is done by now, so checking it does not stall the device; the last epoch's flag
-    is ``fit``'s to check, after the module has taken its arrays.
-    """
-    e = epoch - 1
-    return e if e >= first and not bool(finite[e - first]) else None
 
 
 def _saved_copy(carry, stopper) -> tuple:

@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ._host import fetch
 from ._model import FUNCTIONAL, NNX, PURE, Model
 
 
@@ -81,9 +82,7 @@ def check_data(
         if jax.tree.structure(validation) != want:
             raise ValueError(f"`{call}(validation=...)` must have the structure of `data`.")
     if check_finite:
-        finite(data, "data", call)
-    if check_finite and validation is not None:
-        finite(validation, "validation", call)
+        finite({"data": data, "validation": validation}, call)
     if not isinstance(epochs, int | np.integer) or epochs < 1:
         raise ValueError(f"`fit(epochs=...)` must be a positive int; got {epochs!r}.")
     if not isinstance(batch_size, int | np.integer) or not 1 <= batch_size <= n:
@@ -104,42 +103,61 @@ def _all_finite(a: jax.Array) -> jax.Array:
 _FINITE: dict[int, tuple[weakref.ref, bool]] = {}
 
 
-def _device_finite(a: jax.Array) -> bool:
-    """Whether a JAX array is finite everywhere, remembered while the array lives."""
+def _known(a: jax.Array) -> bool | None:
+    """Whether a JAX array checked before is finite; ``None`` if not checked while it lives."""
     got = _FINITE.get(id(a))
-    if got is not None and got[0]() is a:
-        return got[1]
-    ok, i = bool(_all_finite(a)), id(a)
+    return got[1] if got is not None and got[0]() is a else None
+
+
+def _remember(a: jax.Array, ok: bool) -> None:
+    i = id(a)
     try:
         ref = weakref.ref(a, lambda _: _FINITE.pop(i, None))
     except TypeError:  # (an array type without weak references: not remembered)
-        return ok
+        return
     _FINITE[i] = (ref, ok)
-    return ok
 
 
-def finite(data: Any, name: str, call: str = "fit") -> None:
-    """Refuses NaN or infinity in ``data``'s floating arrays, naming the array and row.
+def finite(named: dict[str, Any], call: str = "fit") -> None:
+    """Refuses NaN or infinity in the floating arrays of ``named``'s trees (``None``: none).
 
-    One reduction per array (NumPy's for host arrays, one compiled call for device
-    arrays); the rows are looked for only in an array that has one.
+    ``named`` maps each argument's name to its data. One reduction per array (NumPy's
+    for host arrays, one compiled call for device arrays, all of whose flags come back
+    in one wait, none for arrays checked before); the rows are looked for, and the
+    array and row named, only in an array that has one.
     """
-    for i, a in enumerate(jax.tree.leaves(data)):
+    leaves = [(n, i, a) for n, t in named.items() for i, a in enumerate(jax.tree.leaves(t))]
+    pending = {}
+    for n, i, a in leaves:
         if not _inexact(a.dtype):
             continue
-        if np.isfinite(a).all() if isinstance(a, np.ndarray) else _device_finite(a):
+        if isinstance(a, np.ndarray):
+            ok: bool | None = bool(np.isfinite(a).all())
+        elif (ok := _known(a)) is None:
+            pending[n, i] = _all_finite(a)
             continue
-        path = jax.tree_util.tree_leaves_with_path(data)[i][0]
-        rows = jax.numpy.isfinite(a).reshape(a.shape[0], int(np.prod(a.shape[1:])))
-        bad = ~np.asarray(rows.all(axis=1))
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(
-                f"`{call}({name}=...)`{jax.tree_util.keystr(path)} holds NaN or infinity: "
-                f"{int(bad.sum())} rows, the first is row {row}; training on it would give "
-                "NaN losses. Drop or impute those rows first, or pass check_finite=False "
-                "if the loss handles them (e.g. masks NaN with jnp.where)."
-            )
+        if not ok:
+            _refuse(named[n], i, a, n, call)
+    for (n, i), ok_ in fetch(pending).items() if pending else ():
+        a = jax.tree.leaves(named[n])[i]
+        _remember(a, bool(ok_))
+        if not ok_:
+            _refuse(named[n], i, a, n, call)
+
+
+def _refuse(data: Any, i: int, a: Any, name: str, call: str) -> None:
+    """``finite``'s ``ValueError`` for leaf ``i`` of ``data``, naming it and its first bad row."""
+    path = jax.tree_util.tree_leaves_with_path(data)[i][0]
+    rows = jax.numpy.isfinite(a).reshape(a.shape[0], int(np.prod(a.shape[1:])))
+    bad = ~np.asarray(rows.all(axis=1))
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(
+            f"`{call}({name}=...)`{jax.tree_util.keystr(path)} holds NaN or infinity: "
+            f"{int(bad.sum())} rows, the first is row {row}; training on it would give "
+            "NaN losses. Drop or impute those rows first, or pass check_finite=False "
+            "if the loss handles them (e.g. masks NaN with jnp.where)."
+        )
 
 
 # how each kind of model calls its loss: (the call as text, positional arguments, keywords)

@@ -30,6 +30,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from ._ask_ahead import Serial, asking
 from ._host import to_host
 from ._inputs import direction
 from ._plan import logged_names, make_plan
@@ -107,6 +108,7 @@ def search(
     keep_params: bool,
     progress: Callable[[int, int], None] | None,
     checkpoint: str | os.PathLike | None = None,
+    ask_ahead: bool = False,
 ) -> TuneResult:
     """``tune`` with an Optuna sampler (see the module's docstring and ``tune``)."""
     optuna = _optuna()
@@ -124,6 +126,7 @@ def search(
     plan_for = _Plans(task, space, static, numeric, (seeds, seed, folds, optimizer, options,
                       patience, mesh))  # fmt: skip
     prune = not isinstance(study.pruner, optuna.pruners.NopPruner)
+    asker = _asker(study, space, ask_ahead, prune, checkpoint)
     trained = _Trained(kept=[] if keep_params else None)
     pending: list = []  # asked, not told: failed if a second Ctrl-C cuts them short
     report = functools.partial(_report, progress, done, trials)  # (the freed slots')
@@ -145,8 +148,7 @@ def search(
                           loop)  # fmt: skip
                 done += slots.finished
             while (done < trials or pending) and loop.requested is None:  # (a resumed group)
-                if not pending:
-                    pending = [study.ask(dict(space)) for _ in range(min(batch, trials - done))]
+                pending = pending or asker.batch(batch, trials - done)  # (and the next, ahead)
                 groups: dict[tuple, list] = {}
                 for t in pending:
                     groups.setdefault(plan_for.key_of(t.params), []).append(t)
@@ -156,6 +158,7 @@ def search(
                         flight.done = done
                     _train_group(plan, group, numeric, epochs, monitor, sign, prune,
                                  trained, flight)  # fmt: skip
+                    asker.settle()
                     for i in range(len(trained.trials) - len(group), len(trained.trials)):
                         _tell(study, optuna, trained, i, monitor, sign)
                     done += len(group)
@@ -163,9 +166,9 @@ def search(
                 if progress is not None:
                     progress(done, trials)
     except KeyboardInterrupt:  # mid-batch (a second Ctrl-C, or a checkpoint's boundary)
-        for t in pending:
-            study.tell(t, state=optuna.trial.TrialState.FAIL)
+        _fail(study, optuna, pending + asker.unused())
         raise SweepInterrupted(_result(trained, names, study, has_val), path) from None
+    _fail(study, optuna, asker.unused())  # (asked ahead of a batch a signal stopped before)
     result = _result(trained, names, study, has_val)
     if loop.requested is not None:
         raise SweepInterrupted(result, path)
@@ -246,6 +249,29 @@ def _check_counts(**counts: Any) -> None:
     for name, v in counts.items():
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"`tune({name}=...)` must be a positive int; got {v!r}.")
+
+
+def _fail(study, optuna, trials: list) -> None:
+    """Tells ``trials`` (asked, never trained) ``FAIL``."""
+    for t in trials:
+        study.tell(t, state=optuna.trial.TrialState.FAIL)
+
+
+def _asker(study, space, ask_ahead: Any, prune: bool, checkpoint: Any) -> Serial:
+    """The order of the asks (``_ask_ahead``).
+
+    It orders whole batches: ``ask_ahead`` takes neither a pruner's freed slots nor a
+    checkpoint's group.
+    """
+    if not isinstance(ask_ahead, bool):
+        raise ValueError(f"`tune(ask_ahead=...)` must be True or False; got {ask_ahead!r}.")
+    if ask_ahead and (prune or checkpoint is not None):
+        raise ValueError(
+            "`tune(ask_ahead=True)` asks whole batches ahead: it takes no pruner (the "
+            "study's or `pruner`: its freed slots ask trial by trial) and no `checkpoint` "
+            "(which saves one batch)."
+        )
+    return asking(study, space, ask_ahead)
 
 
 def _refuse_grid_sampler(optuna, study) -> None:

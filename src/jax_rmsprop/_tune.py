@@ -66,6 +66,7 @@ def tune(
     checkpoint: str | os.PathLike | None = None,
     keep_params: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    ask_ahead: bool = False,
 ) -> TuneResult:
     """Trains ``task`` for every configuration of ``space`` and every seed.
 
@@ -136,6 +137,13 @@ def tune(
         with ``checkpoint``, they are kept in it too (host memory and the file grow with
         the runs times the model's size), so a resumed tuning returns them all.
       progress: called as ``progress(runs_done, runs)`` after each chunk.
+      ask_ahead: (sampler) ask the next batch while this one trains (in a thread), so
+        that the host's sampling and the device's training overlap: a tuning's wall time
+        nears the larger of the two, not their sum (worth it where a batch trains in
+        about the time its asks take, as on a GPU). Batch k+1 then sees batch k as
+        pending trials (constant liar's lies), not its results: deterministic (same
+        seeds, same trials) but other trials than the default order's. Not with a
+        pruner or a ``checkpoint``.
 
     Returns:
       A [`TuneResult`][jax_rmsprop.TuneResult] (with ``study`` set when a sampler proposed the
@@ -158,7 +166,10 @@ def tune(
             study=study, seeds=seeds, seed=seed, optimizer=optimizer, options=options,
             monitor=monitor, patience=patience, folds=folds, mesh=mesh,
             keep_params=keep_params, progress=progress, checkpoint=checkpoint,
+            ask_ahead=ask_ahead,
         )  # fmt: skip
+    if ask_ahead:
+        raise TypeError("`tune(ask_ahead=True)` orders an Optuna sampler's asks: pass `sampler=`.")
     _check_grid_args(epochs, seeds, patience, halving, chunk_size, trials, monitor)
     if samples is None:
         names, cells, shape = grid_cells(space, "tune")

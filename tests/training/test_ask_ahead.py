@@ -1,0 +1,110 @@
+"""tune(ask_ahead=True): the next batch asked while this one trains, in a fixed order.
+
+The order of the study's calls decides TPE's proposals. Both orders are checked against
+a study driven by hand with the values the tuning told: serially, batch k+1 is asked
+after batch k is told; ahead, after batch k is asked and batch k-1 told.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+import jax_rmsprop  # noqa: E402
+from jax_rmsprop import _ask_ahead  # noqa: E402
+
+from ..training.test_search import SPACE, _task  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+TRIALS, BATCH = 10, 4  # batches of 4, 4, 2
+
+
+def _sampler():
+    return optuna.samplers.TPESampler(seed=3, n_startup_trials=2, constant_liar=True)
+
+
+def _replayed(study, ahead: bool) -> list[dict]:
+    """The params a fresh study proposes in the given order, told ``study``'s values."""
+    values = [t.value for t in study.trials]
+    replay = optuna.create_study(sampler=_sampler())
+    sizes = [BATCH, BATCH, TRIALS - 2 * BATCH]
+    batches: list[list] = []
+    for k, size in enumerate(sizes):
+        if not ahead or k == 0:
+            batches.append([replay.ask(dict(SPACE)) for _ in range(size)])
+        if ahead and k + 1 < len(sizes):
+            batches.append([replay.ask(dict(SPACE)) for _ in range(sizes[k + 1])])
+        for t in batches[k]:
+            replay.tell(t, values[t.number])
+    return [t.params for t in replay.trials]
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_the_trials_follow_the_documented_order_of_asks_and_tells(ahead):
+    res = jax_rmsprop.tune(
+        _task(), SPACE, 2, sampler=_sampler(), trials=TRIALS, batch=BATCH, ask_ahead=ahead
+    )
+    study = res.study
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * TRIALS
+    assert [t.params for t in study.trials] == _replayed(study, ahead)
+    # the other order proposes other trials after the first batch (the test can fail)
+    assert [t.params for t in study.trials] != _replayed(study, not ahead)
+    order = np.argsort(res.trial)
+    assert np.allclose(
+        [res.configs["decay"][i] for i in order], [t.params["decay"] for t in study.trials]
+    )
+
+
+def test_the_next_batch_is_asked_while_this_one_trains(monkeypatch):
+    """The asks of batch 2 run in another thread, begun before batch 1 is told."""
+    events = []
+    real_ask, real_tell = optuna.Study.ask, optuna.Study.tell
+
+    def ask(self, *a, **k):
+        events.append(("ask", threading.current_thread().name))
+        return real_ask(self, *a, **k)
+
+    def tell(self, *a, **k):
+        events.append(("tell", threading.current_thread().name))
+        return real_tell(self, *a, **k)
+
+    monkeypatch.setattr(optuna.Study, "ask", ask)
+    monkeypatch.setattr(optuna.Study, "tell", tell)
+    jax_rmsprop.tune(_task(), SPACE, 1, sampler=_sampler(), trials=8, batch=4, ask_ahead=True)
+    main = threading.main_thread().name
+    assert events == ([("ask", main)] * 4 + [("ask", "tune-ask-ahead")] * 4 + [("tell", main)] * 8)
+
+
+def test_an_error_in_the_asking_thread_is_raised_in_the_caller():
+    class Broken:
+        def ask(self, space):
+            raise RuntimeError("storage gone")
+
+    asker = _ask_ahead.asking(Broken(), SPACE, True)
+    asker._asked = ["t0"]  # (one batch asked ahead: the next is asked in the thread)
+    assert asker.batch(4, 8) == ["t0"]
+    with pytest.raises(RuntimeError, match="storage gone"):
+        asker.settle()
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"pruner": "median"}, "takes no pruner"),
+        ({"checkpoint": "tmp"}, "no `checkpoint`"),
+        ({"ask_ahead": 1}, r"`tune\(ask_ahead=...\)` must be True or False"),
+    ],
+)
+def test_what_ask_ahead_refuses(kw, match, tmp_path):
+    kw = dict(kw)
+    if kw.get("pruner") == "median":
+        kw["pruner"] = optuna.pruners.MedianPruner()
+    if kw.get("checkpoint") == "tmp":
+        kw["checkpoint"] = tmp_path
+    kw.setdefault("ask_ahead", True)
+    with pytest.raises(ValueError, match=match):
+        jax_rmsprop.tune(_task(), SPACE, 1, sampler=_sampler(), trials=2, batch=2, **kw)
+    with pytest.raises(TypeError, match="pass `sampler=`"):
+        jax_rmsprop.tune(_task(), {"learning_rate": [0.1]}, 1, ask_ahead=True)
