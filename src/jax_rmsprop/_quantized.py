@@ -83,8 +83,9 @@ class QuantizedState(NamedTuple):
     """One leaf of the state in 8 or 4 bits (``rmsprop(..., state_bits=8|4)``).
 
     Attributes:
-      codes: ``uint8``, shaped like the parameter (4 bits: two codes per byte, packed
-        along the last axis, which has ``ceil(n / 2)`` bytes).
+      codes: ``uint8``, shaped like the parameter (4 bits: two codes per byte along the
+        last axis, which has ``ceil(n / 2)`` bytes: element ``j`` in the low half of byte
+        ``j``, element ``j + ceil(n / 2)`` in the high half).
       exponents: ``uint8``, one float32 biased exponent per block of the last axis
         (``ceil(n / block)`` of them): the block's top binade.
     """
@@ -159,17 +160,21 @@ def _block_max(c: jax.Array, block: int) -> jax.Array:
 
 
 def _pack(c: jax.Array) -> jax.Array:
-    """Two 4-bit codes per byte along the last axis (odd lengths padded with a zero)."""
+    """Two 4-bit codes per byte along the last axis, in halves.
+
+    Element ``j`` in the low half of byte ``j``, element ``j + ceil(n / 2)`` in its high
+    half. (Halves rather than neighbours: each half is read and written contiguously, where
+    interleaved pairs made XLA's loops strided, 5x slower on this CPU.)
+    """
     n = c.shape[-1]
-    if n % 2:
-        c = jnp.pad(c, [(0, 0)] * (c.ndim - 1) + [(0, 1)])
-    pairs = c.reshape(*c.shape[:-1], -1, 2)
-    return pairs[..., 0] | (pairs[..., 1] << 4)
+    h = -(-n // 2)
+    hi = c[..., h:]
+    hi = jnp.pad(hi, [(0, 0)] * (c.ndim - 1) + [(0, h - hi.shape[-1])])
+    return c[..., :h] | (hi << 4)
 
 
 def _unpack(b: jax.Array, n: int) -> jax.Array:
-    both = jnp.stack([b & 15, b >> 4], axis=-1)
-    return both.reshape(*b.shape[:-1], -1)[..., :n]
+    return jnp.concatenate([b & 15, b >> 4], axis=-1)[..., :n]
 
 
 def _bytes_of(q: QuantizedState, codec: Codec, n: int) -> jax.Array:
@@ -242,12 +247,8 @@ def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array
     From the stored codes' block maxima (last step's values), ``headroom`` binades above;
     a block of zeros takes a sampled exponent of ``new``.
     """
-    b = q.codes
-    if codec.bits == 4:  # (the two codes of a byte: their maximum, then the blocks')
-        b = jnp.maximum(b & 15, b >> 4)
-        mc = _block_max(b, codec.block // 2)
-    else:
-        mc = _block_max(b, codec.block)
+    b = _unpack(q.codes, new.shape[-1]) if codec.bits == 4 else q.codes
+    mc = _block_max(b, codec.block)
     mc = jnp.maximum(_magnitude(mc.astype(jnp.int32), codec), 0)
     e_old = q.exponents.astype(jnp.int32)
     e = e_old - codec.top + (mc >> codec.mantissa) + codec.headroom
