@@ -1,0 +1,296 @@
+r"""Block-wise 8-bit and 4-bit optimizer state: the codec and its stored form.
+
+A quantized leaf ([`QuantizedState`][jax_rmsprop.QuantizedState]) is one small
+floating-point code per element and one power-of-two scale per block of ``block``
+elements along the last axis:
+
+$$
+x = \pm\, 2^{\,e_b - T}\; 2^{\lfloor c / 2^M \rfloor}\,(1 + (c \bmod 2^M) / 2^M),
+\qquad c \in \{1, \dots, c_{\max}\}
+$$
+
+where $c$ is the element's magnitude code, $M$ its mantissa bits, $e_b$ its block's
+exponent and $T$ the largest value of $\lfloor c/2^M \rfloor$ (the top binade).
+For $\nu$, code 0 is an exact zero and nothing else: a value below the smallest code is
+stored as the smallest code, never flushed to 0 (a flushed $\nu$ turns
+$g/(\sqrt\nu+\epsilon)$ into a step of $\eta/\sqrt{1-\rho}$). A signed value (the
+trace, $\mu$) below the smallest code rounds stochastically to 0 or that code, keeping
+its mean: stored as the smallest code it would push every small element away from 0.
+The all-ones magnitude marks a non-finite value (decoded as $+\infty$ in magnitude).
+
+| state | bits | sign | exponent | mantissa $M$ | binades per block | codes per byte |
+|---|---|---|---|---|---|---|
+| $\nu$ | 8 | - | 5 | 3 | 32 | 1 |
+| trace, $\mu$ | 8 | 1 | 4 | 3 | 16 | 1 |
+| $\nu$ | 4 | - | 4 | 0 | 16 | 2 |
+| trace | 4 | 1 | 3 | 0 | 8 | 2 |
+
+``centered=True`` is refused at 4 bits: its variance $\nu - \mu^2$ cancels, and with
+one mantissa bit (rounding noise of ~25%) it was noise that sent the step to
+$g/\epsilon$ (measured: a noisy quadratic diverged to 1e11 where float32 converged).
+
+$\nu$ is non-negative, so its codes carry no sign: a signed map (bitsandbytes') spends
+half its codes on values that never occur. Range decided over precision, by measurement
+(a noisy quadratic of 8192 elements with curvatures over 4 decades in every block,
+``tests/transform/test_quantized.py``; final loss / float32's): at 8 bits $\nu$ in e4m4
+(16 binades) gave 1.005 at decay 0.9 but 4.0 with momentum 0.9, e5m3 (32 binades) 0.996
+and 1.011; at 4 bits e3m1 gave 1.12 and 1.65 (decay 0.9, 0.999), e4m0 (powers of two,
+stochastically rounded) 0.993 and 0.985. The 4-bit trace: e2m1 7.2, e3m0 4.7 (momentum
+0.9; 0.965 and 0.946 at 0.5).
+
+**Encoding is one elementwise pass.** The block exponent used to encode step $t$'s
+values is read from the codes stored at step $t-1$ (their block maximum, a reduction over
+one byte per element that does not depend on this step's arithmetic), set $H$ binades
+above that maximum:
+
+$$ e_b \leftarrow e_b^{\text{old}} - T + \lfloor c^{\text{old}}_{\max} / 2^M \rfloor + H
+\;(+J \text{ when } c^{\text{old}}_{\max} = c_{\max}) $$
+
+A value above the top code is stored as the top code (the block was saturated: the next
+exponent jumps $J$ more binades); this step's update is always computed from the float32
+value, so it is exact whatever the storage, and $|\Delta| \le \eta/\sqrt{1-\rho}$ holds.
+A block whose stored codes are all zero (the first step from $\nu_0 = 0$) takes its
+exponent from this step's values at a few sampled positions.
+
+**Rounding is stochastic** with counter-based bits (deterministic given the step): the
+float32 bit pattern of $|x|$ plus a uniform integer below one code step, truncated.
+Round-to-nearest freezes a moving average whose increment $(1-\rho)(g^2-\nu)$ is below
+half a code step (at $\rho = 0.999$ it nearly always is). The bits are a hash of the
+element's index, the leaf and the step count. A golden-ratio (Weyl) sequence in the step
+count was tried first (in NumPy, on a slowly drifting value, its errors partly cancel over
+steps: 5.8% RMS error of $\sqrt\nu$ against 7.9% hashed at 4 mantissa bits), but the
+stored value feeds back into the next step's, and on a drifting gradient at $\rho =
+0.999$ the mean $\nu$ sat 3% (8 bits) and 19% (4 bits) below float32's; with the hash,
+1.2% and 2.1% above (round-to-nearest in bfloat16: 2.5x above, stale).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+_GOLDEN = 0x9E3779B9  # 2^32 / golden ratio: spreads the step counts over the hash keys
+_LEAF = 0x85EBCA6B  # decorrelates leaves
+MIN_QUANTIZED_SIZE = 4096  # leaves below keep their plain state (bitsandbytes' threshold)
+_SAMPLES = 16  # positions per block read to set an all-zero block's exponent
+
+
+class QuantizedState(NamedTuple):
+    """One leaf of the state in 8 or 4 bits (``rmsprop(..., state_bits=8|4)``).
+
+    Attributes:
+      codes: ``uint8``, shaped like the parameter (4 bits: two codes per byte along the
+        last axis, which has ``ceil(n / 2)`` bytes: element ``j`` in the low half of byte
+        ``j``, element ``j + ceil(n / 2)`` in the high half).
+      exponents: ``uint8``, one float32 biased exponent per block of the last axis
+        (``ceil(n / block)`` of them): the block's top binade.
+    """
+
+    codes: jax.Array
+    exponents: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Codec:
+    """One stored format: bits per code, signed or not, mantissa bits, block, headroom."""
+
+    bits: int
+    signed: bool
+    mantissa: int
+    block: int
+    headroom: int  # binades above the last step's block maximum
+    jump: int  # more binades when the block was saturated
+
+    @property
+    def magnitude_bits(self) -> int:
+        return self.bits - 1 if self.signed else self.bits
+
+    @property
+    def largest(self) -> int:
+        r"""$c_{\max}$, the largest magnitude code (one more marks a non-finite value)."""
+        return (1 << self.magnitude_bits) - 2
+
+    @property
+    def top(self) -> int:
+        """$T$: the largest binade index of a magnitude code."""
+        return self.largest >> self.mantissa
+
+
+@dataclasses.dataclass(frozen=True)
+class StateFormat:
+    """The static choice of ``state_bits`` and ``min_quantized_size`` (part of ``Variant``)."""
+
+    bits: int
+    min_size: int
+
+    def codec(self, slot: int) -> Codec:
+        """The codec of state ``slot``: 0 nu (unsigned), 1 the centered mu, 2 the trace."""
+        if self.bits == 8:
+            return Codec(8, slot > 0, 3, 256, 2 if slot > 0 else 3, 4)
+        return Codec(4, slot > 0, 0, 128, 1, 2)
+
+    def applies(self, p: Any) -> bool:
+        """Whether a parameter's state is quantized (large enough, real, at least 1-D)."""
+        return len(p.shape) >= 1 and math.prod(p.shape) >= max(self.min_size, 1)
+
+
+def _blocks(n: int, block: int) -> int:
+    return -(-n // block)
+
+
+def _per_element(e: jax.Array, n: int, block: int) -> jax.Array:
+    """``e`` (one per block of the last axis) repeated over its block's elements."""
+    # (a broadcast and a reshape, which XLA fuses into index arithmetic; jnp.repeat
+    # lowers to a scatter and cumulative sums)
+    full = jnp.broadcast_to(e[..., None], (*e.shape, block))
+    return full.reshape(*e.shape[:-1], e.shape[-1] * block)[..., :n]
+
+
+def _block_max(c: jax.Array, block: int) -> jax.Array:
+    """The maximum of each block of ``block`` elements along the last axis."""
+    n = c.shape[-1]
+    nb = _blocks(n, block)
+    if nb * block != n:
+        c = jnp.pad(c, [(0, 0)] * (c.ndim - 1) + [(0, nb * block - n)])
+    return jnp.max(c.reshape(*c.shape[:-1], nb, block), axis=-1)
+
+
+def _pack(c: jax.Array) -> jax.Array:
+    """Two 4-bit codes per byte along the last axis, in halves.
+
+    Element ``j`` in the low half of byte ``j``, element ``j + ceil(n / 2)`` in its high
+    half. (Halves rather than neighbours: each half is read and written contiguously, where
+    interleaved pairs made XLA's loops strided, 5x slower on this CPU.)
+    """
+    n = c.shape[-1]
+    h = -(-n // 2)
+    hi = c[..., h:]
+    hi = jnp.pad(hi, [(0, 0)] * (c.ndim - 1) + [(0, h - hi.shape[-1])])
+    return c[..., :h] | (hi << 4)
+
+
+def _unpack(b: jax.Array, n: int) -> jax.Array:
+    return jnp.concatenate([b & 15, b >> 4], axis=-1)[..., :n]
+
+
+def _bytes_of(q: QuantizedState, codec: Codec, n: int) -> jax.Array:
+    """The stored code of each element (4 bits: unpacked), as ``int32``."""
+    c = _unpack(q.codes, n) if codec.bits == 4 else q.codes
+    return c.astype(jnp.int32)
+
+
+def _magnitude(b: jax.Array, codec: Codec) -> jax.Array:
+    r"""The magnitude code $c$ of stored codes ``b``; -1 marks a non-finite value.
+
+    Stored: $c + 1$ unsigned, $2(c + 1) + \text{sign}$ signed, 0 (and 1) non-finite: the
+    order of the stored codes is the order of the magnitudes, so a block's largest finite
+    magnitude is its largest stored code, read by one reduction over the raw bytes.
+    """
+    return ((b >> 1) if codec.signed else b) - 1
+
+
+def decode(q: QuantizedState, codec: Codec, shape: tuple[int, ...]) -> jax.Array:
+    """The float32 values stored in ``q`` (``shape``: the parameter's)."""
+    n = shape[-1]
+    b = _bytes_of(q, codec, n)
+    mag = _magnitude(b, codec)
+    e = _per_element(q.exponents.astype(jnp.int32), n, codec.block)
+    bits = (mag << (23 - codec.mantissa)) + ((e - codec.top) << 23)
+    y = jax.lax.bitcast_convert_type(bits, jnp.float32)
+    y = jnp.where(mag == 0, jnp.float32(0), y)
+    y = jnp.where(mag < 0, jnp.float32(jnp.inf), y)
+    if codec.signed:
+        y = jnp.where(b & 1 != 0, -y, y)
+    return y
+
+
+def dither(shape: tuple[int, ...], count: jax.Array, leaf: int) -> jax.Array:
+    """Uniform ``uint32`` rounding offsets for step ``count`` of leaf ``leaf``.
+
+    A hash (two multiply-xorshift rounds) of the element's index along the last axis and
+    a per-step, per-leaf key: deterministic given the step, independent between steps.
+    """
+    k = count.astype(jnp.uint32) * jnp.uint32(_GOLDEN) + jnp.uint32((leaf * _LEAF) % 2**32)
+    x = jax.lax.broadcasted_iota(jnp.uint32, shape, len(shape) - 1) + k
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _sampled_exponent(x: jax.Array, codec: Codec) -> jax.Array:
+    """A block exponent from ``|x|`` at a few positions of each block (for all-zero blocks).
+
+    Every ``block / _SAMPLES``-th element, reduced per block with a reduction (XLA fuses
+    neither into the elementwise encoding: the samples are computed once, not per element).
+    """
+    n = x.shape[-1]
+    nb = _blocks(n, codec.block)
+    stride = max(codec.block // _SAMPLES, 1)
+    picks = jnp.abs(x[..., ::stride])
+    picks = jnp.where(picks < jnp.inf, picks, jnp.float32(0))
+    per_block = codec.block // stride
+    pad = nb * per_block - picks.shape[-1]
+    picks = jnp.pad(picks, [(0, 0)] * (x.ndim - 1) + [(0, pad)])
+    m = jnp.max(picks.reshape(*picks.shape[:-1], nb, per_block), axis=-1)
+    e = jax.lax.bitcast_convert_type(m, jnp.int32) >> 23
+    return jnp.where(m > 0, e + codec.headroom, 127 + codec.headroom)
+
+
+def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array:
+    """The block exponents for encoding ``new`` (this step's values), as ``int32``.
+
+    From the stored codes' block maxima (last step's values), ``headroom`` binades above;
+    a block of zeros takes a sampled exponent of ``new``.
+    """
+    b = _unpack(q.codes, new.shape[-1]) if codec.bits == 4 else q.codes
+    mc = _block_max(b, codec.block)
+    mc = jnp.maximum(_magnitude(mc.astype(jnp.int32), codec), 0)
+    e_old = q.exponents.astype(jnp.int32)
+    e = e_old - codec.top + (mc >> codec.mantissa) + codec.headroom
+    e = e + jnp.where(mc == codec.largest, codec.jump, 0)
+    e = jnp.where(mc == 0, _sampled_exponent(new, codec), e)
+    return jnp.clip(e, codec.top + 1, 254)
+
+
+def encode(x: jax.Array, e: jax.Array, codec: Codec, dither_bits: jax.Array) -> QuantizedState:
+    """``x`` (float32) in ``codec`` with block exponents ``e``, stochastically rounded."""
+    n = x.shape[-1]
+    mag = jnp.abs(x) if codec.signed else x
+    bits = jax.lax.bitcast_convert_type(mag, jnp.int32)
+    shift = 23 - codec.mantissa
+    r = (dither_bits >> (32 - shift)).astype(jnp.int32)
+    ee = _per_element(e, n, codec.block)
+    c = ((bits + r) >> shift) - ((ee - codec.top) << codec.mantissa)
+    c = jnp.clip(c, 1, codec.largest)
+    if codec.signed:
+        # Below the smallest code: 0 or that code, with the probability that keeps the
+        # mean (a trace that decays to 0 must reach it; nu never rounds to 0).
+        low = jax.lax.bitcast_convert_type((1 << shift) + ((ee - codec.top) << 23), jnp.float32)
+        u = (dither_bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+        c = jnp.where(mag < low, (mag > u * low).astype(jnp.int32), c)
+    c = jnp.where(mag == 0, 0, c) + 1
+    if codec.signed:
+        # (int32 throughout: an int32 | weakly typed int64 array crashes eager JAX 0.10)
+        c = (c << 1) | (x < 0).astype(jnp.int32)
+    c = jnp.where(mag < jnp.inf, c, 0)  # (NaN too)
+    codes = c.astype(jnp.uint8)
+    return QuantizedState(_pack(codes) if codec.bits == 4 else codes, e.astype(jnp.uint8))
+
+
+def init_state(p: jax.Array, value: Any, codec: Codec) -> QuantizedState:
+    """A leaf holding ``value`` (>= 0, possibly traced) everywhere, shaped for ``p``.
+
+    Derived from ``p`` elementwise, so the codes inherit the parameter's sharding.
+    """
+    src = jnp.real(p) if jnp.iscomplexobj(p) else p
+    v = jnp.asarray(value, jnp.float32)
+    x = jnp.where(jnp.isfinite(src), src, 0).astype(jnp.float32) * 0 + v
+    e_v = (jax.lax.bitcast_convert_type(v, jnp.int32) >> 23) + codec.headroom
+    e_v = jnp.where(v > 0, e_v, codec.top + 1)
+    e = jnp.full((*p.shape[:-1], _blocks(p.shape[-1], codec.block)), 0, jnp.int32) + e_v
+    return encode(x, jnp.clip(e, codec.top + 1, 254), codec, jnp.zeros(p.shape, jnp.uint32))
