@@ -42,6 +42,15 @@ def _rungs(n_configs: int, epochs: int, eta: int) -> list[int]:
     return sorted({epochs // eta ** (h - i) for i in range(h + 1)})
 
 
+def _work(n_configs: int, per_cfg: int, rungs: list[int], halving: int | None) -> list[int]:
+    """Epochs trained (summed over runs) in each rung: its runs times its epochs."""
+    out, alive, first = [], n_configs, 0
+    for target in rungs:
+        out.append(alive * per_cfg * (target - first))
+        alive, first = max(1, -(-alive // (halving or 1))), target
+    return out
+
+
 def tune(
     task: Task,
     space: Mapping[str, Any],
@@ -135,7 +144,11 @@ def tune(
         (``result.params``, ``result.model_state``, ``result.best_params(k, by=...)``);
         with ``checkpoint``, they are kept in it too (host memory and the file grow with
         the runs times the model's size), so a resumed tuning returns them all.
-      progress: called as ``progress(runs_done, runs)`` after each chunk.
+      progress: called as ``progress(epochs_done, epochs_total)`` after each chunk: the
+        epochs trained so far, summed over the runs and (successive halving) the rungs,
+        of all there are to train (each rung's runs times its epochs). With a sampler,
+        the trials' epochs (each trial counts ``epochs``, a pruned one too), after each
+        epoch of a batch.
 
     Returns:
       A [`TuneResult`][jax_rmsprop.TuneResult] (with ``study`` set when a sampler proposed the
@@ -187,16 +200,18 @@ def tune(
         pos, n_cfg * per_cfg, epochs, per_cfg, plan.abstract_run(), names_logged
     )
     # Ctrl-C, SIGTERM: stop after the chunk in flight
+    work = _work(n_cfg, per_cfg, rungs, halving)
     with resumable("tune", checkpoint, "sweep", print_) as loop:
         if (got := loop.load(like, host=True)) is not None:
             prog = Progress.restored(*got)
         try:
             while prog.rung < len(rungs):
-                _rung(plan, prog, rungs, per_cfg, halving, loop, progress, keep_params)
+                _rung(plan, prog, rungs, per_cfg, halving, loop, progress, keep_params, work)
         except KeyboardInterrupt:
             raise SweepInterrupted(
-                _result(prog, names, cells, shape, per_cfg, task, folds), loop.path
-            ) from None
+                _result(prog, names, cells, shape, per_cfg, task, folds), loop.path,
+                counts=_counts(prog, rungs, per_cfg, work, n_cfg),
+            ) from None  # fmt: skip
         finally:  # what finished is kept, however the loop ended
             loop.boundary(prog.arrays, prog.position, last=True)
     result = _result(prog, names, cells, shape, per_cfg, task, folds)
@@ -250,7 +265,31 @@ def _gathered(trained: Any, lead: tuple, plan) -> tuple[Any, Any]:
     return with_keys(out, stacked((run.params, run.state), *lead))
 
 
-def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, full: bool):
+def _counts(prog: Progress, rungs, per_cfg, work, n_cfg) -> dict[str, tuple[int, int]]:
+    """Where an interrupted grid tuning stood, as a rerun from its checkpoint finds it.
+
+    ``epochs``: trained of all (the progress bar's count); ``rung``: the rung in training
+    (1-based) of the rungs; ``runs``: that rung's runs trained of its runs;
+    ``configs``: configurations trained to the last epoch (every seed) of all.
+    """
+    r = min(prog.rung, len(rungs) - 1)
+    span = rungs[r] - (rungs[r - 1] if r else 0)
+    runs = work[r] // span if prog.rung < len(rungs) else 0
+    done = sum(work[: prog.rung]) + prog.done * span * (prog.rung < len(rungs))
+    configs = 0  # trained to the last epoch: the last rung's, all seeds done
+    if prog.rung == len(rungs):
+        configs = prog.alive.size
+    elif prog.rung == len(rungs) - 1:
+        configs = prog.done // per_cfg
+    return {
+        "epochs": (done, sum(work)),
+        "rung": (prog.rung + 1, len(rungs)),
+        "runs": (prog.done, runs),
+        "configs": (configs, n_cfg),
+    }
+
+
+def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, full: bool, work):
     """Trains the rest of ``prog``'s rung, chunk by chunk, then moves it to the next rung.
 
     After each chunk the checkpoint (if any) is given the progress; at a rung's end,
@@ -279,8 +318,8 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, f
             prog.kept.append(kept)
         prog.done = done
         loop.boundary(prog.arrays, prog.position)  # (a signal: written by the finally)
-        if progress is not None:
-            progress(done, idx.size)
+        if progress is not None:  # (the losses came to the host: these epochs ran)
+            progress(sum(work[: prog.rung]) + done * (target - first), sum(work))
         if loop.requested is not None:  # saved below (the sweep's finally)
             raise KeyboardInterrupt
     carry_in = None
