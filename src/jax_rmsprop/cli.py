@@ -679,6 +679,7 @@ def _writable(path: str, flag: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jax-rmsprop``; returns the exit code."""
+    args: Any = None
     try:
         args = _parser().parse_args(argv)
         _writable(args.out, "--out")
@@ -697,6 +698,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"jax-rmsprop: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before any work finished (loading, compiling, the 1st chunk)
+        demo = args is not None and args.command == "demo"
+        kept = f"the pictures drawn so far are in {args.out}" if demo else "nothing to keep yet"
+        print(f"jax-rmsprop: interrupted ({kept})", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -660,9 +660,12 @@ def tune_trials(study: Any, out: str | Path, *, title: str) -> Path:
     shown_vals = [*vals[finite], *(last(t) for t in pruned)]
     if shown_vals and min(shown_vals) > 0:
         left.set_yscale("log")
+    from matplotlib.ticker import MaxNLocator
+
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set(xlabel="trial number", ylabel="value (validation loss)", title="value by trial")
     left.grid(alpha=0.3)
-    left.legend()
+    _legend_below(left)
     _param_scatter(right, study, done, pruned, vals, finite, sign, last)
     fig.suptitle(title)
     return _save(fig, out)
@@ -701,4 +704,9 @@ def _param_scatter(ax, study, done, pruned, vals, finite, sign, last) -> None:
             getattr(ax, f"set_{axis}scale")("log")
     ylabel = "value" if one else names[1]
     ax.set(xlabel=x, ylabel=ylabel, title="the trials' parameters")
-    ax.legend(loc="best")
+    _legend_below(ax)
+
+
+def _legend_below(ax) -> None:
+    """The legend in one row under the axes' label, off the data."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)

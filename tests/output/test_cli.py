@@ -208,6 +208,42 @@ def test_ctrl_c_prints_the_partial_table_and_a_rerun_resumes(tmp_path):
     ).read_text()
 
 
+@pytest.mark.slow
+def test_ctrl_c_in_tune_without_storage_prints_and_writes_the_finished_trials(
+    tmp_path, monkeypatch, capsys
+):
+    """SIGINT during the first batch (at its first epoch's report): the batch finishes,
+    its trials are printed and written (CSV, picture), and the way to go on is named."""
+    import os
+    import signal
+
+    pytest.importorskip("optuna")
+    bar = cli._Progress.__call__
+
+    def signal_once(self, done, total, postfix=""):
+        if done == 2:  # the first epoch of the first batch (2 trials) has run
+            os.kill(os.getpid(), signal.SIGINT)
+        bar(self, done, total, postfix)
+
+    monkeypatch.setattr(cli._Progress, "__call__", signal_once)
+    argv = ["tune", "digits", "--trials", "6", "--batch", "2", "--epochs", "2"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 130
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "interrupted: 2 trials finished this run"
+    assert lines[1].startswith("digits: 2 trials (2 this run, 0 pruned)")
+    assert lines[2].split() == ["learning_rate", "decay", "score", "seed_std"]
+    assert "score: the value told to Optuna" in out
+    with open(tmp_path / "tune_digits.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 2
+    best = min(float(r["value"]) for r in rows)
+    assert float(lines[4].split()[2]) == pytest.approx(best, rel=1e-3)
+    with Image.open(tmp_path / "tune_digits.png") as im:
+        assert im.format == "PNG"
+    assert f"--storage sqlite:///{tmp_path / 'tune.db'}" in out
+
+
 def test_a_corrupt_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "sweep.npz").write_bytes(b"garbage")
@@ -374,3 +410,17 @@ def test_pbt_prints_the_best_members_and_writes_the_schedule(tmp_path, capsys):
         assert int(parent) == ref.parent[int(j), int(m)]
         assert float(lr) == ref.schedule["learning_rate"][int(j), int(m)]
     assert (tmp_path / "pbt_digits.png").exists()
+
+
+def test_ctrl_c_before_anything_finished_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C while the data loads (before a sweep's interrupt handler is installed)."""
+    from jax_rmsprop import problems
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(problems, "get", interrupted)
+    assert cli.main(["sweep", "digits", "--decay", "0.5:0.9:2"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "jax-rmsprop: interrupted (nothing to keep yet)\n"
+    assert captured.out == ""

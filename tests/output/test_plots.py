@@ -337,3 +337,51 @@ def test_a_zero_loss_on_log_colours_is_the_lowest_colour_and_reads_0(drawn):
     shown = np.asarray(mesh.get_array()).reshape(2, 2)
     assert not np.ma.is_masked(shown[1, 1]) and shown[1, 1] == 1e-5 == mesh.norm.vmin
     assert [(t.get_text(), t.get_position()) for t in ax.texts] == [("0", (0.9, 1e-2))]
+
+
+def test_tune_trials_draws_each_trial_at_its_number_and_pruned_ones_apart(tmp_path):
+    """Completed trials at (number, value) and over their parameters; pruned ones as grey
+    crosses at their last reported value; the best so far; the legends off the axes."""
+    optuna = pytest.importorskip("optuna")
+    import matplotlib.pyplot as plt
+    from optuna.distributions import FloatDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    space = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True),
+             "decay": FloatDistribution(0.5, 0.99)}  # fmt: skip
+    values = [0.9, 0.5, 0.7, 0.3, 0.8]
+    for i, v in enumerate(values):
+        t = study.ask(space)
+        t.report(2 * v, 1)
+        if i == 2:
+            study.tell(t, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(t, v)
+    figures = []
+    orig = plots._save
+    plots._save = lambda fig, out: figures.append(fig) or out
+    try:
+        plots.tune_trials(study, tmp_path / "t.png", title="t")
+    finally:
+        plots._save = orig
+    left, right = figures[0].axes[:2]
+    lines = {line.get_label(): line for line in left.get_lines()}
+    np.testing.assert_allclose(lines["completed"].get_xydata(),
+                               [[0, 0.9], [1, 0.5], [3, 0.3], [4, 0.8]])  # fmt: skip
+    np.testing.assert_allclose(lines["pruned (last reported value)"].get_xydata(), [[2, 1.4]])
+    np.testing.assert_allclose(lines["best so far"].get_ydata(), [0.9, 0.5, 0.3, 0.3])
+    marks = {c.get_label(): c for c in right.collections}
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    np.testing.assert_allclose(
+        marks["completed (colour: value)"].get_offsets(),
+        [[t.params["learning_rate"], t.params["decay"]] for t in done],
+    )
+    best = study.best_trial.params
+    np.testing.assert_allclose(marks["best"].get_offsets(), [[best["learning_rate"],
+                               best["decay"]]])  # fmt: skip
+    assert len(marks["pruned"].get_offsets()) == 1 and right.get_xscale() == "log"
+    figures[0].canvas.draw()
+    for ax in (left, right):
+        assert ax.get_legend().get_window_extent().y1 < ax.get_window_extent().y0
+    plt.close(figures[0])
