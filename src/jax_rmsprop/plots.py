@@ -215,7 +215,9 @@ def sweep_heatmap(
             ran = sorted({int(e) for e in result.epochs_run.min(-1)[stopped]})
             halted = f" (after {' or '.join(map(str, ran))} of {result.loss.shape[-1]} epochs)"
         _marks(axes[0], a, b, diverged, stopped, names, halted)
-        fig.suptitle(title)
+        import textwrap
+
+        fig.suptitle(textwrap.fill(title, 60 * panels))  # (a long title: on two lines)
         return _save(fig, out)
 
 

@@ -424,3 +424,31 @@ def test_ctrl_c_before_anything_finished_is_one_line_and_exit_130(monkeypatch, c
     captured = capsys.readouterr()
     assert captured.err == "jax-rmsprop: interrupted (nothing to keep yet)\n"
     assert captured.out == ""
+
+
+def test_the_bar_counts_from_the_start_of_the_work_and_names_the_compile(capsys):
+    """Its clock starts when made (the work before the first report counts in the rate);
+    a problem sweep's first report says the program is compiled, and the bar's clock
+    starts there; the total is the one each report gives."""
+    import time
+
+    pytest.importorskip("tqdm")
+    from jax_rmsprop._progress import Bar
+
+    bar = Bar(4, "epoch", "tune")
+    time.sleep(0.3)
+    bar(2, 4)
+    assert bar.bar.format_dict["elapsed"] >= 0.3 and bar.bar.n == 2
+    bar(5, 6)  # (a larger total, as halving's rungs are known)
+    assert bar.bar.total == 6 and bar.bar.n == 5
+    bar.close()
+    sweep = Bar(100, "step", "sweep", compiled="compiled one program for all 4 configurations")
+    time.sleep(0.3)
+    sweep(0, 100)
+    err = capsys.readouterr().err
+    m = re.search(r"sweep: compiled one program for all 4 configurations in (\d+\.\d+) s", err)
+    assert m and float(m.group(1)) >= 0.3
+    assert sweep.bar.n == 0 and sweep.bar.format_dict["elapsed"] < 0.3  # the run's own clock
+    sweep(100, 100)
+    assert sweep.bar.n == 100
+    sweep.close()
