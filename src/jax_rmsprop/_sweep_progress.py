@@ -33,9 +33,10 @@ class SweepInterrupted(Interrupted):
       checkpoint: the checkpoint file holding them (run the same call to resume), or
         ``None`` without ``checkpoint``.
       steps: ([`sweep`][jax_rmsprop.sweep]) the steps every configuration had taken.
-      counts: (``tune`` over a grid) where it stood, as a rerun from the checkpoint
-        finds it: ``{"epochs": (trained, total), "rung": (rung, rungs), "runs": (trained,
-        in the rung), "configs": (trained to the last epoch, all)}``; else ``None``.
+      counts: ([`tune`][jax_rmsprop.tune] over a grid) where it stood, as a rerun from
+        the checkpoint finds it: ``{"epochs": (trained, total), "rung": (rung, rungs),
+        "runs": (trained, in the rung), "configs": (trained to the last epoch, all)}``;
+        else ``None``.
     """
 
     def __init__(

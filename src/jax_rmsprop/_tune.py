@@ -136,8 +136,8 @@ def tune(
         for bit. A checkpoint of a different call raises
         [`CheckpointMismatch`][jax_rmsprop.CheckpointMismatch]. With a sampler
         (``study.npz``) it holds the group of trials in training: each group then trains
-        in up to 16 program calls (one epoch per call with a pruner, and without the
-        freed-slot refill), and a killed tuning run again with the same study (its
+        in up to 16 program calls (one epoch per call with a pruner or ``progress``, and
+        without the freed-slot refill), and a killed tuning run again with the same study (its
         storage) continues that group's configurations from their last saved epoch, as
         new trials (the killed ones are ``FAIL``).
       keep_params: return every run's trained parameters and model state

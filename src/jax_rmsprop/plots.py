@@ -696,8 +696,16 @@ def _param_scatter(ax, study, done, pruned, vals, finite, sign, last) -> None:
                             s=30, label="completed (colour: value)")  # fmt: skip
         ax.figure.colorbar(points, ax=ax, label="value" + (" (log)" if positive else ""))
         i = int(np.argmin(np.where(ok, sign * vals, np.inf)))
-        ax.scatter([at(done, x)[i]], [ys_done[i]], s=160, facecolors="none", edgecolors="red",
-                   label="best")  # fmt: skip
+        ax.scatter(
+            [at(done, x)[i]],
+            [ys_done[i]],
+            s=220,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=2.2,
+            zorder=5,
+            label="best",
+        )  # fmt: skip (on top of the rest)
     if pruned:
         ax.scatter(at(pruned, x), ys_pruned, marker="x", color="0.55", s=25, label="pruned")
     for axis, name in (("x", x), ("y", None if one else names[1])):
