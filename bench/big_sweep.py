@@ -55,7 +55,7 @@ def main():
         "runs": RUNS,
         "budget_gib": budgets[0] / 2**30,
         "one_program_gib": one_program / 2**30,
-        "chunk": chunks[0],
+        "chunk": chunks[0] // args.epochs,  # (progress counts epochs: runs x epochs)
         "chunks": len(chunks),
         "seconds": seconds,
         "finite": bool(np.isfinite(res.val_loss).all()),

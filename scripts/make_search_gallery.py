@@ -1,6 +1,6 @@
 """Draws the sweep and tuning pictures of docs/gallery.md: a grid sweep of the elongated
-bowl, a batched TPE search against random search, its parallel coordinates, the best
-configurations' learning curves, and a PBT run.
+bowl, a batched TPE search (its trials by number and parameters) against random search,
+its parallel coordinates, the best configurations' learning curves, and a PBT run.
 
 Usage: python scripts/make_search_gallery.py [OUT_DIR]   (default: docs/gallery)
 """
@@ -38,6 +38,10 @@ def main(out: Path) -> None:
         sampler = optuna.samplers.TPESampler(seed=0, constant_liar=True, multivariate=True)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=16, n_warmup_steps=1)
     tpe = jax_rmsprop.tune(task, SPACE, 5, sampler=sampler, pruner=pruner, trials=128, batch=32)
+    plots.tune_trials(
+        tpe.study, out / "search_trials.png",
+        title="Digits: 128 TPE trials in batches of 32, median pruner",
+    )  # fmt: skip
     rnd = jax_rmsprop.tune(task, SPACE, 5, samples=128, seed=0)
     plots.search_progress(
         {"TPE, batches of 32, median pruner": tpe, "random search": rnd},

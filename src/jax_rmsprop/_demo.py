@@ -192,7 +192,10 @@ def _seed_002_digits(out: Path, echo: Callable[[str], None]) -> dict[str, Path]:
         )
     return {
         "digits": plots.loss_curves(
-            curves, out / "digits_losses.png", title="Digits: training and validation loss"
+            curves,
+            out / "digits_losses.png",
+            title="Digits: training and validation loss",
+            first=1,  # the loss over epoch 1, then 2...
         ),
         "digits_sweep": _digits_sweep(task, out, echo),
     }

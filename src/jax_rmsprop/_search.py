@@ -129,7 +129,7 @@ def search(
     asker = _asker(study, space, ask_ahead, prune, checkpoint)
     trained = _Trained(kept=[] if keep_params else None)
     pending: list = []  # asked, not told: failed if a second Ctrl-C cuts them short
-    report = functools.partial(_report, progress, done, trials)  # (the freed slots')
+    report = functools.partial(_report, progress, 0, trials * epochs)
 
     print_ = lambda: plan_for.fingerprint(  # noqa: E731
         names, epochs=epochs, monitor=monitor, keep_params=keep_params
@@ -144,8 +144,8 @@ def search(
             elif prune and not static and done < trials and flight is None:  # freed slots
                 plan = plan_for.fitting((), min(batch, trials - done), 1, batch)
                 slots = _Slots(plan, study, optuna, space, numeric, epochs, monitor, sign)
-                slots.run(trained, pending, min(batch, trials - done), trials - done, report,
-                          loop)  # fmt: skip
+                slots.run(trained, pending, min(batch, trials - done), trials - done,
+                          functools.partial(report, done * epochs), loop)  # fmt: skip
                 done += slots.finished
             while (done < trials or pending) and loop.requested is None:  # (a resumed group)
                 pending = pending or asker.batch(batch, trials - done)  # (and the next, ahead)
@@ -156,15 +156,14 @@ def search(
                     plan = plan_for.fitting(key, min(batch, trials), 1 if prune else epochs, batch)
                     if flight is not None:
                         flight.done = done
+                    at = functools.partial(report, done * epochs)  # + the group's epochs
                     _train_group(plan, group, numeric, epochs, monitor, sign, prune,
-                                 trained, flight)  # fmt: skip
+                                 trained, flight, at if progress is not None else None)  # fmt: skip
                     asker.settle()
                     for i in range(len(trained.trials) - len(group), len(trained.trials)):
                         _tell(study, optuna, trained, i, monitor, sign)
                     done += len(group)
                     pending = [t for t in pending if t not in group]
-                if progress is not None:
-                    progress(done, trials)
     except KeyboardInterrupt:  # mid-batch (a second Ctrl-C, or a checkpoint's boundary)
         _fail(study, optuna, pending + asker.unused())
         raise SweepInterrupted(_result(trained, names, study, has_val), path) from None
@@ -239,10 +238,10 @@ class _Plans:
         )  # fmt: skip
 
 
-def _report(progress: Callable[[int, int], None] | None, start: int, trials: int, k: int):
-    """Calls ``progress`` with the trials finished: ``start`` and ``k`` more."""
+def _report(progress: Callable[[int, int], None] | None, start: int, total: int, *k: int):
+    """Calls ``progress`` with the trials' epochs trained: ``start`` and ``k`` more."""
     if progress is not None:
-        progress(start + k, trials)
+        progress(start + sum(k), total)
 
 
 def _check_counts(**counts: Any) -> None:
@@ -350,7 +349,6 @@ class _Slots:
                 _tell(self.study, self.optuna, trained, len(trained.trials) - 1,
                       self.monitor, self.sign)  # fmt: skip
                 self.finished += 1
-                report(self.finished)
                 freed[i] = True
                 if asked < budget and loop.requested is None:
                     slot[i] = self.study.ask(dict(self.space))
@@ -358,6 +356,8 @@ class _Slots:
                     logs[i], ep[i] = [], 0
                 else:
                     active[i] = False
+            # epochs trained: each told trial's (a pruned one counts all), the others' so far
+            report(self.finished * self.epochs + int(ep[active & ~freed].sum()))
             pending[:] = [t for t, a in zip(slot, active) if a]
             if (freed & active).any():  # new trials: their runs start afresh next epoch
                 reset = runs(freed & active)
@@ -416,19 +416,23 @@ def _finished_after_failing_stale(optuna, study) -> int:
     return len(study.get_trials(deepcopy=False, states=finished))
 
 
-def _train_group(plan, group, numeric, epochs, monitor, sign, prune, trained, flight=None):
+def _train_group(
+    plan, group, numeric, epochs, monitor, sign, prune, trained, flight=None, report=None
+):
     """Trains one program's trials (all seeds and folds of each) and records their runs.
 
     With a pruner, epoch by epoch, each epoch's value reported; with ``flight`` (a
     checkpoint), in up to 16 calls, each call's end a boundary of the checkpoint, and
-    from its saved carries when the group is the one a stopped call left.
+    from its saved carries when the group is the one a stopped call left. With
+    ``report``, epoch by epoch too, ``report(epochs trained)`` (the group's trials x the
+    epochs) after each: the logs have come to the host, so those epochs ran.
     """
     per_cfg = plan.seeds * plan.k
     values = [np.asarray([t.params[n] for t in group], np.float64) for n in numeric]
     plan = dataclasses.replace(plan, runs=[np.repeat(v, per_cfg) for v in values])
     n = len(group) * per_cfg
     idx = np.minimum(np.arange(plan.padded(n)), n - 1)  # padded to the mesh's devices
-    step = 1 if prune else (epochs if flight is None else -(-epochs // 16))
+    step = 1 if prune or report else (epochs if flight is None else -(-epochs // 16))
     carry: Any = None
     first = 0
     logs: list = []
@@ -447,6 +451,8 @@ def _train_group(plan, group, numeric, epochs, monitor, sign, prune, trained, fl
         carry, (f, v) = plan.advance(idx, carry, first, span)
         logs.append((f, v))
         first += span
+        if report is not None:
+            report(len(group) * first)
         if prune:
             _prune(group, _monitored(f, v, monitor)[:n], per_cfg, stopped, first, sign)
             if stopped.any() and first < epochs:  # frozen in the program from the next epoch

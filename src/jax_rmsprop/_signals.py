@@ -2,7 +2,7 @@
 
 A scheduler or a preempted cloud machine sends SIGTERM; a user presses Ctrl-C. Raising at
 once would leave the epoch in flight half-done and its donated inputs gone, so
-``Interrupts`` only records the signal; the loop checks ``requested``
+``Interrupts`` only records the signal (and says so on stderr); the loop checks ``requested``
 after each epoch, saves, and stops. A second Ctrl-C raises ``KeyboardInterrupt`` at once.
 Handlers are installed only in the main thread (Python delivers signals there) and the
 previous ones are restored on exit.
@@ -11,6 +11,7 @@ previous ones are restored on exit.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -32,6 +33,14 @@ class Interrupts:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        if self.requested is None:  # said at once: the work in flight may take a while
+            print(
+                f"\n{signal.Signals(signum).name}: stopping once the work in flight (an "
+                "epoch, a chunk, a batch of trials) has finished, keeping it (Ctrl-C again: "
+                "stop now, losing it)",
+                file=sys.stderr,
+                flush=True,
+            )
         self.requested = signal.Signals(signum).name
 
     def __exit__(self, *exc: object) -> None:

@@ -105,11 +105,17 @@ def _advance_in_chunks(
     its input was donated), the steps done, and the signal that stopped it or ``None``.
     """
     stop = None
+    compiled = False
     try:
         while done_steps < steps:
             k = min(chunk, steps - done_steps)
             carry = _advance_all(loss, carry, values, tol, min_loss, n_steps=k, **static)
+            if progress is not None and not compiled:  # the program is compiled, and runs
+                compiled = True
+                progress(done_steps, steps)
             done_steps += k
+            if progress is not None:  # the device runs ahead: count what it has done
+                jax.block_until_ready(carry)
             last = done_steps >= steps
             if tol is not None and bool(to_host(jnp.all(loop.reached(carry, tol, min_loss)))):
                 last = True
@@ -202,8 +208,10 @@ def sweep(
       chunk_steps: steps per compiled chunk (default: all at once, or 20 chunks with
         ``progress`` or ``checkpoint``); between chunks ``progress`` is called and, with
         ``tol``, the sweep stops early once every configuration has converged.
-      progress: called as ``progress(steps_done, steps)`` after each chunk (the CLI
-        draws its progress bar with it).
+      progress: called as ``progress(steps_done, steps)`` once the program is compiled
+        and running (``steps_done``: where it starts, 0 unless resumed), then after each
+        chunk has run (waited for: the count is the device's, not the dispatches'); the
+        CLI draws its progress bar with it.
       checkpoint: a directory: the sweep's carry is saved there (``sweep.npz``,
         atomically, in the background) after each chunk of ``chunk_steps`` steps, and a
         call that finds it goes on from there, ending with the same numbers, bit for bit,

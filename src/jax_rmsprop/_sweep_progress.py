@@ -33,13 +33,24 @@ class SweepInterrupted(Interrupted):
       checkpoint: the checkpoint file holding them (run the same call to resume), or
         ``None`` without ``checkpoint``.
       steps: ([`sweep`][jax_rmsprop.sweep]) the steps every configuration had taken.
+      counts: ([`tune`][jax_rmsprop.tune] over a grid) where it stood, as a rerun from
+        the checkpoint finds it: ``{"epochs": (trained, total), "rung": (rung, rungs),
+        "runs": (trained, in the rung), "configs": (trained to the last epoch, all)}``;
+        else ``None``.
     """
 
-    def __init__(self, partial: Any, checkpoint: Path | None, steps: int | None = None):
+    def __init__(
+        self,
+        partial: Any,
+        checkpoint: Path | None,
+        steps: int | None = None,
+        counts: dict[str, tuple[int, int]] | None = None,
+    ):
         super().__init__("sweep interrupted")
         self.partial = partial
         self.checkpoint = checkpoint
         self.steps = steps
+        self.counts = counts
 
 
 @dataclasses.dataclass

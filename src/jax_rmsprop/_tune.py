@@ -42,6 +42,15 @@ def _rungs(n_configs: int, epochs: int, eta: int) -> list[int]:
     return sorted({epochs // eta ** (h - i) for i in range(h + 1)})
 
 
+def _work(n_configs: int, per_cfg: int, rungs: list[int], halving: int | None) -> list[int]:
+    """Epochs trained (summed over runs) in each rung: its runs times its epochs."""
+    out, alive, first = [], n_configs, 0
+    for target in rungs:
+        out.append(alive * per_cfg * (target - first))
+        alive, first = max(1, -(-alive // (halving or 1))), target
+    return out
+
+
 def tune(
     task: Task,
     space: Mapping[str, Any],
@@ -128,15 +137,19 @@ def tune(
         for bit. A checkpoint of a different call raises
         [`CheckpointMismatch`][jax_rmsprop.CheckpointMismatch]. With a sampler
         (``study.npz``) it holds the group of trials in training: each group then trains
-        in up to 16 program calls (one epoch per call with a pruner, and without the
-        freed-slot refill), and a killed tuning run again with the same study (its
+        in up to 16 program calls (one epoch per call with a pruner or ``progress``, and
+        without the freed-slot refill), and a killed tuning run again with the same study (its
         storage) continues that group's configurations from their last saved epoch, as
         new trials (the killed ones are ``FAIL``).
       keep_params: return every run's trained parameters and model state
         (``result.params``, ``result.model_state``, ``result.best_params(k, by=...)``);
         with ``checkpoint``, they are kept in it too (host memory and the file grow with
         the runs times the model's size), so a resumed tuning returns them all.
-      progress: called as ``progress(runs_done, runs)`` after each chunk.
+      progress: called as ``progress(epochs_done, epochs_total)`` after each chunk: the
+        epochs trained so far, summed over the runs and (successive halving) the rungs,
+        of all there are to train (each rung's runs times its epochs). With a sampler,
+        the trials' epochs (each trial counts ``epochs``, a pruned one too), after each
+        epoch of a batch.
       ask_ahead: (sampler) ask the next batch while this one trains (in a thread), so
         that the host's sampling and the device's training overlap: a tuning's wall time
         nears the larger of the two, not their sum (worth it where a batch trains in
@@ -168,9 +181,7 @@ def tune(
             keep_params=keep_params, progress=progress, checkpoint=checkpoint,
             ask_ahead=ask_ahead,
         )  # fmt: skip
-    if ask_ahead:
-        raise TypeError("`tune(ask_ahead=True)` orders an Optuna sampler's asks: pass `sampler=`.")
-    _check_grid_args(epochs, seeds, patience, halving, chunk_size, trials, monitor)
+    _check_grid_args(epochs, seeds, patience, halving, chunk_size, trials, monitor, ask_ahead)
     if samples is None:
         names, cells, shape = grid_cells(space, "tune")
     else:
@@ -198,16 +209,18 @@ def tune(
         pos, n_cfg * per_cfg, epochs, per_cfg, plan.abstract_run(), names_logged
     )
     # Ctrl-C, SIGTERM: stop after the chunk in flight
+    work = _work(n_cfg, per_cfg, rungs, halving)
     with resumable("tune", checkpoint, "sweep", print_) as loop:
         if (got := loop.load(like, host=True)) is not None:
             prog = Progress.restored(*got)
         try:
             while prog.rung < len(rungs):
-                _rung(plan, prog, rungs, per_cfg, halving, loop, progress, keep_params)
+                _rung(plan, prog, rungs, per_cfg, halving, loop, progress, keep_params, work)
         except KeyboardInterrupt:
             raise SweepInterrupted(
-                _result(prog, names, cells, shape, per_cfg, task, folds), loop.path
-            ) from None
+                _result(prog, names, cells, shape, per_cfg, task, folds), loop.path,
+                counts=_counts(prog, rungs, per_cfg, work, n_cfg),
+            ) from None  # fmt: skip
         finally:  # what finished is kept, however the loop ended
             loop.boundary(prog.arrays, prog.position, last=True)
     result = _result(prog, names, cells, shape, per_cfg, task, folds)
@@ -231,8 +244,12 @@ def _refuse_for_samplers(samples, halving, chunk_size) -> None:
         )
 
 
-def _check_grid_args(epochs, seeds, patience, halving, chunk_size, trials, monitor) -> None:
+def _check_grid_args(
+    epochs, seeds, patience, halving, chunk_size, trials, monitor, ask_ahead=False
+) -> None:
     """A grid (or random) search's arguments; a sampler's options refused."""
+    if ask_ahead:
+        raise TypeError("`tune(ask_ahead=True)` orders an Optuna sampler's asks: pass `sampler=`.")
     if trials is not None:
         raise TypeError("`tune(trials=...)` counts an Optuna sampler's trials: pass `sampler=`.")
     if monitor is not None:
@@ -261,7 +278,31 @@ def _gathered(trained: Any, lead: tuple, plan) -> tuple[Any, Any]:
     return with_keys(out, stacked((run.params, run.state), *lead))
 
 
-def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, full: bool):
+def _counts(prog: Progress, rungs, per_cfg, work, n_cfg) -> dict[str, tuple[int, int]]:
+    """Where an interrupted grid tuning stood, as a rerun from its checkpoint finds it.
+
+    ``epochs``: trained of all (the progress bar's count); ``rung``: the rung in training
+    (1-based) of the rungs; ``runs``: that rung's runs trained of its runs;
+    ``configs``: configurations trained to the last epoch (every seed) of all.
+    """
+    r = min(prog.rung, len(rungs) - 1)
+    span = rungs[r] - (rungs[r - 1] if r else 0)
+    runs = work[r] // span if prog.rung < len(rungs) else 0
+    done = sum(work[: prog.rung]) + prog.done * span * (prog.rung < len(rungs))
+    configs = 0  # trained to the last epoch: the last rung's, all seeds done
+    if prog.rung == len(rungs):
+        configs = prog.alive.size
+    elif prog.rung == len(rungs) - 1:
+        configs = prog.done // per_cfg
+    return {
+        "epochs": (done, sum(work)),
+        "rung": (prog.rung + 1, len(rungs)),
+        "runs": (prog.done, runs),
+        "configs": (configs, n_cfg),
+    }
+
+
+def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, full: bool, work):
     """Trains the rest of ``prog``'s rung, chunk by chunk, then moves it to the next rung.
 
     After each chunk the checkpoint (if any) is given the progress; at a rung's end,
@@ -290,8 +331,8 @@ def _rung(plan, prog: Progress, rungs, per_cfg, halving, loop: Loop, progress, f
             prog.kept.append(kept)
         prog.done = done
         loop.boundary(prog.arrays, prog.position)  # (a signal: written by the finally)
-        if progress is not None:
-            progress(done, idx.size)
+        if progress is not None:  # (the losses came to the host: these epochs ran)
+            progress(sum(work[: prog.rung]) + done * (target - first), sum(work))
         if loop.requested is not None:  # saved below (the sweep's finally)
             raise KeyboardInterrupt
     carry_in = None

@@ -374,14 +374,15 @@ def _tune(args) -> int:
 
     import optuna
 
-    from . import report
     from ._sweep_progress import SweepInterrupted
     from ._tune import tune
 
     task = _tune_task(args)
     space, fixed = _space(args)
     study = _study(optuna, args)
-    progress = None if args.no_progress else _Progress(args.trials, "trial", "tune")
+    progress = None
+    if not args.no_progress:  # epochs trained, every trial's
+        progress = _Progress(args.trials * args.epochs, "epoch", "tune")
     try:
         result = tune(
             task, space, args.epochs, study=study, trials=args.trials, batch=args.batch,
@@ -390,30 +391,81 @@ def _tune(args) -> int:
         )  # fmt: skip
     except (TypeError, ValueError) as err:
         raise UsageError(_in_flags(str(err))) from None
-    except SweepInterrupted as stop:
+    except SweepInterrupted as stop:  # Ctrl-C, SIGTERM: what finished, kept and shown
         if progress is not None:
             progress.close()
-        print(f"interrupted: {len(stop.partial.trial)} trials finished this run")
-        if args.storage:
-            print(f"the study is in {args.storage}: run the same command again to go on.")
-        return 130
+        return _tune_interrupted(args, task, study, stop.partial)
     finally:
         if progress is not None:
             progress.close()
+    _tune_report(args, task, study, result)
+    return 0
+
+
+_SCORE = (
+    "score: {whose} validation loss after the last epoch, mean over seeds (lower is "
+    "better); seed_std: its standard deviation over seeds"
+)
+
+
+def _tune_report(args, task, study, result, interrupted: bool = False) -> None:
+    """``tune``'s summary, its table of the best trials, the CSV and the picture."""
+    from . import report
+
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert result.trial is not None and result.pruned is not None
+    best = f"best value {study.best_value:.4g}" if any(
+        t.state.name == "COMPLETE" for t in done
+    ) else "no trial completed"  # fmt: skip
     print(
         f"{task.name}: {len(done)} trials ({len(result.trial)} this run, "
         f"{int(result.pruned.sum())} pruned) x {args.seeds} seeds x {args.epochs} epochs, "
-        f"{args.sampler} sampler, batches of {args.batch}; best value {study.best_value:.4g}"
+        f"{args.sampler} sampler, batches of {args.batch}; {best}"
     )
     print(report.table(result, args.top))
+    print(_SCORE.format(whose="the value told to Optuna: a trial's"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / f"tune_{task.name}.csv"
-    study.trials_dataframe().to_csv(csv, index=False)
-    print(f"\nWrote:\n  csv (every trial of the study): {csv}")
-    return 0
+    frame = study.trials_dataframe()
+    if interrupted:  # the finished trials (those cut short are FAIL)
+        frame = frame[frame["state"].isin(["COMPLETE", "PRUNED"])]
+    frame.to_csv(csv, index=False)
+    what = "the finished trials" if interrupted else "every trial of the study"
+    print(f"\nWrote:\n  csv ({what}): {csv}")
+    try:
+        from . import plots
+
+        title = f"Tuning RMSProp on {task.name}: {args.sampler} sampler"
+        png = plots.tune_trials(study, out / f"tune_{task.name}.png", title=title)
+        print(f"  picture (value by trial, and the parameters): {png}")
+    except ImportError:  # matplotlib is the plot extra
+        pass
+
+
+def _tune_interrupted(args, task, study, partial) -> int:
+    """Ctrl-C in ``tune``: the finished trials shown and written; how to go on; exit 130."""
+    n = 0 if partial is None or partial.trial is None else len(partial.trial)
+    first = min((int(t) for t in partial.trial), default=None) if n else None
+    cut = [t for t in study.trials if t.state.name == "FAIL" and (first is None or
+           t.number >= first)]  # fmt: skip
+    line = f"interrupted: {n} trials finished this run"
+    if cut:  # a second Ctrl-C, or a checkpoint's boundary, cut a batch short
+        line += f"; {len(cut)} cut short (FAIL" + (
+            f", their runs kept in {args.checkpoint})" if args.checkpoint else ")"
+        )
+    print(line)
+    if n:
+        _tune_report(args, task, study, partial, interrupted=True)
+    if args.storage:
+        print(f"\nthe study is in {args.storage}: run the same command again to go on.")
+    else:
+        print(
+            "\nthese trials were kept only in memory: a new run starts afresh. To go on "
+            "after an interruption next time, keep the study in a file: add\n  --storage "
+            f"sqlite:///{Path(args.out) / 'tune.db'}"
+        )
+    return 130
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -458,21 +510,34 @@ def _check_fixed(fixed: dict[str, float]) -> None:
         raise UsageError(_in_flags(str(err))) from None
 
 
-def _interrupted(stop, top: int) -> int:
+def _interrupted(stop, top: int, tol: bool) -> int:
     """Ctrl-C: the best of what finished, and how to go on; exit status 130 (SIGINT)."""
     from . import report
 
     if stop.steps is not None:  # a problem sweep: every configuration, where it stood
         print(f"interrupted after {stop.steps} steps; the best configurations then:")
         if stop.partial is not None:
-            print(report.table(stop.partial, top))
+            print(report.table(stop.partial, top, steps_to_tol=tol))
         return 130
+    print(f"interrupted: {_stood(stop.counts)}")
     finished = int(np.isfinite(stop.partial.score()).sum())
-    print(f"interrupted: {finished} of {stop.partial.score().size} configurations finished")
     if finished:
         print(report.table(stop.partial, min(top, finished)))
-    print(f"checkpoint: {stop.checkpoint}\nrun the same command again to resume.")
+    print(f"checkpoint: {stop.checkpoint}\nrun the same command again to resume from there.")
     return 130
+
+
+def _stood(counts: dict[str, tuple[int, int]]) -> str:
+    """Where an interrupted training sweep stood, in the words of its progress bar."""
+    (epochs, total), (rung, rungs) = counts["epochs"], counts["rung"]
+    (runs, in_rung), (configs, n_cfg) = counts["runs"], counts["configs"]
+    where = f"{runs} of {in_rung} runs trained"
+    if rungs > 1:
+        where += f" in rung {rung} of {rungs} (successive halving)"
+    return (
+        f"{epochs} of {total} epochs trained (all runs); {where}; {configs} of {n_cfg} "
+        "configurations trained to the last epoch with every seed"
+    )
 
 
 def _sweep(args) -> int:
@@ -497,8 +562,7 @@ def _sweep(args) -> int:
     if args.samples is not None:  # each range's ends bound the draws
         logs = {n for n in SWEEPABLE if (getattr(args, n) or "").endswith(":log")}
         grid = _distributions(grid, logs)
-    total = configs * args.seeds * (args.folds or 1) if is_task else args.steps
-    progress = None if args.no_progress else _Progress(total, "run" if is_task else "step")
+    progress = None if args.no_progress else _sweep_bar(args, is_task, configs)
     checkpoint = None
     if is_task:
         checkpoint = Path(args.checkpoint or Path(args.out) / "checkpoint")
@@ -521,7 +585,7 @@ def _sweep(args) -> int:
     except SweepInterrupted as stop:
         if progress is not None:
             progress.close()
-        return _interrupted(stop, args.top)
+        return _interrupted(stop, args.top, args.tol is not None)
     except CheckpointMismatch as err:
         raise UsageError(f"{err}\n  (or add --restart)") from None
     except CheckpointCorrupt as err:
@@ -532,8 +596,18 @@ def _sweep(args) -> int:
         if progress is not None:
             progress.close()
     what = _summary(args, problem.name, result)
-    print(report.table(result, args.top))
+    print(report.table(result, args.top, steps_to_tol=args.tol is not None))
+    if is_task:
+        print(_SCORE.format(whose="a configuration's"))
     return _write(args, problem.name, grid, result, what)
+
+
+def _sweep_bar(args, is_task: bool, configs: int) -> _Progress:
+    """A task's bar counts epochs trained (all runs); a problem's, steps, once compiled."""
+    if is_task:
+        return _Progress(configs * args.seeds * (args.folds or 1) * args.steps, "epoch")
+    compiled = f"compiled one program for all {configs} configurations"
+    return _Progress(args.steps, "step", compiled=compiled)
 
 
 def _problem(args):
@@ -567,7 +641,9 @@ def _summary(args, name: str, result) -> str:
         f"{name}: {result.score().size} configurations x {args.seeds} seeds x "
         f"{args.steps} epochs; ranked by the final validation loss, mean over seeds"
     )
-    return f"mean validation loss after {args.steps} epochs, {args.seeds} seeds"
+    return f"mean validation loss after {args.steps} epochs" + (
+        f", {args.seeds} seeds" if args.seeds > 1 else ""
+    )
 
 
 def _write(args, name, grid, result, what) -> int:
@@ -648,6 +724,7 @@ def _joined(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jax-rmsprop``; returns the exit code."""
     command = "jax-rmsprop"
+    args: Any = None
     try:
         args = _parser().parse_args(_joined(sys.argv[1:] if argv is None else argv))
         command = args.command
@@ -684,6 +761,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"jax-rmsprop: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before any work finished (loading, compiling, the 1st chunk)
+        demo = args is not None and args.command == "demo"
+        kept = f"the pictures drawn so far are in {args.out}" if demo else "nothing to keep yet"
+        print(f"jax-rmsprop: interrupted ({kept})", file=sys.stderr)
+        return 130
 
 
 def _check_installed(modules: tuple[str, ...]) -> None:

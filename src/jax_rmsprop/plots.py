@@ -54,10 +54,10 @@ def contour_paths(
     zs = np.asarray(jax.vmap(problem.loss)(pts)).reshape(xs.shape)
     fig, ax = plt.subplots(figsize=(8, 6))
     ax.contour(xs, ys, zs, levels=50, cmap="jet", linewidths=0.6)
-    for label, path in paths.items():
+    for k, (label, path) in enumerate(paths.items()):
         path = np.asarray(path)
         ax.plot(path[:, 0], path[:, 1], ".-", ms=3, lw=1.2, label=label)
-        ax.scatter(path[-1, 0], path[-1, 1], color="red", zorder=5)
+        ax.scatter(path[-1, 0], path[-1, 1], color="red", zorder=5, label=None if k else "End")
     first = np.asarray(next(iter(paths.values())))
     ax.scatter(first[0, 0], first[0, 1], color="green", zorder=5, label="Start")
     if problem.minimizer is not None:
@@ -76,22 +76,30 @@ def loss_curves(
     xlabel: str = "Epoch",
     log: bool = True,
     note: str | None = None,
+    first: int = 0,
 ) -> Path:
     """Loss against step for several optimizers.
 
     A curve labelled ``"X validation"`` is drawn dashed in the colour of ``"X train"``;
     ``note`` is printed under the axes (what the reader should know to read the curves).
+    A curve's first value is drawn at ``first`` (1 for losses after each epoch); the
+    ticks are whole numbers.
     """
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 6.6 if note else 6))
     colors: dict[str, str] = {}
     for label, curve in losses.items():
+        curve = np.asarray(curve)
+        x = np.arange(first, first + curve.shape[0])
         base = label.removesuffix(" validation")
         if base != label and f"{base} train" in colors:
-            ax.plot(np.asarray(curve), "--", color=colors[f"{base} train"], label=label)
+            ax.plot(x, curve, "--", color=colors[f"{base} train"], label=label)
         else:
-            (line,) = ax.plot(np.asarray(curve), label=label)
+            (line,) = ax.plot(x, curve, label=label)
             colors[label] = line.get_color()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if log:
         ax.set_yscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel="Loss")
@@ -202,24 +210,42 @@ def sweep_heatmap(
         if spread is not None:
             spread = np.where(diverged | stopped, np.nan, spread)
             _grid_panel(axes[0, 1], a, b, spread, "spread over seeds (std)", log=False)
-        _marks(axes[0], a, b, diverged, stopped, names)
-        fig.suptitle(title)
+        halted = ""
+        if isinstance(result, TuneResult) and stopped.any():
+            ran = sorted({int(e) for e in result.epochs_run.min(-1)[stopped]})
+            halted = f" (after {' or '.join(map(str, ran))} of {result.loss.shape[-1]} epochs)"
+        _marks(axes[0], a, b, diverged, stopped, names, halted)
+        import textwrap
+
+        fig.suptitle(textwrap.fill(title, 60 * panels))  # (a long title: on two lines)
         return _save(fig, out)
 
 
-def _marks(axes, a, b, diverged, stopped, names) -> None:
-    """Diverged and not-continued cells marked on each panel; the axes named."""
+def _marks(axes, a, b, diverged, stopped, names, halted: str = "") -> None:
+    """Diverged and halted cells marked on each panel, the legend under it; the axes named.
+
+    A halted cell (successive halving did not continue it) is hatched grey, a diverged
+    one carries a red x; the legend sits below the axes, off the data.
+    """
+    from matplotlib.patches import Patch, Rectangle
+
+    ea, eb = cell_edges(a, _log_axis(a)), cell_edges(b, _log_axis(b))
     for ax in axes:
-        for mask, marker, color, name in (
-            (diverged, "x", "red", "diverged"),
-            (stopped, "o", "0.6", "not continued (halving)"),
-        ):
-            cells = np.argwhere(mask)
-            if cells.size:
-                ax.scatter(b[cells[:, 1]], a[cells[:, 0]], marker=marker, color=color, s=14,
-                           label=name)  # fmt: skip
-        if diverged.any() or stopped.any():
-            ax.legend(loc="upper right")
+        handles = []
+        for i, j in np.argwhere(stopped):
+            corner, size = (eb[j], ea[i]), (eb[j + 1] - eb[j], ea[i + 1] - ea[i])
+            ax.add_patch(Rectangle(corner, *size, facecolor="0.85", edgecolor="0.55",
+                                   hatch="///", lw=0))  # fmt: skip
+        if stopped.any():
+            handles.append(Patch(facecolor="0.85", edgecolor="0.55", hatch="///",
+                                 label=f"halted early by successive halving{halted}"))  # fmt: skip
+        cells = np.argwhere(diverged)
+        if cells.size:
+            handles.append(ax.scatter(b[cells[:, 1]], a[cells[:, 0]], marker="x", color="red",
+                                      s=30, label="diverged"))  # fmt: skip
+        if handles:
+            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                      ncol=len(handles), frameon=False, fontsize=11)  # fmt: skip
         ax.set(xlabel=names[1], ylabel=names[0])
 
 
@@ -261,7 +287,7 @@ def sweep_scatter(
                         label="configurations")  # fmt: skip
     # not finished: halving did not continue them (fewer epochs), or they diverged
     stopped = ~ok & (result.epochs_run.min(-1).ravel() < result.loss.shape[-1])
-    for mask, color, name in ((stopped, "0.6", "not continued (halving)"),
+    for mask, color, name in ((stopped, "0.6", "halted early (successive halving)"),
                               (~ok & ~stopped, "red", "diverged")):  # fmt: skip
         if mask.any():
             ax.scatter(xs[mask], ys[mask], marker="x", color=color, s=20, label=name)
@@ -548,10 +574,34 @@ def _grid_panel(ax, a, b, values, label, log):
     for axis, v, is_log in (("y", a, log_a), ("x", b, log_b)):
         if is_log:
             getattr(ax, f"set_{axis}scale")("log")
-        every = max(1, -(-v.size // 8))  # at most 8 labels
-        getattr(ax, f"set_{axis}ticks")(v, [f"{x:.3g}" if i % every == 0 else ""
-                                            for i, x in enumerate(v)])  # fmt: skip
+        getattr(ax, f"set_{axis}ticks")(v, [f"{x:.3g}" for x in v])
         getattr(ax, f"{axis}axis").set_minor_locator(_null_locator())
+    ax.grid_ticks = {"x": b, "y": a}  # labels thinned once the layout is known (_save)
+
+
+def _thin_grid_labels(fig) -> None:
+    """Every grid panel's tick labels, every k-th kept, k the least for which none overlap.
+
+    Measured as drawn (``get_window_extent``) with 2 pixels between neighbours, after the
+    layout: a tick stays at every grid value, a label at every k-th.
+    """
+    for ax in fig.axes:
+        for axis, v in getattr(ax, "grid_ticks", {}).items():
+            labels = [f"{x:.3g}" for x in v]
+            for every in range(1, len(v) + 1):
+                getattr(ax, f"set_{axis}ticklabels")(
+                    [t if i % every == 0 else "" for i, t in enumerate(labels)]
+                )
+                if not _overlapping(fig, getattr(ax, f"get_{axis}ticklabels")()):
+                    break
+
+
+def _overlapping(fig, labels) -> bool:
+    """Whether any two of the drawn, non-empty ``labels`` come within 2 pixels."""
+    fig.canvas.draw()
+    boxes = [t.get_window_extent().expanded(1.0, 1.0).padded(1.0) for t in labels
+             if t.get_text() and t.get_visible()]  # fmt: skip
+    return any(p.overlaps(q) for i, p in enumerate(boxes) for q in boxes[i + 1 :])
 
 
 def _null_locator():
@@ -560,12 +610,113 @@ def _null_locator():
     return NullLocator()
 
 
+def _layout(fig, rect: tuple | None = None) -> None:
+    """The figure laid out (``tight_layout``), then the grid panels' labels thinned."""
+    fig.set_dpi(100)  # (as saved: the labels are measured at the file's resolution)
+    fig.tight_layout(rect=rect)
+    if any(hasattr(ax, "grid_ticks") for ax in fig.axes):
+        _thin_grid_labels(fig)
+        fig.tight_layout(rect=rect)
+
+
 def _save(fig, out: str | Path, rect: tuple | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout(rect=rect)
+    _layout(fig, rect)
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def tune_trials(study: Any, out: str | Path, *, title: str) -> Path:
+    """An Optuna study's trials: the value against the trial number, and the parameters.
+
+    Left, each finished trial's value (the monitored score, log-scaled for positive
+    values) at its number, the best so far as a line; trials the pruner stopped are grey
+    crosses at the last value they reported. Right, the first two parameters (one: the
+    value against it), each finished trial a point coloured by its value, pruned ones
+    grey crosses, the best ringed in red. Log axes where the distribution is log.
+    """
+    plt = _plt()
+    done = [t for t in study.trials if t.state.name == "COMPLETE" and t.value is not None]
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    if not done and not pruned:
+        raise ValueError("tune_trials: the study has no finished trial to draw.")
+    last = lambda t: t.intermediate_values[max(t.intermediate_values)]  # noqa: E731
+    pruned = [t for t in pruned if t.intermediate_values]
+    sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
+    nums = np.array([t.number for t in done])
+    vals = np.array([t.value for t in done], np.float64)
+    finite = np.isfinite(vals)
+    if done:
+        left.plot(nums[finite], vals[finite], "o", ms=4, color="C0", label="completed")
+        best = sign * np.minimum.accumulate(np.where(finite, sign * vals, np.inf))
+        shown = np.isfinite(best)
+        left.step(nums[shown], best[shown], where="post", color="C1", label="best so far")
+    if pruned:
+        left.plot([t.number for t in pruned], [last(t) for t in pruned], "x", color="0.55",
+                  ms=5, label="pruned (last reported value)")  # fmt: skip
+    shown_vals = [*vals[finite], *(last(t) for t in pruned)]
+    if shown_vals and min(shown_vals) > 0:
+        left.set_yscale("log")
+    from matplotlib.ticker import MaxNLocator
+
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set(xlabel="trial number", ylabel="value (validation loss)", title="value by trial")
+    left.grid(alpha=0.3)
+    _legend_below(left)
+    _param_scatter(right, study, done, pruned, vals, finite, sign, last)
+    fig.suptitle(title)
+    return _save(fig, out)
+
+
+def _param_scatter(ax, study, done, pruned, vals, finite, sign, last) -> None:
+    """``tune_trials``' right panel: the trials over their first two parameters."""
+    from matplotlib.colors import LogNorm
+
+    trials = [*done, *pruned]
+    names = [n for n in trials[0].distributions if all(n in t.params for t in trials)][:2]
+    dists = trials[0].distributions
+    at = lambda ts, n: np.array([float(t.params[n]) for t in ts])  # noqa: E731
+    one = len(names) == 1
+    x = names[0] if names else None
+    if x is None:
+        ax.set_axis_off()
+        return
+    ys_done = vals if one else at(done, names[1])
+    ys_pruned = np.array([last(t) for t in pruned]) if one else at(pruned, names[1])
+    ok = finite if done else np.zeros(0, bool)
+    positive = ok.any() and (vals[ok] > 0).all()
+    norm = LogNorm() if positive else None
+    if ok.any():
+        points = ax.scatter(at(done, x)[ok], ys_done[ok], c=vals[ok], cmap="viridis", norm=norm,
+                            s=30, label="completed (colour: value)")  # fmt: skip
+        ax.figure.colorbar(points, ax=ax, label="value" + (" (log)" if positive else ""))
+        i = int(np.argmin(np.where(ok, sign * vals, np.inf)))
+        ax.scatter(
+            [at(done, x)[i]],
+            [ys_done[i]],
+            s=220,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=2.2,
+            zorder=5,
+            label="best",
+        )  # fmt: skip (on top of the rest)
+    if pruned:
+        ax.scatter(at(pruned, x), ys_pruned, marker="x", color="0.55", s=25, label="pruned")
+    for axis, name in (("x", x), ("y", None if one else names[1])):
+        log = getattr(dists.get(name), "log", False) if name else positive
+        if log:
+            getattr(ax, f"set_{axis}scale")("log")
+    ylabel = "value" if one else names[1]
+    ax.set(xlabel=x, ylabel=ylabel, title="the trials' parameters")
+    _legend_below(ax)
+
+
+def _legend_below(ax) -> None:
+    """The legend in one row under the axes' label, off the data."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)

@@ -2,7 +2,9 @@
 
 import csv
 import os
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +54,13 @@ def test_demo_prints_the_seed_table_and_writes_the_pictures(tmp_path, capsys):
         gif.seek(199)
         last = np.asarray(gif.convert("L"))
         assert (first != last).any(), "the point moves"
+    # the docs gallery holds each of them, as drawn now (scripts/make_gallery.py copies them)
+    gallery = Path(__file__).parents[2] / "docs" / "gallery"
+    page = (gallery.parent / "gallery.md").read_text()
+    for drawn in tmp_path.glob("*.*"):
+        assert f"gallery/{drawn.name}" in page
+        with Image.open(drawn) as im, Image.open(gallery / drawn.name) as kept:
+            assert kept.size == im.size, drawn.name
 
 
 def test_sweep_command(tmp_path, capsys):
@@ -190,10 +199,20 @@ def test_ctrl_c_prints_the_partial_table_and_a_rerun_resumes(tmp_path):
     stdout, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, stdout
     lines = stdout.splitlines()
-    assert lines[0].startswith("interrupted: ") and "of 8 configurations finished" in lines[0]
+    # the counts, as the rerun finds them: runs of 2 epochs, configurations of 2 seeds
+    m = re.match(
+        r"interrupted: (\d+) of 32 epochs trained \(all runs\); (\d+) of 16 runs "
+        r"trained; (\d+) of 8 configurations trained to the last epoch",
+        lines[0],
+    )
+    assert m, lines[0]
+    epochs, runs, configs = map(int, m.groups())
+    assert epochs == 2 * runs and configs == runs // 2 >= 1
     assert lines[1].split()[:2] == ["learning_rate", "decay"]  # the table of the finished
+    rows = [line for line in lines[3:] if line.strip() and line.split()[0][0].isdigit()]
+    assert 1 <= len(rows) <= configs  # the finished configurations (the diverged unranked)
     assert f"checkpoint: {out / 'checkpoint' / 'sweep.npz'}" in stdout
-    assert "run the same command again to resume." in stdout
+    assert "run the same command again to resume from there." in stdout
     again = subprocess.run([*argv, "--out", str(out)], capture_output=True, text=True, env=env)
     fresh = subprocess.run(
         [*argv, "--out", str(tmp_path / "fresh")], capture_output=True, text=True, env=env
@@ -203,6 +222,42 @@ def test_ctrl_c_prints_the_partial_table_and_a_rerun_resumes(tmp_path):
     assert (out / "sweep_digits.csv").read_text() == (
         tmp_path / "fresh" / "sweep_digits.csv"
     ).read_text()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_tune_without_storage_prints_and_writes_the_finished_trials(
+    tmp_path, monkeypatch, capsys
+):
+    """SIGINT during the first batch (at its first epoch's report): the batch finishes,
+    its trials are printed and written (CSV, picture), and the way to go on is named."""
+    import os
+    import signal
+
+    pytest.importorskip("optuna")
+    bar = cli._Progress.__call__
+
+    def signal_once(self, done, total, postfix=""):
+        if done == 2:  # the first epoch of the first batch (2 trials) has run
+            os.kill(os.getpid(), signal.SIGINT)
+        bar(self, done, total, postfix)
+
+    monkeypatch.setattr(cli._Progress, "__call__", signal_once)
+    argv = ["tune", "digits", "--trials", "6", "--batch", "2", "--epochs", "2"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 130
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "interrupted: 2 trials finished this run"
+    assert lines[1].startswith("digits: 2 trials (2 this run, 0 pruned)")
+    assert lines[2].split() == ["learning_rate", "decay", "score", "seed_std"]
+    assert "score: the value told to Optuna" in out
+    with open(tmp_path / "tune_digits.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 2
+    best = min(float(r["value"]) for r in rows)
+    assert float(lines[4].split()[2]) == pytest.approx(best, rel=1e-3)
+    with Image.open(tmp_path / "tune_digits.png") as im:
+        assert im.format == "PNG"
+    assert f"--storage sqlite:///{tmp_path / 'tune.db'}" in out
 
 
 def test_a_corrupt_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
@@ -297,7 +352,7 @@ def test_ctrl_c_in_a_problem_sweep_prints_where_it_stood(monkeypatch, capsys):
     code = cli.main([*argv, "--steps", "1000"])
     out = capsys.readouterr().out
     assert code == 130 and "interrupted after 200 steps; the best configurations then:" in out
-    assert "final_loss" in out and calls == [50, 100, 150, 200]
+    assert "final_loss" in out and calls == [0, 50, 100, 150, 200]  # (0: compiled)
 
 
 @pytest.mark.parametrize("command", ["demo", "sweep", "tune"])
@@ -352,9 +407,7 @@ def test_the_table_ranks_finished_configurations_and_counts_the_rest():
     lines = text.splitlines()
     assert [ln.split()[0] for ln in lines[2:4]] == ["0.1", "0.001"]  # best first
     assert "inf" not in text and "nan" not in text
-    assert lines[-1] == (
-        "(2 more not ranked: not continued by successive halving, pruned, or diverged)"
-    )
+    assert lines[-1] == "(2 more not ranked: 1 halted early by successive halving, 1 diverged)"
 
 
 def test_the_table_shows_the_tasks_metrics_mean_over_seeds():
@@ -400,3 +453,45 @@ def test_pbt_prints_the_best_members_and_writes_the_schedule(tmp_path, capsys):
         assert int(parent) == ref.parent[int(j), int(m)]
         assert float(lr) == ref.schedule["learning_rate"][int(j), int(m)]
     assert (tmp_path / "pbt_digits.png").exists()
+
+
+def test_ctrl_c_before_anything_finished_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C while the data loads (before a sweep's interrupt handler is installed)."""
+    from jax_rmsprop import problems
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(problems, "get", interrupted)
+    assert cli.main(["sweep", "digits", "--decay", "0.5:0.9:2"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "jax-rmsprop: interrupted (nothing to keep yet)\n"
+    assert captured.out == ""
+
+
+def test_the_bar_counts_from_the_start_of_the_work_and_names_the_compile(capsys):
+    """Its clock starts when made (the work before the first report counts in the rate);
+    a problem sweep's first report says the program is compiled, and the bar's clock
+    starts there; the total is the one each report gives."""
+    import time
+
+    pytest.importorskip("tqdm")
+    from jax_rmsprop._progress import Bar
+
+    bar = Bar(4, "epoch", "tune")
+    time.sleep(0.3)
+    bar(2, 4)
+    assert bar.bar.format_dict["elapsed"] >= 0.3 and bar.bar.n == 2
+    bar(5, 6)  # (a larger total, as halving's rungs are known)
+    assert bar.bar.total == 6 and bar.bar.n == 5
+    bar.close()
+    sweep = Bar(100, "step", "sweep", compiled="compiled one program for all 4 configurations")
+    time.sleep(0.3)
+    sweep(0, 100)
+    err = capsys.readouterr().err
+    m = re.search(r"sweep: compiled one program for all 4 configurations in (\d+\.\d+) s", err)
+    assert m and float(m.group(1)) >= 0.3
+    assert sweep.bar.n == 0 and sweep.bar.format_dict["elapsed"] < 0.3  # the run's own clock
+    sweep(100, 100)
+    assert sweep.bar.n == 100
+    sweep.close()

@@ -80,11 +80,57 @@ def test_halving_leftovers_are_not_marked_as_diverged(drawn):
     final = np.array([[0.5, np.nan], [np.nan, 0.4]])
     ran = np.array([[2, 1], [2, 2]])[..., None]  # (0, 1) was not continued; (1, 0) diverged
     fig = drawn(_result(lr, decay, final, ran))
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert legend == ["diverged", "not continued (halving)"]
-    marks = {c.get_label(): c.get_offsets().data.tolist() for c in fig.axes[0].collections[1:]}
-    assert marks["diverged"] == [[0.9, 1e-2]]
-    assert marks["not continued (halving)"] == [[0.99, 1e-3]]
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["halted early by successive halving (after 1 of 2 epochs)", "diverged"]
+    marks = {c.get_label(): c.get_offsets().data.tolist() for c in ax.collections[1:]}
+    assert marks == {"diverged": [[0.9, 1e-2]]}
+    # the halted cell is hatched over its whole extent: decay 0.99's column, lr 1e-3's row
+    (cell,) = [p for p in ax.patches if p.get_hatch()]
+    edges_x, edges_y = plots.cell_edges(decay, False), plots.cell_edges(lr, False)  # (linear)
+    np.testing.assert_allclose(cell.get_xy(), (edges_x[1], edges_y[0]))
+    np.testing.assert_allclose(cell.get_width(), edges_x[2] - edges_x[1])
+    np.testing.assert_allclose(cell.get_height(), edges_y[1] - edges_y[0])
+    # the legend lies below the axes, off the data
+    fig.canvas.draw()
+    box = ax.get_legend().get_window_extent()
+    assert box.y1 < ax.get_window_extent().y0
+
+
+@pytest.mark.parametrize(
+    "lr, decay, seeds",
+    [
+        (np.logspace(-3, 0, 16), np.linspace(0.5, 0.999, 16), 1),  # sweep elongated's grid
+        (np.logspace(-3, 0, 16), np.linspace(0.5, 0.999, 16), 3),  # two panels
+        (np.logspace(-4, -1, 64), np.linspace(0.9, 0.9999, 64), 1),
+        (np.array([1e-4, 1.2e-4, 1e-3, 0.5]), np.array([0.5, 0.51, 0.9, 0.99, 0.999]), 1),
+    ],
+    ids=["16x16", "16x16-seeds", "64x64", "uneven"],
+)
+def test_tick_labels_never_overlap(lr, decay, seeds, monkeypatch, tmp_path):
+    """The labels as drawn in the saved file's layout: no two boxes intersect, on every
+    axis of every panel, and the first grid value keeps its label."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: plots._layout(fig) or figures.append(fig))
+    final = np.add.outer(np.log(lr), decay)
+    plots.sweep_heatmap(_result(lr, decay, np.exp(final), seeds=seeds), tmp_path / "h.png",
+                        spread=np.ones_like(final) if seeds > 1 else None, title="t")  # fmt: skip
+    fig = figures[0]
+    fig.canvas.draw()
+    panels = [ax for ax in fig.axes if hasattr(ax, "grid_ticks")]
+    assert len(panels) == (2 if seeds > 1 else 1)
+    for ax in panels:
+        for labels, values in ((ax.get_xticklabels(), decay), (ax.get_yticklabels(), lr)):
+            shown = [t for t in labels if t.get_text()]
+            assert len(labels) == values.size and len(shown) >= 2
+            assert shown[0].get_text() == f"{values[0]:.3g}"
+            boxes = [t.get_window_extent() for t in shown]
+            for i, p in enumerate(boxes):
+                for q in boxes[i + 1 :]:
+                    assert not p.overlaps(q), (p, q)
+    plt.close(fig)
 
 
 def test_a_metric_is_drawn_on_a_linear_scale_and_named(drawn):
@@ -157,7 +203,7 @@ def test_a_random_search_is_a_scatter_coloured_by_score_and_the_heatmap_says_so(
     marks = {c.get_label(): c for c in ax.collections}
     assert "diverged" not in marks  # (nothing diverged here)
     kept = np.isfinite(halved.score())
-    grey = marks["not continued (halving)"].get_offsets()
+    grey = marks["halted early (successive halving)"].get_offsets()
     np.testing.assert_allclose(grey[:, 0], halved.configs["learning_rate"][~kept])
     assert len(grey) == (~kept).sum() > 0
     plt.close(figures[-1])
@@ -291,3 +337,51 @@ def test_a_zero_loss_on_log_colours_is_the_lowest_colour_and_reads_0(drawn):
     shown = np.asarray(mesh.get_array()).reshape(2, 2)
     assert not np.ma.is_masked(shown[1, 1]) and shown[1, 1] == 1e-5 == mesh.norm.vmin
     assert [(t.get_text(), t.get_position()) for t in ax.texts] == [("0", (0.9, 1e-2))]
+
+
+def test_tune_trials_draws_each_trial_at_its_number_and_pruned_ones_apart(tmp_path):
+    """Completed trials at (number, value) and over their parameters; pruned ones as grey
+    crosses at their last reported value; the best so far; the legends off the axes."""
+    optuna = pytest.importorskip("optuna")
+    import matplotlib.pyplot as plt
+    from optuna.distributions import FloatDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    space = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True),
+             "decay": FloatDistribution(0.5, 0.99)}  # fmt: skip
+    values = [0.9, 0.5, 0.7, 0.3, 0.8]
+    for i, v in enumerate(values):
+        t = study.ask(space)
+        t.report(2 * v, 1)
+        if i == 2:
+            study.tell(t, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(t, v)
+    figures = []
+    orig = plots._save
+    plots._save = lambda fig, out: figures.append(fig) or out
+    try:
+        plots.tune_trials(study, tmp_path / "t.png", title="t")
+    finally:
+        plots._save = orig
+    left, right = figures[0].axes[:2]
+    lines = {line.get_label(): line for line in left.get_lines()}
+    np.testing.assert_allclose(lines["completed"].get_xydata(),
+                               [[0, 0.9], [1, 0.5], [3, 0.3], [4, 0.8]])  # fmt: skip
+    np.testing.assert_allclose(lines["pruned (last reported value)"].get_xydata(), [[2, 1.4]])
+    np.testing.assert_allclose(lines["best so far"].get_ydata(), [0.9, 0.5, 0.3, 0.3])
+    marks = {c.get_label(): c for c in right.collections}
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    np.testing.assert_allclose(
+        marks["completed (colour: value)"].get_offsets(),
+        [[t.params["learning_rate"], t.params["decay"]] for t in done],
+    )
+    best = study.best_trial.params
+    np.testing.assert_allclose(marks["best"].get_offsets(), [[best["learning_rate"],
+                               best["decay"]]])  # fmt: skip
+    assert len(marks["pruned"].get_offsets()) == 1 and right.get_xscale() == "log"
+    figures[0].canvas.draw()
+    for ax in (left, right):
+        assert ax.get_legend().get_window_extent().y1 < ax.get_window_extent().y0
+    plt.close(figures[0])

@@ -253,6 +253,33 @@ def test_ctrl_c_keeps_what_finished_and_a_rerun_goes_on(tmp_path):
     assert calls == [] and np.array_equal(again.val_loss, whole.val_loss, equal_nan=True)
 
 
+def test_an_interrupted_halving_sweep_counts_what_the_rerun_finds(tmp_path):
+    """SIGINT in the second rung: the counts are the progress bar's and the checkpoint's
+    (epochs of all rungs, the rung's runs, configurations done); the rerun goes on there."""
+    task = _sweep_task()
+    kw = dict(seeds=2, chunk_size=4, halving=2)  # rungs at 1, 2, 4 epochs: 6, 3, 2 configs
+    whole = jax_rmsprop.tune(task, GRID, 4, **kw)
+    calls = []
+
+    def signal_in_rung_2(done, total):
+        calls.append((done, total))
+        if done == 16:  # 12 runs x 1 epoch, then the rung's first 4 runs x 1
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(jax_rmsprop.SweepInterrupted) as info:
+        jax_rmsprop.tune(task, GRID, 4, **kw, checkpoint=tmp_path, progress=signal_in_rung_2)
+    assert calls == [(4, 26), (8, 26), (12, 26), (16, 26)]  # 12 + 6 + 2 x 2 x 2 epochs
+    counts = info.value.counts
+    assert counts == {"epochs": (16, 26), "rung": (2, 3), "runs": (4, 6), "configs": (0, 6)}
+    assert (~np.isnan(info.value.partial.val_loss)).sum() == 16  # the epochs trained
+    calls.clear()
+    done = jax_rmsprop.tune(
+        task, GRID, 4, **kw, checkpoint=tmp_path, progress=lambda d, t: calls.append(d)
+    )
+    assert calls == [18, 26]  # on from the rung's fifth run, then the last rung
+    np.testing.assert_array_equal(done.val_loss, whole.val_loss)
+
+
 def test_keep_params_with_a_checkpoint_returns_every_run_after_a_resume(tmp_path):
     """The kept parameters travel in the checkpoint: an interrupted tuning run again
     returns every run's trained parameters, equal to the uninterrupted call's."""
@@ -322,7 +349,7 @@ def test_a_problem_sweep_goes_on_from_its_last_chunk(tmp_path):
     done = jax_rmsprop.sweep(
         problem, grid, 400, **kw, checkpoint=tmp_path, progress=lambda d, t: calls.append(d)
     )
-    assert calls[0] == 200  # went on after the third chunk
+    assert calls[:2] == [150, 200]  # compiled at 150 steps, went on after the third chunk
     for name in ("final_loss", "steps_to_tol", "diverged"):
         np.testing.assert_array_equal(getattr(done, name), getattr(whole, name))
     with pytest.raises(ValueError, match=r"tol: 1e-08 in the checkpoint, 1e-06 in this call"):

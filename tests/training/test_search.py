@@ -60,6 +60,24 @@ def test_every_told_trial_is_its_configuration_trained_by_fit_with_each_seed():
     assert res.best(1)[0]["score"] == pytest.approx(study.best_value)
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_progress_counts_each_epoch_of_a_batch_once_it_ran_with_the_same_numbers():
+    """With ``progress`` a batch trains epoch by epoch, each reported as the trials'
+    epochs trained so far of trials x epochs; the numbers are those of one call."""
+    task = _task()
+    kw = dict(trials=5, batch=3)
+    sampler = lambda: optuna.samplers.TPESampler(seed=1, constant_liar=True)  # noqa: E731
+    whole = jax_rmsprop.tune(task, SPACE, 3, sampler=sampler(), **kw)
+    calls = []
+    stepped = jax_rmsprop.tune(
+        task, SPACE, 3, sampler=sampler(), **kw, progress=lambda d, t: calls.append((d, t))
+    )
+    # a batch of 3, epoch by epoch, then the last 2 trials
+    assert calls == [(d, 15) for d in (3, 6, 9, 11, 13, 15)]
+    np.testing.assert_array_equal(stepped.val_loss, whole.val_loss)
+    assert [t.value for t in stepped.study.trials] == [t.value for t in whole.study.trials]
+
+
 @pytest.mark.slow
 def test_a_categorical_that_changes_the_program_trains_one_program_per_value():
     task = _task()
@@ -308,10 +326,15 @@ def test_a_freed_slot_takes_the_next_trial_at_once_and_trains_it_like_fit(monkey
     task = _task()
     space = {"learning_rate": FloatDistribution(1e-4, 3.0, log=True)}
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    seen = []
     res = jax_rmsprop.tune(
         task, space, 5, sampler=optuna.samplers.RandomSampler(seed=0), pruner=pruner,
-        trials=12, batch=4,
+        trials=12, batch=4, progress=lambda d, t: seen.append((d, t)),
     )  # fmt: skip
+    # after each epoch step: the told trials' epochs (a pruned one's all 5) and the others'
+    done = [d for d, _ in seen]
+    assert {t for _, t in seen} == {60} and done == sorted(done) and done[-1] == 60
+    assert len(seen) == len(calls)
     states = [t.state for t in res.study.trials]
     assert states.count(COMPLETE) + states.count(PRUNED) == 12 and res.pruned.sum() >= 3
     assert len(calls) < 3 * 5  # batch after batch: 3 batches of 4 trials x 5 epochs

@@ -78,7 +78,7 @@ def test_chunks_give_the_same_numbers_and_report_progress():
     )
     assert whole.val_loss is None
     np.testing.assert_allclose(chunked.loss, whole.loss, rtol=1e-12)
-    assert calls == [(5, 12), (10, 12), (12, 12)]
+    assert calls == [(10, 24), (20, 24), (24, 24)]  # epochs trained (2 a run) of 12 runs'
 
 
 @pytest.mark.slow
@@ -109,11 +109,11 @@ def test_chunks_are_sized_by_memory_when_not_given(monkeypatch):
     assert 1 <= c < 12 and plan._bytes(c, None, 0, 2)[0] <= budget
     calls = []
     small = jax_rmsprop.tune(task, GRID, 2, seeds=2, progress=lambda d, t: calls.append(d))
-    assert calls == [*range(c, 12, c), 12]
+    assert calls == [2 * d for d in [*range(c, 12, c), 12]]  # epochs: 2 a run
     monkeypatch.setattr(_plan, "_memory_budget", lambda mesh: 1 << 40)
     calls.clear()
     whole = jax_rmsprop.tune(task, GRID, 2, seeds=2, progress=lambda d, t: calls.append(d))
-    assert calls == [12]
+    assert calls == [24]
     np.testing.assert_allclose(small.loss, whole.loss, rtol=1e-12)
     np.testing.assert_allclose(small.val_loss, whole.val_loss, rtol=1e-12)
 
@@ -300,6 +300,10 @@ def test_rungs_of_successive_halving():
     assert _tune._rungs(24, 10, 3) == [1, 3, 10]
     assert _tune._rungs(2, 10, 3) == [10]  # too few configurations to halve
     assert _tune._rungs(100, 4, 2) == [1, 2, 4]  # limited by the epochs
+    # epochs trained per rung (runs x the rung's epochs): 9 x 2 x 1, 3 x 2 x 2, 1 x 2 x 6
+    assert _tune._work(9, 2, [1, 3, 9], 3) == [18, 12, 12]
+    assert _tune._work(32, 3, [1, 3, 9], 3) == [96, 66, 72]  # 11 then 4 configurations
+    assert _tune._work(5, 1, [4], None) == [20]
 
 
 @pytest.mark.slow
@@ -307,7 +311,10 @@ def test_successive_halving_continues_the_best_and_equals_the_full_grid_where_it
     task = _task()
     grid = {"learning_rate": np.logspace(-3, 0, 9)}
     full = jax_rmsprop.tune(task, grid, 9, seeds=2)
-    sh = jax_rmsprop.tune(task, grid, 9, seeds=2, halving=3)  # rungs at 1, 3, 9 epochs
+    calls = []
+    sh = jax_rmsprop.tune(  # rungs at 1, 3, 9 epochs
+        task, grid, 9, seeds=2, halving=3, progress=lambda d, t: calls.append((d, t))
+    )
     alive = np.arange(9)
     for end, keep in ((1, 3), (3, 1)):
         # the survivors are the best by mean validation loss over seeds at the rung's end
@@ -325,6 +332,9 @@ def test_successive_halving_continues_the_best_and_equals_the_full_grid_where_it
     assert sh.best(1)[0]["learning_rate"] == grid["learning_rate"][alive[0]]
     # budget: 9 x 1 + 3 x 2 + 1 x 6 = 21 configuration-epochs of the full grid's 81
     assert sh.epochs_run.sum() == 2 * 21
+    # the progress counts every rung's epochs, against the true total from the start
+    trained_epochs = int((~np.isnan(sh.val_loss)).sum())
+    assert calls == [(18, 42), (30, 42), (42, 42)] and trained_epochs == 42
 
 
 def test_halving_errors():
