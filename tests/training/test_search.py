@@ -109,20 +109,31 @@ def test_a_pruned_trial_stops_training_where_the_pruner_said_and_is_told_pruned(
             )
 
 
-def test_a_study_with_storage_goes_on_and_runs_left_running_are_failed(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_study_with_storage_goes_on_and_a_stale_trial_is_failed_and_retried(tmp_path):
+    """A trial left ``RUNNING`` counts for nothing; with no heartbeat it may be another
+    worker's, so it stays; with one (``tune_storage``), once stale it is ``FAIL`` and
+    its values are the next trial asked, marked as its retry."""
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
     study = optuna.create_study(
-        storage=storage, study_name="t", sampler=optuna.samplers.RandomSampler(seed=1)
+        storage=url, study_name="t", sampler=optuna.samplers.RandomSampler(seed=1)
     )
     task = _task()
     jax_rmsprop.tune(task, SPACE, 2, study=study, trials=4, batch=2)
     stale = study.ask(SPACE)  # what a killed tuning leaves: a trial RUNNING
+    res = jax_rmsprop.tune(task, SPACE, 2, study=study, trials=5, batch=4)
+    assert study.trials[stale.number].state.name == "RUNNING"  # no heartbeat: stays
+    assert list(res.trial) == [5] and study.trials[5].params != stale.params
+    storage = jax_rmsprop.tune_storage(url, heartbeat=1)
+    storage.record_heartbeat(stale._trial_id)  # its last beat, then its worker killed
+    time.sleep(4.5)  # its grace period (3 heartbeats; SQLite counts whole seconds) over
     again = optuna.load_study(study_name="t", storage=storage)
-    res = jax_rmsprop.tune(task, SPACE, 2, study=again, trials=6, batch=4)
+    res = jax_rmsprop.tune(task, SPACE, 2, study=again, trials=7, batch=4)
     states = [t.state for t in again.trials]
-    assert states.count(COMPLETE) == 6 and again.trials[stale.number].state.name == "FAIL"
-    assert list(res.trial) == [5, 6]  # only the two trials that were missing
-    assert len({tuple(t.params.items()) for t in again.trials if t.state == COMPLETE}) == 6
+    assert states.count(COMPLETE) == 7 and again.trials[stale.number].state.name == "FAIL"
+    assert list(res.trial) == [6, 7] and again.trials[6].params == stale.params
+    assert again.trials[6].system_attrs["retry_history"] == [stale.number]
+    assert len({tuple(t.params.items()) for t in again.trials if t.state == COMPLETE}) == 7
 
 
 def test_what_the_sampler_path_refuses():
