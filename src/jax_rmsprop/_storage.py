@@ -68,10 +68,26 @@ def tune_storage(
         name = "heartbeat_stale_trial_callback"
         name = name if name in params else "failed_trial_callback"
         kw = {name: retry(max_retry=retries)}
+        kw |= {"heartbeat_interval": heartbeat, "grace_period": grace or 3 * heartbeat}
         with answering(f"`tune_storage(url={hidden(url)!r})`", "cannot open it"):
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=heartbeat, grace_period=grace or 3 * heartbeat, **kw
-            )
+            return _created(optuna, url, kw)
+
+
+def _created(optuna, url: str, kw: dict, tries: int = 5) -> Any:
+    """``RDBStorage(url, **kw)``, tried again where its tables were being made.
+
+    Where workers start together on an empty database, one creates Optuna's tables and
+    the others' ``CREATE TABLE`` clash with it.
+    """
+    import sqlalchemy.exc
+
+    for i in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url, **kw)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if i == tries - 1:
+                raise
+            time.sleep(0.5 * (i + 1))
 
 
 def hidden(url: str) -> str:
