@@ -119,14 +119,17 @@ def answering(what: str, doing: str) -> Iterator[None]:
 
 
 def ask(study, space: Mapping[str, Any]):
-    """``study.ask(space)``, with a heartbeat too: ``Heartbeat`` beats for the batch.
+    """``study.ask(space)``, its first heartbeat recorded; ``Heartbeat`` beats on.
 
     (Optuna warns that heartbeats are meant for ``Study.optimize``, which beats for
     its one trial; a batch's trials are asked first and beat together while they train.)
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
-        return study.ask(dict(space))
+        trial = study.ask(dict(space))
+    if interval(study) is not None:  # at once: a trial that never beat is never stale
+        study._storage.record_heartbeat(trial._trial_id)
+    return trial
 
 
 @contextlib.contextmanager

@@ -187,7 +187,8 @@ import jax_rmsprop
 from tests.training.test_tune import _task
 from tests.training.test_search import SPACE
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-study = optuna.create_study(storage=sys.argv[1], study_name="k", load_if_exists=True,
+storage = jax_rmsprop.tune_storage(sys.argv[1], heartbeat=1)
+study = optuna.create_study(storage=storage, study_name="k", load_if_exists=True,
                             sampler=optuna.samplers.RandomSampler(),
                             pruner=optuna.pruners.NopPruner())
 res = jax_rmsprop.tune(_task(), SPACE, int(sys.argv[2]), study=study, trials=8, batch=2)
@@ -198,7 +199,7 @@ print("TRAINED", len(res.trial), flush=True)
 @pytest.mark.slow
 def test_a_study_survives_sigkill_mid_batch_and_the_rerun_finishes_without_duplicates(tmp_path):
     storage = f"sqlite:///{tmp_path / 'k.db'}"
-    env = os.environ | {"PYTHONPATH": os.getcwd()}
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path])}
     cmd = [sys.executable, "-c", KILLED, storage]
     # 100k epochs of 7 steps: a batch trains for seconds after its compile
     proc = subprocess.Popen([*cmd, "100000"], env=env, stdout=subprocess.PIPE, text=True)
@@ -220,12 +221,16 @@ def test_a_study_survives_sigkill_mid_batch_and_the_rerun_finishes_without_dupli
     before = optuna.load_study(study_name="k", storage=storage).trials
     finished = sum(t.state.name == "COMPLETE" for t in before)
     assert 2 <= finished < 8 and any(t.state.name == "RUNNING" for t in before)
+    time.sleep(4.5)  # the killed batch's grace period (3 heartbeats): stale, retried
     out = subprocess.run([*cmd, "100000"], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert f"TRAINED {8 - finished}" in out.stdout
     after = optuna.load_study(study_name="k", storage=storage).trials
     states = [t.state.name for t in after]
     assert states.count("COMPLETE") == 8 and "RUNNING" not in states
+    killed = [t for t in after if t.state.name == "FAIL"]
+    retries = [t for t in after if "retry_history" in t.system_attrs]
+    assert killed and [t.params for t in killed] == [t.params for t in retries]
     numbers = [t.number for t in after]
     assert len(set(numbers)) == len(numbers)
     params = [tuple(t.params.values()) for t in after if t.state.name == "COMPLETE"]

@@ -6,6 +6,7 @@ Without its binaries the PostgreSQL tests skip, except in CI (``CI=true``), wher
 fail: ``.ci/run`` installs the server.
 """
 
+import contextlib
 import glob
 import os
 import shutil
@@ -52,9 +53,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    """A PostgreSQL server for the session: its SQLAlchemy URL (trust auth, loopback)."""
+@contextlib.contextmanager
+def _server():
+    """A PostgreSQL server on 127.0.0.1: its SQLAlchemy URL (trust auth), and a function
+    ``switch(on)`` that stops (``on=False``: at once, as a crash) or restarts it."""
     pytest.importorskip("psycopg2")  # (the test and tune extras install it)
     bindir = _bindir()
     if bindir is None:
@@ -70,12 +72,25 @@ def postgres():
     run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True)  # noqa: E731
     run(f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
     opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    run(f"{bindir}/pg_ctl", "-D", data, "-o", opts, "-l", f"{root}/log", "-w", "start")
+    ctl = [*as_user, f"{bindir}/pg_ctl", "-D", data, "-w"]
+    start, stop = (
+        [*ctl, "-o", opts, "-l", f"{root}/log", "start"],
+        [*ctl, "-m", "immediate", "stop"],
+    )
+    switch = lambda on: subprocess.run(start if on else stop, check=True, capture_output=True)  # noqa: E731
+    switch(True)
     try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres", switch
     finally:
-        run(f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        subprocess.run(stop, capture_output=True)  # (where it still runs)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the session: its URL."""
+    with _server() as (url, _):
+        yield url
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -161,3 +176,87 @@ def test_a_worker_killed_mid_batch_loses_nothing_its_trials_are_retried(storage,
     numbers = sorted(n for ns in told for n in ns)
     assert numbers == [t.number for t in complete]  # nothing finished trained again
     _check_values_alone(study, [retries[asked[0]].number])
+
+
+def _tune_cli(url, *more, name="s", trials=2):
+    from jax_rmsprop import cli
+
+    argv = ["tune", "digits", "--trials", str(trials), "--batch", "2", "--epochs", "1"]
+    return cli.main([*argv, "--storage", url, "--study-name", name, "--no-progress", *more])
+
+
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("nosuchdb://x/y", "--storage nosuchdb://x/y: cannot open it: Can't load plugin"),
+        ("postgresql+psycopg2://u:secret@127.0.0.1:1/db",
+         "--storage postgresql+psycopg2://u:***@127.0.0.1:1/db: cannot open it:"),
+    ],
+)  # fmt: skip
+def test_a_storage_that_cannot_be_opened_is_a_one_line_error_naming_storage(url, says, capsys):
+    if url.startswith("postgresql"):
+        pytest.importorskip("psycopg2")
+    assert _tune_cli(url, "--out", "unused") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"jax-rmsprop: error: {says}") and err.count("\n") == 1
+    assert "secret" not in err
+
+
+def test_a_study_of_the_other_direction_or_another_space_is_refused(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    optuna.create_study(storage=url, study_name="max", direction="maximize")
+    assert _tune_cli(url, "--out", str(tmp_path), name="max") == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"jax-rmsprop: error: --study-name max (in --storage {url}) has directions "
+        "['MAXIMIZE']; the monitored value should be minimized.\n"
+    )
+    assert _tune_cli(url, "--out", str(tmp_path), "--decay", "0.9") == 0
+    capsys.readouterr()
+    assert _tune_cli(url, "--out", str(tmp_path), "--decay", "0.5:0.9", trials=4) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jax-rmsprop: error: --decay: the study's trials were asked with ")
+    assert err.count("\n") == 1 and "another study name" in err
+    study = optuna.load_study(study_name="s", storage=url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2  # nothing asked
+
+
+@pytest.mark.slow
+def test_a_server_gone_mid_run_is_an_error_and_its_trials_are_retried_after(tmp_path):
+    """The server stops while a worker trains (exit 2, one line naming the storage); the
+    batch is left ``RUNNING``; once the server is back a worker fails and retries it."""
+    with _server() as (url, switch):
+        cmd = [sys.executable, "-c", "import sys; from jax_rmsprop import cli; "
+               "sys.exit(cli.main(sys.argv[1:]))", "tune", "digits", "--epochs", "3",
+               "--trials", "16", "--batch", "8", "--storage", url, "--study-name", "g",
+               "--heartbeat", "1", "--no-progress", "--out", str(tmp_path)]  # fmt: skip
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # its first batch asked, training
+            time.sleep(0.2)
+            try:
+                running = optuna.load_study(study_name="g", storage=url).trials
+            except Exception:  # (not made yet)
+                continue
+            if len(running) == 8:
+                break
+        switch(False)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2
+        assert (
+            err.startswith(
+                f"jax-rmsprop: error: --study-name g (in --storage {url}): its storage stopped "
+                "answering: "
+            )
+            and err.count("\n") == 1
+        )
+        switch(True)
+        time.sleep(4)  # the batch's grace period (3 heartbeats)
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr
+        study = optuna.load_study(study_name="g", storage=url)
+        states = [t.state.name for t in study.trials]
+        assert states[:8] == ["FAIL"] * 8 and states.count("COMPLETE") == 16
+        retried = [t for t in study.trials if "retry_history" in t.system_attrs]
+        assert sorted(t.system_attrs["retry_history"][0] for t in retried) == list(range(8))
