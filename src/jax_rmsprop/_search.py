@@ -590,14 +590,15 @@ def _monitored(f: dict, v: dict, monitor: str) -> np.ndarray:
 def _tell(study, optuna, trained: _Trained, i: int, monitor: str, sign: float) -> None:
     """Trial ``i``'s score (the mean over seeds and folds of its final ``monitor``) told."""
     if trained.pruned[i]:  # Optuna takes its last reported value
-        study.tell(trained.trials[i], state=optuna.trial.TrialState.PRUNED)
+        study.tell(trained.trials[i], state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
         return
     f = {"loss": trained.loss[i]} | {k: m[i] for k, m in trained.metrics.items()}
     v = {"loss": trained.val[i]} | {
         k[4:]: m[i] for k, m in trained.metrics.items() if k.startswith("val_")
     }
     last = _monitored(f, v, monitor)[:, -1]
-    study.tell(trained.trials[i], _finite(last.mean(), sign))  # (any non-finite: its mean is)
+    value = _finite(last.mean(), sign)  # (any non-finite: its mean is)
+    study.tell(trained.trials[i], value, skip_if_finished=True)  # (failed as stale: retried)
 
 
 def _result(trained: _Trained, names, study, has_val: bool) -> TuneResult:

@@ -8,7 +8,9 @@ failed-trial callback, here Optuna's ``RetryFailedTrialCallback``: a ``WAITING``
 of the trial (same parameters, ``retry_history`` in its system attributes), which the
 next ``ask`` of any worker takes first. ``study.optimize`` runs one heartbeat thread per
 trial; a batch of asked trials trains as one program, so ``Heartbeat`` is one thread
-beating for every trial of the batch while it trains.
+beating for every trial of the batch while it trains. A trial failed as stale while its
+worker lives (its heartbeat held up past the grace period: a starved machine) is retried
+by another; its worker's late value is dropped (``tell(skip_if_finished=True)``).
 
 A storage without a heartbeat (SQLite or PostgreSQL given by URL, an in-memory study)
 still works for one worker at a time, as before, but a trial a killed worker leaves
