@@ -189,10 +189,12 @@ def interval(study) -> int | None:
 
 
 def check_study_space(optuna, study, space: Mapping[str, Any]) -> None:
-    """Refuses a study whose trials were asked from another space than ``space``."""
-    for t in study.get_trials(deepcopy=False):
-        if t.state == optuna.trial.TrialState.FAIL or not t.distributions:
-            continue
+    """Refuses a study whose trials were asked from another space than ``space``.
+
+    (Its finished trials: another worker's trial being asked has some of its values.)
+    """
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for t in study.get_trials(deepcopy=False, states=states):
         for name in sorted(set(t.distributions) | set(space)):
             theirs, ours = t.distributions.get(name), space.get(name)
             if theirs != ours:

@@ -101,10 +101,28 @@ def storage(request, tmp_path):
     return request.getfixturevalue("postgres"), 3
 
 
+_SPAWNED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_left():
+    """A failed test's workers killed, their pipes closed."""
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(60)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def _worker(url, name, trials, seed, *how) -> subprocess.Popen:
     cmd = [sys.executable, str(SCRIPTS / "tune_worker.py"), url, name, str(trials), "8"]
     env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen([*cmd, str(seed), *how], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*cmd, str(seed), *how], env=env, stdout=subprocess.PIPE, text=True)
+    _SPAWNED.append(proc)
+    return proc
 
 
 def _trained(proc: subprocess.Popen) -> list[int]:
@@ -158,7 +176,6 @@ def test_a_worker_killed_mid_batch_loses_nothing_its_trials_are_retried(storage,
         assert p.stdout.readline().startswith("ASKED")
     killed.send_signal(signal.SIGKILL)
     killed.wait(60)
-    killed.stdout.close()
     time.sleep(3 * tune_worker.HEARTBEAT + 2.5)  # the grace period, and SQLite's rounding
     go.touch()
     told = [_trained(p) for p in others]
