@@ -124,9 +124,10 @@ def test_a_study_with_storage_goes_on_and_a_stale_trial_is_failed_and_retried(tm
     res = jax_rmsprop.tune(task, SPACE, 2, study=study, trials=5, batch=4)
     assert study.trials[stale.number].state.name == "RUNNING"  # no heartbeat: stays
     assert list(res.trial) == [5] and study.trials[5].params != stale.params
-    storage = jax_rmsprop.tune_storage(url, heartbeat=1)
+    # (a grace of 6 heartbeats: a loaded machine can hold a live worker's beat for seconds)
+    storage = jax_rmsprop.tune_storage(url, heartbeat=1, grace=6)
     storage.record_heartbeat(stale._trial_id)  # its last beat, then its worker killed
-    time.sleep(4.5)  # its grace period (3 heartbeats; SQLite counts whole seconds) over
+    time.sleep(7.5)  # its grace period over (SQLite counts whole seconds)
     again = optuna.load_study(study_name="t", storage=storage)
     res = jax_rmsprop.tune(task, SPACE, 2, study=again, trials=7, batch=4)
     states = [t.state for t in again.trials]
@@ -187,7 +188,7 @@ import jax_rmsprop
 from tests.training.test_tune import _task
 from tests.training.test_search import SPACE
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-storage = jax_rmsprop.tune_storage(sys.argv[1], heartbeat=1)
+storage = jax_rmsprop.tune_storage(sys.argv[1], heartbeat=1, grace=6)
 study = optuna.create_study(storage=storage, study_name="k", load_if_exists=True,
                             sampler=optuna.samplers.RandomSampler(),
                             pruner=optuna.pruners.NopPruner())
@@ -221,7 +222,7 @@ def test_a_study_survives_sigkill_mid_batch_and_the_rerun_finishes_without_dupli
     before = optuna.load_study(study_name="k", storage=storage).trials
     finished = sum(t.state.name == "COMPLETE" for t in before)
     assert 2 <= finished < 8 and any(t.state.name == "RUNNING" for t in before)
-    time.sleep(4.5)  # the killed batch's grace period (3 heartbeats): stale, retried
+    time.sleep(7.5)  # the killed batch's grace period: stale, retried
     out = subprocess.run([*cmd, "100000"], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert f"TRAINED {8 - finished}" in out.stdout

@@ -246,7 +246,7 @@ def test_a_server_gone_mid_run_is_an_error_and_its_trials_are_retried_after(tmp_
         cmd = [sys.executable, "-c", "import sys; from jax_rmsprop import cli; "
                "sys.exit(cli.main(sys.argv[1:]))", "tune", "digits", "--epochs", "3",
                "--trials", "16", "--batch", "8", "--storage", url, "--study-name", "g",
-               "--heartbeat", "1", "--no-progress", "--out", str(tmp_path)]  # fmt: skip
+               "--heartbeat", "2", "--no-progress", "--out", str(tmp_path)]  # fmt: skip
         env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 300
@@ -269,7 +269,7 @@ def test_a_server_gone_mid_run_is_an_error_and_its_trials_are_retried_after(tmp_
             and err.count("\n") == 1
         )
         switch(True)
-        time.sleep(4)  # the batch's grace period (3 heartbeats)
+        time.sleep(7)  # the batch's grace period (3 heartbeats)
         again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert again.returncode == 0, again.stderr
         study = optuna.load_study(study_name="g", storage=url)
