@@ -24,7 +24,7 @@ LAYERS = [
     # closed-form runs and sweeps; training on data
     {"_run", "_space", "_sweep", "_inputs", "_epoch", "_fit"},
     # tuning
-    {"_plan", "_tune_result", "_ask_ahead", "_search", "_tune", "_pbt"},
+    {"_plan", "_tune_result", "_storage", "_ask_ahead", "_search", "_tune", "_pbt"},
     # output and entry points
     {"report", "plots", "_demo", "cli", "__init__"},
 ]  # fmt: skip

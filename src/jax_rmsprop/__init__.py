@@ -21,6 +21,7 @@ from ._run import Trajectory as Trajectory
 from ._run import run as run
 from ._signals import FitInterrupted as FitInterrupted
 from ._signals import Interrupted as Interrupted
+from ._storage import tune_storage as tune_storage
 from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
 from ._sweep_progress import SweepInterrupted as SweepInterrupted
@@ -58,4 +59,5 @@ __all__ = [
     "scale_by_rms",
     "sweep",
     "tune",
+    "tune_storage",
 ]

@@ -17,6 +17,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ._storage import ask
+
 
 class Serial:
     """Asks each batch when it is needed (after the previous one is told)."""
@@ -27,7 +29,7 @@ class Serial:
 
     def _ask(self, n: int) -> list:
         t = time.perf_counter()
-        asked = [self.study.ask(dict(self.space)) for _ in range(n)]
+        asked = [ask(self.study, self.space) for _ in range(n)]  # (each beats at once)
         self.sampler_s += time.perf_counter() - t
         return asked
 
@@ -40,6 +42,10 @@ class Serial:
 
     def unused(self) -> list:
         """Trials asked but never handed over (to be told ``FAIL`` when a tuning stops)."""
+        return []
+
+    def ahead(self) -> list:
+        """Trials asked for the next batch so far (their heartbeats go on meanwhile)."""
         return []
 
 
@@ -77,6 +83,9 @@ class AskAhead(Serial):
         if self._error is not None:
             err, self._error = self._error, None
             raise err
+
+    def ahead(self) -> list:
+        return list(self._asked)
 
     def unused(self) -> list:
         self.settle()

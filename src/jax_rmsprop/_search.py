@@ -9,11 +9,14 @@ as one ``vmap`` of ``fit``'s epochs, and tells the scores back. With a pruner ot
 (``trial.report``) and a trial the pruner stops freezes in the program (its epochs after
 that are not trained: ``epochs_run``) and is told ``PRUNED``.
 
-A study with RDB storage keeps the finished trials: trials left ``RUNNING`` by a killed
-tuning are marked ``FAIL`` when the next call starts, and only finished (``COMPLETE``
-or ``PRUNED``) trials count towards ``trials``. With ``checkpoint=``, the group of trials
-in training is saved too (``_Flight``: carries, logs, epoch, the trials' values), and
-the next call continues it, as new trials of the same values, from its saved epoch.
+A study with RDB storage keeps the finished trials, and several calls (workers, on one
+machine or many) may share it: only finished (``COMPLETE`` or ``PRUNED``) trials count
+towards ``trials``, the study's, recounted before each batch is asked. A killed worker's
+trials are left ``RUNNING``: with a heartbeat in the storage (``tune_storage``) they go
+stale, become ``FAIL`` and are retried by the next worker that asks (``_storage``).
+With ``checkpoint=``, the group of trials in training is saved too (``_Flight``:
+carries, logs, epoch, the trials' numbers and values), and the worker's next call
+continues it, as retries of the same values, from its saved epoch.
 """
 
 from __future__ import annotations
@@ -37,6 +40,17 @@ from ._plan import logged_names, make_plan
 from ._resumable import Loop, resumable
 from ._resume import stacked
 from ._space import check_space, static_names
+from ._storage import (
+    STUDY,
+    answering,
+    ask,
+    check_study_space,
+    fail,
+    fail_stale,
+    finished,
+    queue_retries,
+    working,
+)
 from ._sweep_progress import SweepInterrupted, fingerprint
 from ._tune_result import TuneResult
 from .checkpoint import key_data, with_keys
@@ -120,8 +134,7 @@ def search(
     has_val = task.validation is not None or folds is not None
     monitor = monitor or ("val_loss" if has_val else "loss")
     sign = direction(monitor, "auto", "tune")
-    study = _study(optuna, study, sampler, pruner, sign)
-    done = _finished_after_failing_stale(optuna, study)
+    study, done = _opened(optuna, study, sampler, pruner, sign, space, trials)
 
     plan_for = _Plans(task, space, static, numeric, (seeds, seed, folds, optimizer, options,
                       patience, mesh))  # fmt: skip
@@ -130,32 +143,34 @@ def search(
     trained = _Trained(kept=[] if keep_params else None)
     pending: list = []  # asked, not told: failed if a second Ctrl-C cuts them short
     report = functools.partial(_report, progress, 0, trials * epochs)
-
     print_ = lambda: plan_for.fingerprint(  # noqa: E731
         names, epochs=epochs, monitor=monitor, keep_params=keep_params
     )
-    path = None
+    # the asked trials (those asked ahead too) beat until told
+    path, work = None, working(study, lambda: pending + asker.ahead())
     try:
-        with resumable("tune", checkpoint, "study", print_) as loop:  # Ctrl-C, SIGTERM
+        with work, resumable("tune", checkpoint, "study", print_) as loop:  # Ctrl-C, SIGTERM
             path = loop.path
-            flight = None if checkpoint is None else _Flight(loop, done)
+            flight = None if checkpoint is None else _Flight(loop)
             if flight is not None and (got := flight.resume(study, space, plan_for)):
                 pending = got  # the group in flight when the last call stopped
             elif prune and not static and done < trials and flight is None:  # freed slots
                 plan = plan_for.fitting((), min(batch, trials - done), 1, batch)
-                slots = _Slots(plan, study, optuna, space, numeric, epochs, monitor, sign)
+                slots = _Slots(plan, study, optuna, space, numeric, epochs, monitor, sign,
+                               lambda: _left(optuna, study, trials) > 0)  # fmt: skip
                 slots.run(trained, pending, min(batch, trials - done), trials - done,
                           functools.partial(report, done * epochs), loop)  # fmt: skip
                 done += slots.finished
-            while (done < trials or pending) and loop.requested is None:  # (a resumed group)
-                pending = pending or asker.batch(batch, trials - done)  # (and the next, ahead)
+            while loop.requested is None:
+                if not pending:  # (else a resumed group)
+                    done, pending = _next_batch(optuna, study, trials, batch, asker)
+                    if not pending:  # the study has its trials (every worker's)
+                        break
                 groups: dict[tuple, list] = {}
                 for t in pending:
                     groups.setdefault(plan_for.key_of(t.params), []).append(t)
                 for key, group in groups.items():  # each group told once it is trained
                     plan = plan_for.fitting(key, min(batch, trials), 1 if prune else epochs, batch)
-                    if flight is not None:
-                        flight.done = done
                     at = functools.partial(report, done * epochs)  # + the group's epochs
                     _train_group(plan, group, numeric, epochs, monitor, sign, prune,
                                  trained, flight, at if progress is not None else None)  # fmt: skip
@@ -165,9 +180,9 @@ def search(
                     done += len(group)
                     pending = [t for t in pending if t not in group]
     except KeyboardInterrupt:  # mid-batch (a second Ctrl-C, or a checkpoint's boundary)
-        _fail(study, optuna, pending + asker.unused())
+        _stopped(optuna, study, pending, asker, retry=checkpoint is None)  # (else the flight's)
         raise SweepInterrupted(_result(trained, names, study, has_val), path) from None
-    _fail(study, optuna, asker.unused())  # (asked ahead of a batch a signal stopped before)
+    _stopped(optuna, study, [], asker, retry=False)
     result = _result(trained, names, study, has_val)
     if loop.requested is not None:
         raise SweepInterrupted(result, path)
@@ -250,12 +265,6 @@ def _check_counts(**counts: Any) -> None:
             raise ValueError(f"`tune({name}=...)` must be a positive int; got {v!r}.")
 
 
-def _fail(study, optuna, trials: list) -> None:
-    """Tells ``trials`` (asked, never trained) ``FAIL``."""
-    for t in trials:
-        study.tell(t, state=optuna.trial.TrialState.FAIL)
-
-
 def _asker(study, space, ask_ahead: Any, prune: bool, checkpoint: Any) -> Serial:
     """The order of the asks (``_ask_ahead``).
 
@@ -308,12 +317,13 @@ class _Slots:
     epochs: int
     monitor: str
     sign: float
+    more: Callable[[], bool]  # the study needs more trials (every worker's counted)
     finished: int = 0
 
     def run(self, trained: _Trained, pending: list, batch: int, budget: int, report, loop):
         """Trains ``budget`` trials through ``batch`` slots; ``pending`` tracks the asked."""
         per_cfg = self.plan.seeds * self.plan.k
-        slot = [self.study.ask(dict(self.space)) for _ in range(batch)]
+        slot = [ask(self.study, self.space) for _ in range(batch)]
         pending[:] = slot
         asked = batch
         logs: list[list] = [[] for _ in range(batch)]  # per slot: (f, v) of each epoch
@@ -326,8 +336,8 @@ class _Slots:
         runs = lambda mask: np.repeat(mask, per_cfg)[idx]  # noqa: E731 (slots -> runs)
         while active.any():
             if loop.requested is not None:  # Ctrl-C, SIGTERM: unfinished trials failed
-                for i in np.flatnonzero(active):
-                    self.study.tell(slot[i], state=self.optuna.trial.TrialState.FAIL)
+                live = [slot[i] for i in np.flatnonzero(active)]
+                fail(self.optuna, self.study, live, retry=True)  # (queued where beating)
                 pending.clear()
                 return
             values = [np.repeat([t.params[m] for t in slot], per_cfg) for m in self.numeric]
@@ -350,8 +360,8 @@ class _Slots:
                       self.monitor, self.sign)  # fmt: skip
                 self.finished += 1
                 freed[i] = True
-                if asked < budget and loop.requested is None:
-                    slot[i] = self.study.ask(dict(self.space))
+                if asked < budget and loop.requested is None and self.more():
+                    slot[i] = ask(self.study, self.space)
                     asked += 1
                     logs[i], ep[i] = [], 0
                 else:
@@ -404,16 +414,41 @@ def _study(optuna, study, sampler, pruner, sign: float):
     return study
 
 
-def _finished_after_failing_stale(optuna, study) -> int:
-    """The study's finished trials, once those a killed tuning left ``RUNNING`` are ``FAIL``.
+def _opened(optuna, study, sampler, pruner, sign: float, space, trials) -> tuple[Any, int]:
+    """The study to ask (``_study``), checked against this call, and its finished trials.
 
-    (A grid sampler is refused first.) Failed trials are asked again, anew.
+    (Its stale trials failed first, and queued again: see ``_storage``.)
     """
-    _refuse_grid_sampler(optuna, study)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return len(study.get_trials(deepcopy=False, states=finished))
+    study = _study(optuna, study, sampler, pruner, sign)
+    with answering(STUDY, "its storage does not answer"):
+        _refuse_grid_sampler(optuna, study)
+        check_study_space(optuna, study, space)
+        return study, trials - _left(optuna, study, trials)
+
+
+def _next_batch(optuna, study, trials: int, batch: int, asker: Serial) -> tuple[int, list]:
+    """The study's finished trials (every worker's), and the next batch (none: it has them).
+
+    Asked by ``asker``: with ``ask_ahead``, the one after it begins in a thread.
+    """
+    left = _left(optuna, study, trials)
+    return trials - left, (asker.batch(batch, left) if left > 0 else [])
+
+
+def _stopped(optuna, study, pending: list, asker: Serial, *, retry: bool) -> None:
+    """Tells ``FAIL`` the trials a stopped tuning asked and did not finish.
+
+    ``pending`` are retried with ``retry``; those asked ahead (never trained) are not.
+    """
+    with answering(STUDY, "its storage stopped answering"):
+        fail(optuna, study, pending, retry=retry)
+        fail(optuna, study, asker.unused(), retry=False)
+
+
+def _left(optuna, study, trials: int) -> int:
+    """Trials the study still needs finished, once stale ones are failed (and queued)."""
+    fail_stale(optuna, study)
+    return trials - finished(optuna, study)
 
 
 def _train_group(
@@ -494,14 +529,14 @@ class _Flight:
     """The group of trials in training, for ``tune(sampler=..., checkpoint=...)``.
 
     A boundary saves the group's carries, logs so far, pruned flags and epoch, with the
-    trials' values and how many trials the study had finished when the group started
-    (``done``). The next call resumes the group only if the study still has that many
-    finished (its trials were not told): the same values are enqueued and asked again,
-    as new trials, and trained on from the saved epoch.
+    trials' numbers and values. The next call resumes the group only if none of its
+    trials was told or retried since (each still ``RUNNING``, or failed by this worker's
+    Ctrl-C): they are failed, queued again as retries of the same values, asked, and
+    trained on from the saved epoch. Where another worker got there first (failed them
+    as stale, or asked the queue first), the group is left to the retries.
     """
 
     loop: Loop
-    done: int
     start: Any = None  # (carry, (f, v), stopped, epoch) of the group to resume
 
     def boundary(self, group, carry, logs, stopped, epoch) -> None:
@@ -514,7 +549,8 @@ class _Flight:
             )
             return {"carry": key_data(carry), "f": f, "v": v, "stopped": stopped.copy()}
 
-        position = {"done": self.done, "params": [t.params for t in group], "epoch": epoch}
+        numbers = [t.number for t in group]
+        position = {"numbers": numbers, "params": [t.params for t in group], "epoch": epoch}
         self.loop.boundary(arrays, lambda: position, last=self.loop.requested is not None)
         if self.loop.requested is not None:
             raise KeyboardInterrupt
@@ -534,15 +570,51 @@ class _Flight:
             return {"carry": run, "f": log, "v": dict(log), "stopped": stopped}
 
         got = self.loop.load(like, host=True)
-        if got is None or got[1]["done"] != self.done:  # none, or its trials were told
+        if got is None:
             return None
         arrays, position = got
-        for params in position["params"]:
-            study.enqueue_trial(params)
-        group = [study.ask(dict(space)) for _ in position["params"]]
+        group = _retried(study, position["numbers"], space)
+        if group is None:  # its trials were told or retried elsewhere
+            return None
         carry, logs = arrays["carry"], (arrays["f"], arrays["v"])
         self.start = (carry, logs, np.asarray(arrays["stopped"]), position["epoch"])
         return group
+
+
+def _retried(study, numbers: list[int], space) -> list | None:
+    """Trials ``numbers`` (a stopped flight's) failed, queued as retries and asked again.
+
+    ``None`` where one was told or retried by another worker since, or where the asked
+    trials are not these retries (another worker's were queued first): what this call
+    failed is then queued for whoever asks next.
+    """
+    optuna = _optuna()
+    state = optuna.trial.TrialState
+    every = study.get_trials(deepcopy=False)
+    retried = {n for t in every for n in t.system_attrs.get("retry_history", ())}
+    old = [every[n] for n in numbers]
+    if any(t.state not in (state.RUNNING, state.FAIL) or t.number in retried for t in old):
+        return None
+    told: list = []
+    for t in old:
+        if t.state == state.RUNNING:
+            try:
+                fail(optuna, study, [t], retry=False)
+            except (ValueError, RuntimeError):  # failed as stale meanwhile: retried so
+                queue_retries(study, told)
+                return None
+            told.append(t)
+    for t in old:  # as Optuna's RetryFailedTrialCallback queues a stale trial
+        history = [*t.system_attrs.get("retry_history", ()), t.number]
+        attrs = {"failed_trial": history[0], **t.system_attrs, "retry_history": history}
+        study.add_trial(optuna.create_trial(state=state.WAITING, params=t.params,
+                        distributions=t.distributions, system_attrs=attrs))  # fmt: skip
+    group = [ask(study, space) for _ in numbers]
+    asked = [study._storage.get_trial_system_attrs(t._trial_id) for t in group]
+    if [a.get("retry_history", [None])[-1] for a in asked] != numbers:
+        fail(optuna, study, group, retry=True)
+        return None
+    return group
 
 
 def _monitored(f: dict, v: dict, monitor: str) -> np.ndarray:
@@ -557,14 +629,15 @@ def _monitored(f: dict, v: dict, monitor: str) -> np.ndarray:
 def _tell(study, optuna, trained: _Trained, i: int, monitor: str, sign: float) -> None:
     """Trial ``i``'s score (the mean over seeds and folds of its final ``monitor``) told."""
     if trained.pruned[i]:  # Optuna takes its last reported value
-        study.tell(trained.trials[i], state=optuna.trial.TrialState.PRUNED)
+        study.tell(trained.trials[i], state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
         return
     f = {"loss": trained.loss[i]} | {k: m[i] for k, m in trained.metrics.items()}
     v = {"loss": trained.val[i]} | {
         k[4:]: m[i] for k, m in trained.metrics.items() if k.startswith("val_")
     }
     last = _monitored(f, v, monitor)[:, -1]
-    study.tell(trained.trials[i], _finite(last.mean(), sign))  # (any non-finite: its mean is)
+    value = _finite(last.mean(), sign)  # (any non-finite: its mean is)
+    study.tell(trained.trials[i], value, skip_if_finished=True)  # (failed as stale: retried)
 
 
 def _result(trained: _Trained, names, study, has_val: bool) -> TuneResult:

@@ -110,12 +110,15 @@ def tune(
       pruner: (sampler) an Optuna pruner (``MedianPruner()``, ``HyperbandPruner()``...):
         every epoch's score is reported and a trial it stops freezes in its program and
         is told ``PRUNED``. Default: none.
-      trials: (sampler) trials to finish, the study's earlier ones included.
+      trials: (sampler) trials to finish, the study's earlier ones included (and, with
+        several workers on one study, every worker's).
       batch: (sampler) trials asked, and trained together, at a time: one program (with
         their seeds and folds), so a batch that would not fit in the memory free for it
         raises ``ValueError`` before training, with the largest that fits.
       study: (sampler) an ``optuna.Study`` to continue (with RDB storage, a tuning that
-        was killed resumes from it); default: a new in-memory study.
+        was killed resumes from it, and several workers may share it: with a heartbeat,
+        [`tune_storage`][jax_rmsprop.tune_storage], a killed worker's trials are
+        retried); default: a new in-memory study.
       monitor: what ranks and is told to Optuna: ``"val_loss"`` (the default with
         validation data, else ``"loss"``) or a metric of the task's loss.
       patience: early stopping: a run stops once its validation loss (training loss

@@ -177,8 +177,21 @@ def _tune_parser(sub) -> None:
     tu.add_argument("--epochs", type=int, default=9, help="epochs per trial")
     tu.add_argument("--seeds", type=int, default=1, help="trainings per trial")
     tu.add_argument("--seed", type=int, default=0, help="the sampler's and the runs' seed")
-    tu.add_argument("--storage", default=None, help="an Optuna RDB URL: sqlite:///tune.db")
+    tu.add_argument(
+        "--sampler-seed", type=int, default=None,
+        help="the sampler's seed (default: --seed): one of its own per worker on one study",
+    )  # fmt: skip
+    tu.add_argument(
+        "--storage", default=None,
+        help="an Optuna RDB URL: sqlite:///tune.db, or postgresql://user:pw@host/db for "
+        "several workers (the same command on each machine or GPU) on one study",
+    )  # fmt: skip
     tu.add_argument("--study-name", default=None, help="(default: jax-rmsprop-PROBLEM)")
+    tu.add_argument(
+        "--heartbeat", type=int, default=10, metavar="SECONDS",
+        help="(with --storage) a running trial's heartbeat: a worker killed, its trials "
+        "are retried by another once 3 heartbeats are missed",
+    )  # fmt: skip
     tu.add_argument(
         "--checkpoint", default=None, metavar="DIR",
         help="(with --storage) keep the batch in training there: after a kill the same "
@@ -354,20 +367,35 @@ def _tune_task(args):
 
 
 def _study(optuna, args):
-    """The Optuna study of ``jax-rmsprop tune``: its sampler, pruner and storage."""
+    """The Optuna study of ``jax-rmsprop tune``: its sampler, pruner and storage.
+
+    A storage has a heartbeat (``tune_storage``): workers on one study retry the trials
+    of one that was killed.
+    """
     import warnings
+
+    from ._storage import answering, hidden, tune_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():  # TPE's multivariate is "experimental" in Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = _sampler(optuna, args.sampler, args.seed)
-    return optuna.create_study(
-        storage=args.storage,
-        study_name=args.study_name or f"jax-rmsprop-{args.problem}",
-        sampler=sampler,
-        pruner=_pruner(optuna, args.pruner, args.epochs),
-        load_if_exists=args.storage is not None,
-    )
+        seed = args.seed if args.sampler_seed is None else args.sampler_seed
+        sampler = _sampler(optuna, args.sampler, seed)
+    storage = None
+    try:
+        if args.storage is not None:
+            storage = tune_storage(args.storage, heartbeat=args.heartbeat)
+        with answering(f"--storage {hidden(args.storage or '')}", "cannot open the study"):
+            return optuna.create_study(
+                storage=storage, study_name=_study_name(args), sampler=sampler,
+                pruner=_pruner(optuna, args.pruner, args.epochs), load_if_exists=True,
+            )  # fmt: skip
+    except ValueError as err:
+        raise UsageError(_in_flags(str(err))) from None
+
+
+def _study_name(args) -> str:
+    return args.study_name or f"jax-rmsprop-{args.problem}"
 
 
 def _tune(args) -> int:
@@ -390,7 +418,7 @@ def _tune(args) -> int:
             checkpoint=args.checkpoint,
         )  # fmt: skip
     except (TypeError, ValueError) as err:
-        raise UsageError(_in_flags(str(err))) from None
+        raise UsageError(_in_flags(str(err), args)) from None
     except SweepInterrupted as stop:  # Ctrl-C, SIGTERM: what finished, kept and shown
         if progress is not None:
             progress.close()
@@ -669,8 +697,19 @@ def _write(args, name, grid, result, what) -> int:
     return 0
 
 
-def _in_flags(message: str) -> str:
-    """A library refusal in the command line's terms: ``--decay: ...`` for ``decay``'s."""
+def _in_flags(message: str, args=None) -> str:
+    """A library refusal in the command line's terms: ``--decay: ...`` for ``decay``'s.
+
+    (``tune(study=...)``'s are the study's: ``--study-name`` in ``--storage``; a
+    ``tune_storage`` refusal is the URL's, ``--storage``.)
+    """
+    if args is not None and "`tune(study=...)`" in message:
+        from ._storage import hidden
+
+        where = f" (in --storage {hidden(args.storage)})" if args.storage else ""
+        return message.replace("`tune(study=...)`", f"--study-name {_study_name(args)}{where}")
+    message = re.sub(r"`tune_storage\(url='([^`]*)'\)`", r"--storage \1", message)
+    message = message.replace("`tune_storage(heartbeat=...)`", "--heartbeat")
     m = re.match(r"`(?:sweep|tune)\((?:grid|space)=\{'(\w+)': [^`]*\}\)`:? ?(.*)", message, re.S)
     if m and m.group(1) in SWEEPABLE:
         return f"--{m.group(1).replace('_', '-')}: {m.group(2)}"

@@ -127,20 +127,32 @@ def test_a_pruned_trial_stops_training_where_the_pruner_said_and_is_told_pruned(
             )
 
 
-def test_a_study_with_storage_goes_on_and_runs_left_running_are_failed(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_study_with_storage_goes_on_and_a_stale_trial_is_failed_and_retried(tmp_path):
+    """A trial left ``RUNNING`` counts for nothing; with no heartbeat it may be another
+    worker's, so it stays; with one (``tune_storage``), once stale it is ``FAIL`` and
+    its values are the next trial asked, marked as its retry."""
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
     study = optuna.create_study(
-        storage=storage, study_name="t", sampler=optuna.samplers.RandomSampler(seed=1)
+        storage=url, study_name="t", sampler=optuna.samplers.RandomSampler(seed=1)
     )
     task = _task()
     jax_rmsprop.tune(task, SPACE, 2, study=study, trials=4, batch=2)
     stale = study.ask(SPACE)  # what a killed tuning leaves: a trial RUNNING
+    res = jax_rmsprop.tune(task, SPACE, 2, study=study, trials=5, batch=4)
+    assert study.trials[stale.number].state.name == "RUNNING"  # no heartbeat: stays
+    assert list(res.trial) == [5] and study.trials[5].params != stale.params
+    # (a grace of 6 heartbeats: a loaded machine can hold a live worker's beat for seconds)
+    storage = jax_rmsprop.tune_storage(url, heartbeat=1, grace=6)
+    storage.record_heartbeat(stale._trial_id)  # its last beat, then its worker killed
+    time.sleep(7.5)  # its grace period over (SQLite counts whole seconds)
     again = optuna.load_study(study_name="t", storage=storage)
-    res = jax_rmsprop.tune(task, SPACE, 2, study=again, trials=6, batch=4)
+    res = jax_rmsprop.tune(task, SPACE, 2, study=again, trials=7, batch=4)
     states = [t.state for t in again.trials]
-    assert states.count(COMPLETE) == 6 and again.trials[stale.number].state.name == "FAIL"
-    assert list(res.trial) == [5, 6]  # only the two trials that were missing
-    assert len({tuple(t.params.items()) for t in again.trials if t.state == COMPLETE}) == 6
+    assert states.count(COMPLETE) == 7 and again.trials[stale.number].state.name == "FAIL"
+    assert list(res.trial) == [6, 7] and again.trials[6].params == stale.params
+    assert again.trials[6].system_attrs["retry_history"] == [stale.number]
+    assert len({tuple(t.params.items()) for t in again.trials if t.state == COMPLETE}) == 7
 
 
 def test_what_the_sampler_path_refuses():
@@ -194,7 +206,8 @@ import jax_rmsprop
 from tests.training.test_tune import _task
 from tests.training.test_search import SPACE
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-study = optuna.create_study(storage=sys.argv[1], study_name="k", load_if_exists=True,
+storage = jax_rmsprop.tune_storage(sys.argv[1], heartbeat=1, grace=6)
+study = optuna.create_study(storage=storage, study_name="k", load_if_exists=True,
                             sampler=optuna.samplers.RandomSampler(),
                             pruner=optuna.pruners.NopPruner())
 res = jax_rmsprop.tune(_task(), SPACE, int(sys.argv[2]), study=study, trials=8, batch=2)
@@ -205,7 +218,7 @@ print("TRAINED", len(res.trial), flush=True)
 @pytest.mark.slow
 def test_a_study_survives_sigkill_mid_batch_and_the_rerun_finishes_without_duplicates(tmp_path):
     storage = f"sqlite:///{tmp_path / 'k.db'}"
-    env = os.environ | {"PYTHONPATH": os.getcwd()}
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path])}
     cmd = [sys.executable, "-c", KILLED, storage]
     # 100k epochs of 7 steps: a batch trains for seconds after its compile
     proc = subprocess.Popen([*cmd, "100000"], env=env, stdout=subprocess.PIPE, text=True)
@@ -227,12 +240,16 @@ def test_a_study_survives_sigkill_mid_batch_and_the_rerun_finishes_without_dupli
     before = optuna.load_study(study_name="k", storage=storage).trials
     finished = sum(t.state.name == "COMPLETE" for t in before)
     assert 2 <= finished < 8 and any(t.state.name == "RUNNING" for t in before)
+    time.sleep(7.5)  # the killed batch's grace period: stale, retried
     out = subprocess.run([*cmd, "100000"], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert f"TRAINED {8 - finished}" in out.stdout
     after = optuna.load_study(study_name="k", storage=storage).trials
     states = [t.state.name for t in after]
     assert states.count("COMPLETE") == 8 and "RUNNING" not in states
+    killed = [t for t in after if t.state.name == "FAIL"]
+    retries = [t for t in after if "retry_history" in t.system_attrs]
+    assert killed and [t.params for t in killed] == [t.params for t in retries]
     numbers = [t.number for t in after]
     assert len(set(numbers)) == len(numbers)
     params = [tuple(t.params.values()) for t in after if t.state.name == "COMPLETE"]
