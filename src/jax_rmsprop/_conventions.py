@@ -91,6 +91,7 @@ class Variant:
     nesterov: bool
     bias_correction: bool
     state_dtype: Any
+    state_format: Any = None  # _quantized.StateFormat, or None: the state as state_dtype
 
 
 class Derived(NamedTuple):

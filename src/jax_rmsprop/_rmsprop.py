@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ._conventions import ArrayLike, Convention, Hyperparams, ScalarOrSchedule, Variant, derive
+from ._quantized import MIN_QUANTIZED_SIZE, StateFormat
 from ._traced import Init, Update
 from ._validation import ANY, NONNEGATIVE, UNIT, UNIT_HALF_OPEN, check, is_zero
 
@@ -28,6 +31,8 @@ def transform(
     nesterov: bool = False,
     bias_correction: bool = False,
     state_dtype: Any = None,
+    state_bits: int | None = None,
+    min_quantized_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Every RMSProp variant; the public constructors check their arguments and call it.
 
@@ -41,10 +46,50 @@ def transform(
         nesterov,
         bias_correction,
         None if state_dtype is None else jnp.dtype(state_dtype),
+        _state_format(api, state_bits, min_quantized_size),
     )
+    if centered and variant.state_format is not None and variant.state_format.bits == 4:
+        raise ValueError(
+            f"`{api}(centered=True)` needs state_bits=8 or None: the centered variance "
+            "nu - mu^2 cancels, and 4-bit state (one mantissa bit) cannot resolve it."
+        )
     return optax.GradientTransformationExtraArgs(
         Init(variant, hp), Update(api, variant, hp, derive(hp))
     )
+
+
+def _state_format(api: str, bits: Any, min_size: Any) -> StateFormat | None:
+    """The checked ``state_bits`` and ``min_quantized_size`` of constructor ``api``.
+
+    Both decide the program, so they must be concrete: ``optax.inject_hyperparams``
+    turns numbers into arrays, and needs them in its ``static_args`` unless they are
+    concrete there. ``min_quantized_size`` is not read without ``state_bits``.
+    """
+    if bits is None:
+        return None
+    return StateFormat(
+        _static_int(api, "state_bits", bits, "None, 8 or 4", (8, 4)),
+        _static_int(
+            api,
+            "min_quantized_size",
+            MIN_QUANTIZED_SIZE if min_size is None else min_size,
+            "an integer >= 0",
+            None,
+        ),
+    )
+
+
+def _static_int(api: str, name: str, value: Any, what: str, allowed: Any) -> int:
+    """``value`` as a Python int (a concrete integer scalar), else ``ValueError``."""
+    arr = None
+    if not isinstance(value, bool | float) and not isinstance(value, jax.core.Tracer):
+        arr = np.asarray(value)
+    if arr is None or arr.ndim != 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"`{api}({name}=...)` must be {what}; got {value!r}.")
+    out = int(arr)
+    if (allowed is not None and out not in allowed) or out < 0:
+        raise ValueError(f"`{api}({name}=...)` must be {what}; got {value!r}.")
+    return out
 
 
 def describe_hyperparameters(tx: Any) -> dict[str, str]:
@@ -60,6 +105,9 @@ def describe_hyperparameters(tx: Any) -> dict[str, str]:
     out = {"optimizer": update.api}
     out |= {f: _setting(getattr(update.hp, f)) for f in update.hp._fields}
     out |= {"centered": str(v.centered), "nesterov": str(v.nesterov)}
+    if v.state_format is not None:  # (absent for state_bits=None: older fingerprints hold)
+        out["state_bits"] = str(v.state_format.bits)
+        out["min_quantized_size"] = str(v.state_format.min_size)
     return out
 
 
@@ -87,6 +135,8 @@ def rmsprop(
     bias_correction: bool = False,
     weight_decay: ArrayLike = 0.0,
     state_dtype: Any = None,
+    state_bits: int | None = None,
+    min_quantized_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""RMSProp (Hinton, 2012), exact in every convention and safe at the edges.
 
@@ -148,6 +198,15 @@ def rmsprop(
         ``jnp.float32`` is recommended for bf16/f16 params, whose 8 or 11 significant bits
         cannot follow a slow moving average). The arithmetic is in float32 or wider
         whatever the storage. Updates come back in the gradients' dtype.
+      state_bits: ``8`` or ``4`` to store $\nu$, the momentum trace and the centered
+        $\mu$ block-wise quantized ([`QuantizedState`][jax_rmsprop.QuantizedState]:
+        about 1.03 or 0.52 bytes per element instead of 4); ``None`` (default) stores
+        them in ``state_dtype``. Each step's update is computed from this step's
+        float32 moments; only the stored state is rounded (stochastically). Real
+        parameters only.
+      min_quantized_size: leaves with fewer elements than this (``None``: 4096, as
+        bitsandbytes) keep their state in ``state_dtype`` when ``state_bits`` is set.
+        (``None`` rather than a number so that ``optax.inject_hyperparams`` leaves it.)
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state
@@ -156,7 +215,8 @@ def rmsprop(
     Raises:
       ValueError: for a concrete negative or NaN ``learning_rate``, ``decay`` outside
         [0, 1], negative ``eps`` or ``initial_scale``, ``momentum`` outside [0, 1),
-        or ``nesterov`` without ``momentum``. Traced values (under ``jit``/``vmap``)
+        ``nesterov`` without ``momentum``, or ``state_bits`` other than None, 8 or 4.
+        Traced values (under ``jit``/``vmap``)
         are not range-checked. Any hyperparameter array in bfloat16 or float16 (traced
         or not) is refused: ``optax.inject_hyperparams`` casts to the params' dtype
         unless given ``hyperparam_dtype=jnp.float32``, and 0.999 is 1.0 in bfloat16.
@@ -202,6 +262,8 @@ def rmsprop(
         nesterov=nesterov,
         bias_correction=bias_correction,
         state_dtype=state_dtype,
+        state_bits=state_bits,
+        min_quantized_size=min_quantized_size,
     )
 
 
@@ -214,6 +276,8 @@ def scale_by_rms(
     centered: bool = False,
     bias_correction: bool = False,
     state_dtype: Any = None,
+    state_bits: int | None = None,
+    min_quantized_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Rescales updates by the root of their moving mean square (no learning rate, no sign).
 
@@ -239,4 +303,6 @@ def scale_by_rms(
         centered=centered,
         bias_correction=bias_correction,
         state_dtype=state_dtype,
+        state_bits=state_bits,
+        min_quantized_size=min_quantized_size,
     )

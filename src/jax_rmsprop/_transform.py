@@ -17,6 +17,7 @@ low-precision storage (the state is cast once per step, not once per chained sta
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import _quantized as q8
 from ._conventions import ArrayLike, Derived, Hyperparams, RMSPropState, Variant
 from ._validation import concrete
 
@@ -229,6 +231,39 @@ def _leaf(v: Variant, scalars: Callable[[Any], _Scalars], g, nu, mu, tr, p):
     return u.astype(g.dtype), back(new_nu, nu), back(new_mu, mu), back(new_tr, tr)
 
 
+def _stored_leaf(v: Variant, scalars, at: tuple[jax.Array, int], g, nu, mu, tr, p):
+    """``_leaf`` on a leaf whose state may be quantized: decoded before, encoded after.
+
+    The update is computed from the float32 moments of this step; only what is stored
+    is rounded to the codes. ``at`` is (step count, leaf index), the dither's counter.
+    """
+    stored = (nu, mu, tr)
+    if not any(isinstance(x, q8.QuantizedState) for x in stored):
+        return _leaf(v, scalars, g, nu, mu, tr, p)
+    fmt = v.state_format
+    assert fmt is not None
+    codec = fmt.codec
+    plain = [
+        q8.decode(x, codec(k), g.shape) if isinstance(x, q8.QuantizedState) else x
+        for k, x in enumerate(stored)
+    ]
+    if v.centered and isinstance(mu, q8.QuantizedState):
+        # |mu| <= sqrt(nu) holds for the exact averages; rounded separately, the stored pair
+        # may break it, and a variance clamped to 0 makes the step g / eps.
+        root = jnp.sqrt(plain[0])
+        plain[1] = jnp.clip(plain[1], -root, root)
+    u, *new = _leaf(v, scalars, g, plain[0], plain[1], plain[2], p)
+    count, index = at
+    out = []
+    for k, (x, old) in enumerate(zip(new, stored)):
+        if isinstance(old, q8.QuantizedState):
+            x = x.astype(jnp.float32)
+            e = q8.next_exponents(old, codec(k), x)
+            x = q8.encode(x, e, codec(k), q8.dither(g.shape, count, 3 * index + k))
+        out.append(x)
+    return (u, *out)
+
+
 def _state_dtypes(p: Any, state_dtype: Any, complex_as_real: bool) -> tuple[Any, Any]:
     """(nu dtype, mu/trace dtype) for parameter ``p``."""
     store = jnp.dtype(state_dtype) if state_dtype is not None else jnp.dtype(p.dtype)
@@ -251,6 +286,10 @@ def _fill_like(p: jax.Array, value: ArrayLike, dtype: Any) -> jax.Array:
     return jnp.where(jnp.isfinite(src), zero * src.astype(dtype), zero) + fill
 
 
+def _is_quantized(x: Any) -> bool:
+    return isinstance(x, q8.QuantizedState)
+
+
 def _check_kinds(api: str, grads: Any, params: Any, state: RMSPropState) -> None:
     """A complex gradient for a real parameter (or the reverse) is a mistake: refuse it.
 
@@ -260,7 +299,10 @@ def _check_kinds(api: str, grads: Any, params: Any, state: RMSPropState) -> None
     ref = next((t for t in (params, state.mu, state.trace) if t is not None), None)
     if ref is None:
         return
-    pairs = zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(ref))
+    refs = [  # (a quantized leaf is real: complex parameters are refused at init)
+        r.exponents if _is_quantized(r) else r for r in jax.tree.leaves(ref, is_leaf=_is_quantized)
+    ]
+    pairs = zip(jax.tree_util.tree_leaves_with_path(grads), refs)
     for (path, g), r in pairs:
         if jnp.iscomplexobj(g) != jnp.iscomplexobj(r):
             kind = lambda x: "complex" if jnp.iscomplexobj(x) else "real"  # noqa: E731
@@ -275,10 +317,19 @@ def init(variant: Variant, hp: Hyperparams, params: Any) -> RMSPropState:
     if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params)):
         return jax.eval_shape(functools.partial(init, variant, hp), params)
 
-    def fill(value, which):
+    def fill(value, slot):
         def one(p):
+            fmt = variant.state_format
+            if fmt is not None and fmt.applies(p):
+                if jnp.iscomplexobj(p):
+                    raise ValueError(
+                        f"`state_bits={fmt.bits}` does not support complex parameters (got "
+                        f"{p.dtype}): use state_bits=None, or min_quantized_size above "
+                        f"{math.prod(p.shape)}."
+                    )
+                return q8.init_state(p, value, fmt.codec(slot))
             dtypes = _state_dtypes(p, variant.state_dtype, variant.convention.complex_as_real)
-            return _fill_like(p, value, dtypes[which])
+            return _fill_like(p, value, dtypes[min(slot, 1)])
 
         return jax.tree.map(one, params)
 
@@ -286,14 +337,14 @@ def init(variant: Variant, hp: Hyperparams, params: Any) -> RMSPropState:
         count=jnp.zeros([], jnp.int32),
         nu=fill(hp.initial_scale, 0),
         mu=fill(0.0, 1) if variant.centered else None,
-        trace=fill(0.0, 1) if hp.momentum is not None else None,
+        trace=fill(0.0, 2) if hp.momentum is not None else None,
     )
 
 
 def _check_update(api: str, hp: Hyperparams, grads: Any, state: RMSPropState, params: Any):
     """Refuses a gradient tree that does not match the state, or missing params."""
     # (Any: jaxlib's PyTreeDef is opaque to mypy)
-    want: Any = jax.tree.structure(state.nu)
+    want: Any = jax.tree.structure(state.nu, is_leaf=_is_quantized)
     got: Any = jax.tree.structure(grads)
     if got != want:
         raise ValueError(
@@ -338,7 +389,9 @@ def update(
         return [None] * len(leaves_g) if tree is None else treedef.flatten_up_to(tree)
 
     cols = [leaves_g, *(column(t) for t in (state.nu, state.mu, state.trace, params))]
-    out = [_leaf(variant, scalars, *args) for args in zip(*cols)]
+    out = [
+        _stored_leaf(variant, scalars, (state.count, i), *args) for i, args in enumerate(zip(*cols))
+    ]
     u, nu, mu, tr = (treedef.unflatten(col) for col in zip(*out))
     return u, RMSPropState(
         count=count_inc,

@@ -17,6 +17,9 @@ Each constructor checks its arguments by its framework's names and ranges (PyTor
 2.13's ``torch.optim.RMSprop`` checks; Keras 3 and TF1 check nothing at construction,
 so the ranges are their documented ones: ``rho``, ``momentum`` in [0, 1], ``epsilon`` >
 0 for Keras) and raises ``ValueError`` naming the caller's argument.
+
+Each also takes ``state_bits`` and ``min_quantized_size`` (keyword only): the state in 8
+or 4 bits, as in [`rmsprop`][jax_rmsprop.rmsprop].
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ def torch_rmsprop(
     momentum: ArrayLike = 0.0,
     centered: bool = False,
     maximize: bool = False,
+    *,
+    state_bits: int | None = None,
+    min_quantized_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.RMSprop``.
 
@@ -86,7 +92,14 @@ def torch_rmsprop(
         maximize=maximize,
         complex_as_real=True,
     )
-    return transform("torch_rmsprop", hp, conv, centered=centered)
+    return transform(
+        "torch_rmsprop",
+        hp,
+        conv,
+        centered=centered,
+        state_bits=state_bits,
+        min_quantized_size=min_quantized_size,
+    )
 
 
 def keras_rmsprop(
@@ -96,6 +109,9 @@ def keras_rmsprop(
     epsilon: ArrayLike = 1e-7,
     centered: bool = False,
     weight_decay: ArrayLike | None = None,
+    *,
+    state_bits: int | None = None,
+    min_quantized_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``keras.optimizers.RMSprop`` (Keras 3).
 
@@ -139,7 +155,14 @@ def keras_rmsprop(
         momentum=_nonzero_or_none(momentum),
         weight_decay=_nonzero_or_none(weight_decay),
     )
-    return transform("keras_rmsprop", hp, Convention(eps_in_sqrt=True), centered=centered)
+    return transform(
+        "keras_rmsprop",
+        hp,
+        Convention(eps_in_sqrt=True),
+        centered=centered,
+        state_bits=state_bits,
+        min_quantized_size=min_quantized_size,
+    )
 
 
 def tf1_rmsprop(
@@ -148,6 +171,9 @@ def tf1_rmsprop(
     momentum: ArrayLike = 0.0,
     epsilon: ArrayLike = 1e-10,
     centered: bool = False,
+    *,
+    state_bits: int | None = None,
+    min_quantized_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``tf.compat.v1.train.RMSPropOptimizer``.
 
@@ -173,4 +199,11 @@ def tf1_rmsprop(
     hp = Hyperparams(
         learning_rate, decay, epsilon, initial_scale=1.0, momentum=_nonzero_or_none(momentum)
     )
-    return transform("tf1_rmsprop", hp, Convention(eps_in_sqrt=True), centered=centered)
+    return transform(
+        "tf1_rmsprop",
+        hp,
+        Convention(eps_in_sqrt=True),
+        centered=centered,
+        state_bits=state_bits,
+        min_quantized_size=min_quantized_size,
+    )
