@@ -12,6 +12,7 @@ from ._flat import Flat as Flat
 from ._flat import flatten as flatten
 from ._pbt import PBTResult as PBTResult
 from ._pbt import pbt as pbt
+from ._quantized import QuantizedState as QuantizedState
 from ._resume import CheckpointCorrupt as CheckpointCorrupt
 from ._resume import CheckpointMismatch as CheckpointMismatch
 from ._rmsprop import rmsprop as rmsprop
@@ -37,6 +38,7 @@ __all__ = [
     "Interrupted",
     "PBTResult",
     "ProcessLost",
+    "QuantizedState",
     "RMSPropState",
     "SweepInterrupted",
     "SweepResult",

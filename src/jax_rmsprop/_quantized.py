@@ -69,7 +69,7 @@ import jax.numpy as jnp
 _GOLDEN = 0x9E3779B9  # 2^32 / golden ratio: the Weyl sequence in the step count
 _LEAF = 0x85EBCA6B  # decorrelates leaves
 MIN_QUANTIZED_SIZE = 4096  # leaves below keep their plain state (bitsandbytes' threshold)
-_SAMPLES = 4  # positions per block read to set an all-zero block's exponent
+_SAMPLES = 16  # positions per block read to set an all-zero block's exponent
 
 
 class QuantizedState(NamedTuple):
@@ -102,13 +102,14 @@ class Codec:
         return self.bits - 1 if self.signed else self.bits
 
     @property
-    def nonfinite(self) -> int:
-        return (1 << self.magnitude_bits) - 1
+    def largest(self) -> int:
+        r"""$c_{\max}$, the largest magnitude code (one more marks a non-finite value)."""
+        return (1 << self.magnitude_bits) - 2
 
     @property
     def top(self) -> int:
         """$T$: the largest binade index of a magnitude code."""
-        return self.nonfinite >> self.mantissa
+        return self.largest >> self.mantissa
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,8 +136,10 @@ def _blocks(n: int, block: int) -> int:
 
 def _per_element(e: jax.Array, n: int, block: int) -> jax.Array:
     """``e`` (one per block of the last axis) repeated over its block's elements."""
-    full = jnp.repeat(e, block, axis=-1, total_repeat_length=e.shape[-1] * block)
-    return full[..., :n]
+    # (a broadcast and a reshape, which XLA fuses into index arithmetic; jnp.repeat
+    # lowers to a scatter and cumulative sums)
+    full = jnp.broadcast_to(e[..., None], (*e.shape, block))
+    return full.reshape(*e.shape[:-1], e.shape[-1] * block)[..., :n]
 
 
 def _block_max(c: jax.Array, block: int) -> jax.Array:
@@ -162,25 +165,34 @@ def _unpack(b: jax.Array, n: int) -> jax.Array:
     return both.reshape(*b.shape[:-1], -1)[..., :n]
 
 
-def codes_of(q: QuantizedState, codec: Codec, n: int) -> jax.Array:
-    """The codes of ``q`` one per element, as ``int32`` (``n``: the last axis' length)."""
+def _bytes_of(q: QuantizedState, codec: Codec, n: int) -> jax.Array:
+    """The stored code of each element (4 bits: unpacked), as ``int32``."""
     c = _unpack(q.codes, n) if codec.bits == 4 else q.codes
     return c.astype(jnp.int32)
+
+
+def _magnitude(b: jax.Array, codec: Codec) -> jax.Array:
+    r"""The magnitude code $c$ of stored codes ``b``; -1 marks a non-finite value.
+
+    Stored: $c + 1$ unsigned, $2(c + 1) + \text{sign}$ signed, 0 (and 1) non-finite: the
+    order of the stored codes is the order of the magnitudes, so a block's largest finite
+    magnitude is its largest stored code, read by one reduction over the raw bytes.
+    """
+    return ((b >> 1) if codec.signed else b) - 1
 
 
 def decode(q: QuantizedState, codec: Codec, shape: tuple[int, ...]) -> jax.Array:
     """The float32 values stored in ``q`` (``shape``: the parameter's)."""
     n = shape[-1]
-    c = codes_of(q, codec, n)
-    mag = c & codec.nonfinite
+    b = _bytes_of(q, codec, n)
+    mag = _magnitude(b, codec)
     e = _per_element(q.exponents.astype(jnp.int32), n, codec.block)
-    shift = 23 - codec.mantissa
-    bits = (mag << shift) + ((e - codec.top) << 23)
+    bits = (mag << (23 - codec.mantissa)) + ((e - codec.top) << 23)
     y = jax.lax.bitcast_convert_type(bits, jnp.float32)
     y = jnp.where(mag == 0, jnp.float32(0), y)
-    y = jnp.where(mag == codec.nonfinite, jnp.float32(jnp.inf), y)
+    y = jnp.where(mag < 0, jnp.float32(jnp.inf), y)
     if codec.signed:
-        y = jnp.where(c >> codec.magnitude_bits != 0, -y, y)
+        y = jnp.where(b & 1 != 0, -y, y)
     return y
 
 
@@ -196,16 +208,20 @@ def dither(shape: tuple[int, ...], count: jax.Array, leaf: int) -> jax.Array:
 
 
 def _sampled_exponent(x: jax.Array, codec: Codec) -> jax.Array:
-    """A block exponent from ``|x|`` at a few positions of each block (for all-zero blocks)."""
+    """A block exponent from ``|x|`` at a few positions of each block (for all-zero blocks).
+
+    Every ``block / _SAMPLES``-th element, reduced per block with a reduction (XLA fuses
+    neither into the elementwise encoding: the samples are computed once, not per element).
+    """
     n = x.shape[-1]
     nb = _blocks(n, codec.block)
-    step = max(codec.block // _SAMPLES, 1)
-    picks = [
-        jnp.abs(x[..., min(s, n - 1) :: codec.block][..., :nb]) for s in range(0, codec.block, step)
-    ]
-    picks = [jnp.pad(p, [(0, 0)] * (x.ndim - 1) + [(0, nb - p.shape[-1])]) for p in picks]
-    m = jnp.max(jnp.stack(picks), axis=0)
-    m = jnp.where(m < jnp.inf, m, jnp.float32(0))
+    stride = max(codec.block // _SAMPLES, 1)
+    picks = jnp.abs(x[..., ::stride])
+    picks = jnp.where(picks < jnp.inf, picks, jnp.float32(0))
+    per_block = codec.block // stride
+    pad = nb * per_block - picks.shape[-1]
+    picks = jnp.pad(picks, [(0, 0)] * (x.ndim - 1) + [(0, pad)])
+    m = jnp.max(picks.reshape(*picks.shape[:-1], nb, per_block), axis=-1)
     e = jax.lax.bitcast_convert_type(m, jnp.int32) >> 23
     return jnp.where(m > 0, e + codec.headroom, 127 + codec.headroom)
 
@@ -216,19 +232,16 @@ def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array
     From the stored codes' block maxima (last step's values), ``headroom`` binades above;
     a block of zeros takes a sampled exponent of ``new``.
     """
-
-    def finite(m):
-        return jnp.where(m == codec.nonfinite, 0, m)
-
-    if codec.bits == 4:  # (on the packed bytes: half the elements to reduce)
-        b = q.codes.astype(jnp.int32)
-        pairs = jnp.maximum(finite(b & codec.nonfinite), finite((b >> 4) & codec.nonfinite))
-        mc = _block_max(pairs, codec.block // 2)
+    b = q.codes
+    if codec.bits == 4:  # (the two codes of a byte: their maximum, then the blocks')
+        b = jnp.maximum(b & 15, b >> 4)
+        mc = _block_max(b, codec.block // 2)
     else:
-        mc = _block_max(finite(q.codes.astype(jnp.int32) & codec.nonfinite), codec.block)
+        mc = _block_max(b, codec.block)
+    mc = jnp.maximum(_magnitude(mc.astype(jnp.int32), codec), 0)
     e_old = q.exponents.astype(jnp.int32)
     e = e_old - codec.top + (mc >> codec.mantissa) + codec.headroom
-    e = e + jnp.where(mc == codec.nonfinite - 1, codec.jump, 0)
+    e = e + jnp.where(mc == codec.largest, codec.jump, 0)
     e = jnp.where(mc == 0, _sampled_exponent(new, codec), e)
     return jnp.clip(e, codec.top + 1, 254)
 
@@ -242,19 +255,17 @@ def encode(x: jax.Array, e: jax.Array, codec: Codec, dither_bits: jax.Array) -> 
     r = (dither_bits >> (32 - shift)).astype(jnp.int32)
     ee = _per_element(e, n, codec.block)
     c = ((bits + r) >> shift) - ((ee - codec.top) << codec.mantissa)
-    c = jnp.clip(c, 1, codec.nonfinite - 1)
+    c = jnp.clip(c, 1, codec.largest)
     if codec.signed:
         # Below the smallest code: 0 or that code, with the probability that keeps the
         # mean (a trace that decays to 0 must reach it; nu never rounds to 0).
-        smallest = jax.lax.bitcast_convert_type(
-            (1 << shift) + ((ee - codec.top) << 23), jnp.float32
-        )
+        low = jax.lax.bitcast_convert_type((1 << shift) + ((ee - codec.top) << 23), jnp.float32)
         u = (dither_bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
-        c = jnp.where(mag < smallest, jnp.where(mag > u * smallest, 1, 0), c)
-    c = jnp.where(mag == 0, 0, c)
-    c = jnp.where(mag < jnp.inf, c, codec.nonfinite)  # (NaN too)
+        c = jnp.where(mag < low, jnp.where(mag > u * low, 1, 0), c)
+    c = jnp.where(mag == 0, 0, c) + 1
     if codec.signed:
-        c = c | jnp.where(x < 0, 1 << codec.magnitude_bits, 0)
+        c = (c << 1) | jnp.where(x < 0, 1, 0)
+    c = jnp.where(mag < jnp.inf, c, 0)  # (NaN too)
     codes = c.astype(jnp.uint8)
     return QuantizedState(_pack(codes) if codec.bits == 4 else codes, e.astype(jnp.uint8))
 

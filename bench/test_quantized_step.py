@@ -1,0 +1,69 @@
+"""Group quantized-step: one step + apply with 8-bit and 4-bit state, against optax float32.
+
+Interleaved in one round-robin (``helpers.round_robin``): optax.rmsprop float32, ours
+float32, ours with ``state_bits=8`` and ``state_bits=4``, and a minimal kernel that moves
+the bytes of the 8-bit step (read params, grads and one byte of state; write params and
+the byte) with trivial arithmetic. Ratios are ``optax / kernel`` time (above 1: faster
+than optax). 1e8 elements with ``--big`` only.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jax_rmsprop
+
+from .helpers import big_enabled, donated_loop, optimizer_step, round_robin
+
+# Bytes per element each kernel must move at least (block exponents: 1/256 or 1/128 more).
+BYTES = {"optax": 20, "ours-f32": 20, "ours-8bit": 14, "ours-4bit": 13, "same-bytes": 14}
+IMPLS = {
+    "optax": lambda: optax.rmsprop(1e-3, eps_in_sqrt=False),
+    "ours-f32": lambda: jax_rmsprop.rmsprop(1e-3),
+    "ours-8bit": lambda: jax_rmsprop.rmsprop(1e-3, state_bits=8),
+    "ours-4bit": lambda: jax_rmsprop.rmsprop(1e-3, state_bits=4),
+}
+
+
+def pytest_generate_tests(metafunc):
+    if "n_quantized" in metafunc.fixturenames:
+        sizes = [10**7] + ([10**8] if big_enabled(metafunc.config) else [])
+        metafunc.parametrize("n_quantized", sizes, ids=[f"1e{len(str(s)) - 1}" for s in sizes])
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def _same_bytes(p, code, g):
+    """The 8-bit step's bytes with trivial arithmetic: the floor for this state size."""
+    return p - 1e-3 * g, code + jnp.uint8(1)
+
+
+@pytest.mark.benchmark(group="quantized-step")
+def test_quantized_step(benchmark, n_quantized, device):
+    n = n_quantized
+    params = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.float32)
+    grads = params * 1e-2
+    kernels = {}
+    for name, make in IMPLS.items():
+        tx = make()
+        kernels[name] = donated_loop(optimizer_step(tx), (jnp.copy(params), tx.init(params)), grads)
+    kernels["same-bytes"] = donated_loop(
+        _same_bytes, (jnp.copy(params), jnp.zeros(n, jnp.uint8)), grads
+    )
+    med = round_robin(benchmark, kernels, rounds={10**7: 40}.get(n, 8))
+
+    # every kernel ran the same steps from the same start: the quantized params track float32
+    ref = np.asarray(kernels["optax"].state[0])
+    np.testing.assert_allclose(np.asarray(kernels["ours-f32"].state[0]), ref, rtol=1e-5)
+    for name in ("ours-8bit", "ours-4bit"):
+        np.testing.assert_allclose(np.asarray(kernels[name].state[0]), ref, rtol=1e-3, atol=1e-5)
+    info = benchmark.extra_info
+    info.update(elements=n, device=device, bytes_per_element=BYTES)
+    for name in IMPLS:
+        if name != "optax":
+            info[f"optax/{name}"] = round(med["optax"] / med[name], 3)
+    info["ours-8bit/same-bytes"] = round(med["ours-8bit"] / med["same-bytes"], 3)
+    info["optax/same-bytes"] = round(med["optax"] / med["same-bytes"], 3)
