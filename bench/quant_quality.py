@@ -120,8 +120,11 @@ def state_bytes_per_param(options: dict[str, Any], params: Any) -> float:
     return n_state / sum(a.size for a in jax.tree.leaves(params))
 
 
-def train_formats(task, grid, epochs, seeds, formats) -> dict[str, Any]:
-    """Every format's ``tune`` of ``task``: final validation losses and timings."""
+def train_formats(task, grid, epochs, seeds, formats, done=None) -> dict[str, Any]:
+    """Every format's ``tune`` of ``task``: final validation losses and timings.
+
+    ``done(study)`` is called after each format (to save what finished).
+    """
     params = jax.eval_shape(task.init, jax.random.key(0))
     out: dict[str, Any] = {
         "n_params": int(sum(a.size for a in jax.tree.leaves(params))),
@@ -145,6 +148,8 @@ def train_formats(task, grid, epochs, seeds, formats) -> dict[str, Any]:
             "first_val_loss": val[..., 0].tolist(),
             "seconds": seconds,
         }
+        if done is not None:
+            done(out)
     return out
 
 
@@ -185,8 +190,23 @@ def chart(results: dict[str, Any], path: pathlib.Path) -> None:
     plt.close(fig)
 
 
+def _save(path, argv, studies) -> None:
+    """The figures so far, with their summaries."""
+    summaries = {k: summarise(v, v["chance"]) for k, v in studies.items()}
+    results = {
+        "command": "python -m bench.quant_quality "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "studies": studies,
+        "summaries": summaries,
+    }
+    path.write_text(json.dumps(results, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Runs the study; ``--quick`` for a short check of the script itself."""
+    """Runs the study (``--seeds 1 --epochs 1 --lm-steps 50``: a check of the script)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--models", default="digits,lm")
@@ -205,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     before = json.loads(args.json.read_text())["studies"] if args.update else {}
     if formats[0] != "float32" and not before:
         raise SystemExit("--formats must start with float32 (the reference), or --update")
-    studies, summaries = {}, {}
+    studies = dict(before)
     for model in args.models.split(","):
         if model == "digits":
             task = dataclasses.replace(jax_rmsprop.problems.digits((512, 512)), name="digits-wide")
@@ -214,22 +234,17 @@ def main(argv: list[str] | None = None) -> int:
             task = char_lm(args.lm_steps, args.lm_batch)
             grid, epochs, chance = LM_GRID, 1, math.log(256)
         key = task.name
-        studies[key] = train_formats(task, grid, epochs, args.seeds, formats)
-        if key in before:  # the formats run now replace theirs, in FORMATS' order
-            ran = before[key]["formats"] | studies[key]["formats"]
-            studies[key]["formats"] = {n: ran[n] for n in FORMATS if n in ran}
-        summaries[key] = summarise(studies[key], chance)
-    results = {
-        "command": "python -m bench.quant_quality "
-        + " ".join(sys.argv[1:] if argv is None else argv),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "studies": studies,
-        "summaries": summaries,
-    }
-    args.json.write_text(json.dumps(results, indent=1) + "\n")
-    text = markdown(studies, summaries, "quant-quality")
+
+        def done(study, key=key, chance=chance):
+            if key in before:  # the formats run now replace theirs, in FORMATS' order
+                ran = before[key]["formats"] | study["formats"]
+                study = study | {"formats": {n: ran[n] for n in FORMATS if n in ran}}
+            studies[key] = study | {"chance": chance}
+            _save(args.json, argv, studies)
+
+        train_formats(task, grid, epochs, args.seeds, formats, done)
+    results = json.loads(args.json.read_text())
+    text = markdown(results["studies"], results["summaries"], "quant-quality")
     print(text)
     if args.results:
         write_results(text, ROOT / "bench" / "RESULTS.md", "quant-quality")
