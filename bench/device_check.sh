@@ -36,3 +36,7 @@ group fit 110 bench/test_fit.py bench/test_fit_nnx.py
 group sweeps 130 bench/test_nnx_sweep.py bench/test_digits_sweep.py
 python3 bench/device_summary.py "$OUT"/step.json "$OUT"/pytrees.json "$OUT"/fit.json \
   "$OUT"/sweeps.json 2>&1 | tee -a "$LOG"
+# --- issue 31: 8-bit and 4-bit state (the quantized-step group; GPU goal >= 1.3x optax at 1e8)
+group quantized 150 bench/test_quantized_step.py
+python3 bench/device_summary.py "$OUT"/quantized.json 2>&1 | tee -a "$LOG"
+# --- end issue 31

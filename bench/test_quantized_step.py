@@ -56,10 +56,18 @@ def test_quantized_step(benchmark, n_quantized, device):
     med = round_robin(benchmark, kernels, rounds={10**7: 40}.get(n, 8))
 
     # every kernel ran the same steps from the same start: the quantized params track float32
-    ref = np.asarray(kernels["optax"].state[0])
-    np.testing.assert_allclose(np.asarray(kernels["ours-f32"].state[0]), ref, rtol=1e-5)
-    for name in ("ours-8bit", "ours-4bit"):
-        np.testing.assert_allclose(np.asarray(kernels[name].state[0]), ref, rtol=1e-3, atol=1e-5)
+    # (the distance moved: the median element within 2% at 8 bits, 10% at 4 bits. An element
+    # whose gradient is far below its block's largest moves less: its nu is held at the
+    # smallest code, 2^28 (8 bits) or 2^15 (4 bits) below the block's top; recorded: the
+    # 99th percentile of the relative difference.)
+    x0 = np.asarray(params)
+    ref = np.asarray(kernels["optax"].state[0]) - x0
+    np.testing.assert_allclose(np.asarray(kernels["ours-f32"].state[0]) - x0, ref, rtol=1e-4)
+    off = {}
+    for name, tol in (("ours-8bit", 0.02), ("ours-4bit", 0.1)):
+        rel = np.abs(np.asarray(kernels[name].state[0]) - x0 - ref) / np.abs(ref)
+        assert np.median(rel) <= tol
+        off[name] = {q: round(float(np.quantile(rel, q)), 4) for q in (0.5, 0.99)}
     info = benchmark.extra_info
     info.update(elements=n, device=device, bytes_per_element=BYTES)
     for name in IMPLS:
@@ -67,3 +75,4 @@ def test_quantized_step(benchmark, n_quantized, device):
             info[f"optax/{name}"] = round(med["optax"] / med[name], 3)
     info["ours-8bit/same-bytes"] = round(med["ours-8bit"] / med["same-bytes"], 3)
     info["optax/same-bytes"] = round(med["optax"] / med["same-bytes"], 3)
+    info["moved: quantiles of |quantized - optax| / optax"] = off
