@@ -178,6 +178,7 @@ def chart(results: dict[str, Any], path: pathlib.Path) -> None:
             )
             ax.scatter(jitter, finals[:, c], s=8, color=line.get_color(), alpha=0.4)
         ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
         ax.set_xticks(x, [f"{n}\n{b:.2f} B" for n, b in zip(names, x)])
         ax.minorticks_off()
         ax.set_xlabel("optimizer state, bytes per parameter")
