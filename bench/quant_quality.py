@@ -163,6 +163,7 @@ def chart(results: dict[str, Any], path: pathlib.Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     studies = results["studies"]
     fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4.2), squeeze=False)
@@ -178,7 +179,11 @@ def chart(results: dict[str, Any], path: pathlib.Path) -> None:
             )
             ax.scatter(jitter, finals[:, c], s=8, color=line.get_color(), alpha=0.4)
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        if np.nanmax(finals) > 3 * np.nanmin(finals):  # (a narrow range reads better linear)
+            ax.set_yscale("log")
+            ticks = [t for t in (0.2, 0.3, 0.4, 0.5, 0.7, 1, 1.5, 2, 3, 5) if t < np.nanmax(finals)]
+            ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+            ax.yaxis.set_minor_locator(NullLocator())
         ax.set_xticks(x, [f"{n}\n{b:.2f} B" for n, b in zip(names, x)])
         ax.minorticks_off()
         ax.set_xlabel("optimizer state, bytes per parameter")
@@ -222,9 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         "--update", action="store_true", help="run --formats only, the rest from --json"
     )
     args = ap.parse_args(argv)
-    formats = args.formats.split(",")
+    formats = [f for f in args.formats.split(",") if f]  # none, with --update: tables only
     before = json.loads(args.json.read_text())["studies"] if args.update else {}
-    if formats[0] != "float32" and not before:
+    if formats[:1] != ["float32"] and not before:
         raise SystemExit("--formats must start with float32 (the reference), or --update")
     studies = dict(before)
     for model in args.models.split(","):
