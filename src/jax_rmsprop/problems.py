@@ -231,12 +231,38 @@ def _classifier_init(hidden, key):
     }
 
 
-def digits(hidden: int = 32, batch_size: int = 32, n_train: int = 1437) -> Task:
+def _deep_classifier_loss(params, batch):
+    x, y = batch
+    h = x
+    for layer in params[:-1]:
+        h = jax.nn.relu(h @ layer["w"] + layer["b"][None, :])
+    logits = h @ params[-1]["w"] + params[-1]["b"][None, :]
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+
+def _deep_classifier_init(sizes, key):
+    keys = jax.random.split(key, len(sizes) - 1)
+    gains = [2.0] * (len(sizes) - 2) + [1.0]  # He before a ReLU, LeCun before the logits
+    return [
+        {
+            "w": jax.random.normal(k, (m, n), jnp.float32) * float(np.sqrt(gain / m)),
+            "b": jnp.zeros(n, jnp.float32),
+        }
+        for k, m, n, gain in zip(keys, sizes[:-1], sizes[1:], gains)
+    ]
+
+
+def digits(hidden: int | tuple[int, ...] = 32, batch_size: int = 32, n_train: int = 1437) -> Task:
     """Seed 002 on real data: scikit-learn's 8x8 digits, a Dense-ReLU-Dense classifier.
 
     Sparse categorical cross-entropy from logits, float32; pixels scaled to [0, 1]; the
     first ``n_train`` of the 1797 images train, the rest validate. Needs scikit-learn
     (its data ship with it: nothing is downloaded).
+
+    ``hidden`` a tuple of widths makes a deeper ReLU MLP, ``(512, 512)`` the 64-512-512-10
+    classifier: its parameters are a list of layers ``[{"w", "b"}, ...]``, the weights
+    ``N(0, 2 / fan_in)`` (``N(0, 1 / fan_in)`` for the logits), the biases 0.
     """
     try:
         from sklearn.datasets import load_digits
@@ -244,9 +270,14 @@ def digits(hidden: int = 32, batch_size: int = 32, n_train: int = 1437) -> Task:
         raise ImportError("problems.digits needs scikit-learn: pip install scikit-learn") from err
     d = load_digits()
     x, y = (d.data / 16.0).astype(np.float32), d.target.astype(np.int32)
+    if isinstance(hidden, tuple):
+        loss = Partial(_deep_classifier_loss)
+        init = functools.partial(_deep_classifier_init, (64, *hidden, 10))
+    else:  # hidden: static (a shape)
+        loss, init = Partial(_classifier_loss), functools.partial(_classifier_init, hidden)
     return Task(
-        Partial(_classifier_loss),
-        functools.partial(_classifier_init, hidden),  # hidden: static (a shape)
+        loss,
+        init,
         (x[:n_train], y[:n_train]),
         batch_size,
         (x[n_train:], y[n_train:]),

@@ -80,3 +80,24 @@ def test_tasks_name_the_package_they_miss(monkeypatch):
         "\n== Digits classifier skipped: problems.digits_nnx needs flax: "
         "pip install 'jax-rmsprop[plot]'"
     ]
+
+
+def test_digits_with_a_tuple_of_widths_is_a_deeper_relu_mlp():
+    pytest.importorskip("sklearn")
+    task = problems.digits((512, 512))
+    params = task.init(jax.random.key(3))
+    assert [layer["w"].shape for layer in params] == [(64, 512), (512, 512), (512, 10)]
+    for layer, gain in zip(params, [2.0, 2.0, 1.0]):  # He, He, LeCun
+        w = np.asarray(layer["w"], np.float64)
+        assert layer["w"].dtype == jnp.float32 and not np.asarray(layer["b"]).any()
+        assert np.std(w) == pytest.approx(np.sqrt(gain / w.shape[0]), rel=0.05)
+    x, y = (a[:50] for a in task.data)
+    h = np.asarray(x, np.float64)
+    for layer in params:
+        z = h @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64)
+        h = np.maximum(z, 0.0)
+    logp = z - z.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    expected = -logp[np.arange(50), np.asarray(y)].mean()
+    assert float(task.loss(params, (x, y))) == pytest.approx(expected, rel=1e-5)
+    assert task.validation[0].shape == (360, 64) and task.batch_size == 32
