@@ -79,15 +79,24 @@ def _created(optuna, url: str, kw: dict, tries: int = 5) -> Any:
     """``RDBStorage(url, **kw)``, tried again where its tables were being made.
 
     Where workers start together on an empty database, one creates Optuna's tables and
-    the others' ``CREATE TABLE`` clash with it.
+    the others' ``CREATE TABLE`` clash with it (PostgreSQL: an integrity or programming
+    error; SQLite: an operational error, "table ... already exists"). Any other
+    operational error (a server that does not answer) is raised at once.
     """
     import sqlalchemy.exc
 
     for i in range(tries):
         try:
             return optuna.storages.RDBStorage(url, **kw)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if i == tries - 1:
+        except (
+            sqlalchemy.exc.IntegrityError,
+            sqlalchemy.exc.ProgrammingError,
+            sqlalchemy.exc.OperationalError,
+        ) as err:
+            clash = not isinstance(err, sqlalchemy.exc.OperationalError) or (
+                "already exists" in str(err)
+            )
+            if not clash or i == tries - 1:
                 raise
             time.sleep(0.5 * (i + 1))
 

@@ -284,7 +284,9 @@ def _masked(p, b):
 
 def test_nan_rows_train_when_the_caller_says_the_loss_handles_them():
     """check_finite=False: a loss imputing NaN entries trains exactly as the plain loss on
-    the same data with those entries zeroed beforehand."""
+    the same data with those entries zeroed beforehand (the losses bit for bit; the
+    parameters within 2 float32 eps: the two programs are fused differently, and jax 0.5.3
+    rounds one weight 1 ulp apart)."""
     x, y = _nan_rows()
     msg = _refused(_fit(loss=_masked, data=(x, y), terminate_on_nan=False), "2 rows")
     assert "pass check_finite=False if the loss handles them" in msg
@@ -292,7 +294,8 @@ def test_nan_rows_train_when_the_caller_says_the_loss_handles_them():
     zeroed = _fit(data=(np.nan_to_num(x), y), epochs=3)()
     assert np.isfinite(hist.loss).all()
     np.testing.assert_array_equal(hist.loss, zeroed.loss)
-    np.testing.assert_array_equal(hist.params, zeroed.params)
+    eps = float(np.finfo(np.float32).eps)
+    np.testing.assert_allclose(hist.params, zeroed.params, rtol=2 * eps, atol=0)
 
 
 def test_a_task_takes_nan_rows_with_check_finite_false():

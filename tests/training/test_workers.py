@@ -7,6 +7,7 @@ fail: ``.ci/run`` installs the server.
 """
 
 import contextlib
+import functools
 import glob
 import os
 import shutil
@@ -277,3 +278,38 @@ def test_a_server_gone_mid_run_is_an_error_and_its_trials_are_retried_after(tmp_
         assert states[:8] == ["FAIL"] * 8 and states.count("COMPLETE") == 16
         retried = [t for t in study.trials if "retry_history" in t.system_attrs]
         assert sorted(t.system_attrs["retry_history"][0] for t in retried) == list(range(8))
+
+
+def test_workers_racing_to_make_the_tables_open_the_storage_and_a_dead_server_fails_at_once(
+    monkeypatch, tmp_path
+):
+    """Two SQLite workers starting together: one's CREATE TABLE clashes with the other's
+    ("table studies already exists", an OperationalError, as seen in CI-like runs); the
+    storage is opened on a second try. Any other operational error is not retried."""
+    import sqlalchemy.exc
+
+    from jax_rmsprop import _storage
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def flaky(message):
+        @functools.wraps(real)  # (its signature: tune_storage reads the keyword names)
+        def make(url, **kw):
+            calls.append(url)
+            if len(calls) == 1:
+                raise sqlalchemy.exc.OperationalError(
+                    "CREATE TABLE studies", {}, Exception(message)
+                )
+            return real(url, **kw)
+
+        return make
+
+    monkeypatch.setattr(_storage.time, "sleep", lambda s: None)
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    monkeypatch.setattr(optuna.storages, "RDBStorage", flaky("table studies already exists"))
+    assert isinstance(jax_rmsprop.tune_storage(url), real) and len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(optuna.storages, "RDBStorage", flaky("could not connect to server"))
+    with pytest.raises(ValueError, match="could not connect to server"):
+        jax_rmsprop.tune_storage(url)
+    assert len(calls) == 1
