@@ -386,3 +386,30 @@ def test_halving_keeps_the_carries_on_the_devices_between_rungs(monkeypatch, epo
     full = jax_rmsprop.tune(task, grid, epochs)
     trained = ~np.isnan(res.val_loss)
     np.testing.assert_allclose(res.val_loss[trained], full.val_loss[trained], rtol=1e-10)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_a_grid_with_quantized_state_trains_each_cell_as_fit_does(bits):
+    """``options={"state_bits": ...}``: the state format is a fixed option of the one
+    program; each cell equals ``fit`` with that optimizer and its seed's keys, and the
+    quantization is really applied (not float32's numbers) while tracking them."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 64)).astype(np.float32)
+    y = (x @ rng.normal(size=(64, 80))).astype(np.float32)
+
+    def init(key):
+        return {"w": jnp.zeros((64, 80), jnp.float32)}  # 5120 elements: above the minimum
+
+    def loss(p, batch):
+        return jnp.mean((batch[0] @ p["w"] - batch[1]) ** 2)
+
+    task = jax_rmsprop.Task(loss, init, (x[:64], y[:64]), 16, (x[64:], y[64:]))
+    grid = {"learning_rate": np.array([1e-3, 1e-2])}
+    res = jax_rmsprop.tune(task, grid, 3, options={"state_bits": bits})
+    plain = jax_rmsprop.tune(task, grid, 3)
+    for i, lr in enumerate(grid["learning_rate"]):
+        tx = jax_rmsprop.rmsprop(float(lr), state_bits=bits)
+        hist = _fit_cell(task, tx, 0, 0, 3)
+        np.testing.assert_allclose(res.val_loss[i, 0], hist.val_loss, rtol=1e-6)
+    assert not np.array_equal(res.val_loss, plain.val_loss)
+    np.testing.assert_allclose(res.val_loss, plain.val_loss, rtol=0.05)
