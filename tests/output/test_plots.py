@@ -339,11 +339,10 @@ def test_a_zero_loss_on_log_colours_is_the_lowest_colour_and_reads_0(drawn):
     assert [(t.get_text(), t.get_position()) for t in ax.texts] == [("0", (0.9, 1e-2))]
 
 
-def test_tune_trials_draws_each_trial_at_its_number_and_pruned_ones_apart(tmp_path):
+def test_tune_trials_draws_each_trial_at_its_number_and_pruned_ones_apart(figures, tmp_path):
     """Completed trials at (number, value) and over their parameters; pruned ones as grey
     crosses at their last reported value; the best so far; the legends off the axes."""
     optuna = pytest.importorskip("optuna")
-    import matplotlib.pyplot as plt
     from optuna.distributions import FloatDistribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -358,13 +357,7 @@ def test_tune_trials_draws_each_trial_at_its_number_and_pruned_ones_apart(tmp_pa
             study.tell(t, state=optuna.trial.TrialState.PRUNED)
         else:
             study.tell(t, v)
-    figures = []
-    orig = plots._save
-    plots._save = lambda fig, out: figures.append(fig) or out
-    try:
-        plots.tune_trials(study, tmp_path / "t.png", title="t")
-    finally:
-        plots._save = orig
+    plots.tune_trials(study, tmp_path / "t.png", title="t")
     left, right = figures[0].axes[:2]
     lines = {line.get_label(): line for line in left.get_lines()}
     np.testing.assert_allclose(lines["completed"].get_xydata(),
@@ -384,4 +377,3 @@ def test_tune_trials_draws_each_trial_at_its_number_and_pruned_ones_apart(tmp_pa
     figures[0].canvas.draw()
     for ax in (left, right):
         assert ax.get_legend().get_window_extent().y1 < ax.get_window_extent().y0
-    plt.close(figures[0])
