@@ -146,7 +146,12 @@ def test_a_study_with_storage_goes_on_and_a_stale_trial_is_failed_and_retried(tm
     storage = jax_rmsprop.tune_storage(url, heartbeat=1, grace=6)
     storage.record_heartbeat(stale._trial_id)  # its last beat, then its worker killed
     time.sleep(7.5)  # its grace period over (SQLite counts whole seconds)
-    again = optuna.load_study(study_name="t", storage=storage)
+    # (load_study's defaults are an unseeded TPE and a MedianPruner, which prunes a bad
+    # new trial at random: the count of COMPLETE below would be a coin flip)
+    again = optuna.load_study(
+        study_name="t", storage=storage, sampler=optuna.samplers.RandomSampler(seed=2),
+        pruner=optuna.pruners.NopPruner(),
+    )  # fmt: skip
     res = jax_rmsprop.tune(task, SPACE, 2, study=again, trials=7, batch=4)
     states = [t.state for t in again.trials]
     assert states.count(COMPLETE) == 7 and again.trials[stale.number].state.name == "FAIL"
