@@ -61,7 +61,8 @@ count was tried first (in NumPy, on a slowly drifting value, its errors partly c
 steps: 5.8% RMS error of $\sqrt\nu$ against 7.9% hashed at 4 mantissa bits), but the
 stored value feeds back into the next step's, and on a drifting gradient at $\rho =
 0.999$ the mean $\nu$ sat 3% (8 bits) and 19% (4 bits) below float32's; with the hash,
-1.2% and 2.1% above (round-to-nearest in bfloat16: 2.5x above, stale).
+1.2% and 2.1% above (round-to-nearest in bfloat16: 2.5x above, stale; so a bfloat16 or
+float16 state is rounded stochastically too, by ``round_stochastically``).
 """
 
 from __future__ import annotations
@@ -220,6 +221,26 @@ def dither(shape: tuple[int, ...], count: jax.Array, leaf: int) -> jax.Array:
     x = x ^ (x >> 15)
     x = x * jnp.uint32(0x846CA68B)
     return x ^ (x >> 16)
+
+
+def round_stochastically(x: jax.Array, dtype: Any, dither_bits: jax.Array) -> jax.Array:
+    """``x`` (float32 or wider) in ``dtype`` (bfloat16, float16), stochastically rounded.
+
+    The float32 bit pattern plus a uniform integer below one ulp of ``dtype``, truncated
+    to ``dtype``'s significant bits: up with probability (distance to the lower neighbour)
+    / ulp, so the stored value's mean is ``x`` (sign and magnitude are separate bits: the
+    magnitude is rounded). Exact in ``dtype``'s normal range (the cast after the
+    truncation does not round); float16's subnormals and overflow round to nearest.
+    Non-finite values are kept; one that would round up past float32's largest is cut.
+    """
+    x = x.astype(jnp.float32)
+    drop = 23 - int(jnp.finfo(dtype).nmant)
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    mask = jnp.uint32((0xFFFFFFFF << drop) & 0xFFFFFFFF)
+    up = jax.lax.bitcast_convert_type((bits + (dither_bits >> (32 - drop))) & mask, jnp.float32)
+    down = jax.lax.bitcast_convert_type(bits & mask, jnp.float32)
+    y = jnp.where(jnp.abs(up) < jnp.inf, up, down)
+    return jnp.where(jnp.abs(x) < jnp.inf, y, x).astype(dtype)
 
 
 def _sampled_exponent(x: jax.Array, codec: Codec) -> jax.Array:

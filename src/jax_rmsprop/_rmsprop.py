@@ -207,10 +207,12 @@ def rmsprop(
       weight_decay: decoupled weight decay $\lambda$, multiplied by the learning
         rate and applied outside the momentum trace (as Keras 3 and AdamW); needs
         ``params`` in ``update``.
-      state_dtype: dtype in which the state is stored (default: each param's dtype;
-        ``jnp.float32`` is recommended for bf16/f16 params, whose 8 or 11 significant bits
-        cannot follow a slow moving average). The arithmetic is in float32 or wider
-        whatever the storage. Updates come back in the gradients' dtype.
+      state_dtype: dtype in which the state is stored (default: each param's dtype).
+        The arithmetic is in float32 or wider whatever the storage, and a bfloat16 or
+        float16 state is rounded to it stochastically (counter-based bits,
+        deterministic given the step): rounded to nearest, its 8 or 11 significant bits
+        could not follow a slow moving average (an increment below half an ulp is
+        lost). Updates come back in the gradients' dtype.
       state_bits: ``8`` or ``4`` to store $\nu$, the momentum trace and the centered
         $\mu$ block-wise quantized ([`QuantizedState`][jax_rmsprop.QuantizedState]:
         about 1.03 or 0.52 bytes per element instead of 4); ``None`` (default) stores

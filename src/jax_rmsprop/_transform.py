@@ -199,8 +199,12 @@ def _learning_rate_and_momentum(s, tr, arith: _Scalars, lr_after: bool, nesterov
     return (u + arith.momentum * tr if nesterov else tr), tr
 
 
-def _leaf(v: Variant, scalars: Callable[[Any], _Scalars], g, nu, mu, tr, p):
-    """One parameter's update and new state, in float32-or-wider arithmetic."""
+def _leaf(v: Variant, scalars: Callable[[Any], _Scalars], g, nu, mu, tr, p, store=None):
+    """One parameter's update and new state, in float32-or-wider arithmetic.
+
+    ``store(new, dtype, slot)`` rounds new state ``slot`` (0 nu, 1 mu, 2 the trace) to
+    its storage; ``None``: a cast (to nearest).
+    """
     conv = v.convention
     if conv.complex_as_real and jnp.iscomplexobj(g):
         parts = [
@@ -227,8 +231,9 @@ def _leaf(v: Variant, scalars: Callable[[Any], _Scalars], g, nu, mu, tr, p):
     )
     if arith.weight_decay is not None and conv.weight_decay == "decoupled" and arith.lr is not None:
         u = u - arith.lr * arith.weight_decay * p.astype(dt)
-    back = lambda new, old: None if old is None else new.astype(old.dtype)  # noqa: E731
-    return u.astype(g.dtype), back(new_nu, nu), back(new_mu, mu), back(new_tr, tr)
+    cast = store or (lambda new, dtype, slot: new.astype(dtype))
+    back = lambda new, old, k: None if old is None else cast(new, old.dtype, k)  # noqa: E731
+    return u.astype(g.dtype), back(new_nu, nu, 0), back(new_mu, mu, 1), back(new_tr, tr, 2)
 
 
 def _array(x: Any) -> Any:
@@ -243,8 +248,14 @@ def _stored_leaf(v: Variant, scalars, at: tuple[jax.Array, int], g, nu, mu, tr, 
     is rounded to the codes. ``at`` is (step count, leaf index), the dither's counter.
     """
     stored = (nu, mu, tr)
+    count, index = at
     if not any(isinstance(x, q8.QuantizedState) for x in stored):
-        return _leaf(v, scalars, g, nu, mu, tr, p)
+        store = None
+        if _rounds_stochastically(nu, g):
+            store = lambda x, dtype, k: q8.round_stochastically(  # noqa: E731
+                x, dtype, q8.dither(x.shape, count, 3 * index + k)
+            )
+        return _leaf(v, scalars, g, nu, mu, tr, p, store)
     fmt = v.state_format
     assert fmt is not None
     codec = fmt.codec
@@ -258,7 +269,6 @@ def _stored_leaf(v: Variant, scalars, at: tuple[jax.Array, int], g, nu, mu, tr, 
         root = jnp.sqrt(plain[0])
         plain[1] = jnp.clip(plain[1], -root, root)
     u, *new = _leaf(v, scalars, g, plain[0], plain[1], plain[2], p)
-    count, index = at
     out = []
     for k, (x, old) in enumerate(zip(new, stored)):
         if isinstance(old, q8.QuantizedState):
@@ -267,6 +277,17 @@ def _stored_leaf(v: Variant, scalars, at: tuple[jax.Array, int], g, nu, mu, tr, 
             x = q8.encode(x, e, codec(k), q8.dither(g.shape, count, 3 * index + k))
         out.append(x)
     return (u, *out)
+
+
+def _rounds_stochastically(nu: Any, g: Any) -> bool:
+    """Whether a plain state in ``nu``'s dtype is rounded stochastically to its storage.
+
+    bfloat16 and float16 state of a real parameter: its moving average's increment
+    ``(1 - decay) (g^2 - nu)`` is mostly below half an ulp of 8 or 11 significant bits
+    (at decay 0.999 nearly always), so round-to-nearest leaves it stale.
+    """
+    narrow = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    return nu is not None and jnp.dtype(nu.dtype) in narrow and not jnp.iscomplexobj(g)
 
 
 def _state_dtypes(p: Any, state_dtype: Any, complex_as_real: bool) -> tuple[Any, Any]:

@@ -372,3 +372,67 @@ def test_fit_trains_with_quantized_state():
     ref = val_loss(None)
     assert val_loss(8) == pytest.approx(ref, rel=0.01)
     assert val_loss(4) == pytest.approx(ref, rel=0.03)
+
+
+DRIFT = {  # the stored nu's mean over float32's, steps 1000-3000: (lowest, highest) allowed
+    "bfloat16": ((0.99, 1.01), dict(state_dtype=jnp.bfloat16)),  # to nearest: 1.04 .. 2.49
+    "float16": ((0.99, 1.01), dict(state_dtype=jnp.float16)),  # to nearest: 1.00 .. 1.05
+    "8 bits": ((0.99, 1.01), dict(state_bits=8)),  # measured 0.996 .. 1.003
+    "4 bits": ((0.98, 1.03), dict(state_bits=4)),  # measured 0.997 .. 1.018
+}
+
+
+@pytest.mark.parametrize("name", DRIFT)
+def test_a_drifting_gradient_is_followed_by_every_narrow_state(name):
+    """A gradient whose scale drifts (1 + 0.5 sin(t / 500)) at decay 0.999: each step's
+    increment of nu is far below half a bfloat16 ulp, so a state rounded to nearest goes
+    stale (it sat up to 2.49x float32's as the gradient fell); rounded stochastically,
+    it follows."""
+    n, steps = 4096, 3000
+    rng = np.random.default_rng(0)
+    z = jnp.asarray(rng.standard_normal((steps, n)), jnp.float32)
+    scale = jnp.asarray(1 + 0.5 * np.sin(np.arange(steps) / 500), jnp.float32)
+    p = jnp.zeros(n, jnp.float32)
+
+    def mean_nu(tx):
+        def body(s, a):
+            _, s = tx.update(a[0] * a[1], s, p)
+            nu = s.nu
+            if isinstance(nu, q8.QuantizedState):
+                nu = q8.decode(nu, tx.update.variant.state_format.codec(0), p.shape)
+            return s, jnp.mean(nu.astype(jnp.float32))
+
+        return np.asarray(jax.jit(lambda s: jax.lax.scan(body, s, (z, scale))[1])(tx.init(p)))
+
+    ref = mean_nu(jax_rmsprop.rmsprop(1e-3, decay=0.999))
+    (lo, hi), kw = DRIFT[name]
+    ratio = mean_nu(jax_rmsprop.rmsprop(1e-3, decay=0.999, **kw))[1000:] / ref[1000:]
+    assert lo <= ratio.min() and ratio.max() <= hi, (ratio.min(), ratio.max())
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_stochastic_rounding_to_half_precision(dtype):
+    """Each value goes to one of its two neighbours in ``dtype``, up with probability
+    (its distance from the lower one) / ulp: over 2048 dithers the mean is the value within
+    5 standard deviations; non-finite values are kept, float32's largest is not rounded
+    to inf."""
+    rng = np.random.default_rng(1)
+    x = rng.lognormal(0, 2, 64).astype(np.float32) * rng.choice([-1, 1], 64).astype(np.float32)
+    x = x.clip(-6e4, 6e4)  # (float16's range)
+    lo = np.asarray(jnp.asarray(x, dtype), np.float64)  # nearest, then the neighbours
+    ulp = np.abs(np.spacing(np.asarray(jnp.asarray(np.abs(x), dtype))).astype(np.float64))
+    below = np.where(np.abs(lo) > np.abs(x), np.abs(lo) - ulp, np.abs(lo))  # |x|'s floor
+    d = jax.random.bits(jax.random.key(0), (2048, 64), jnp.uint32)
+    got = np.asarray(jax.vmap(lambda b: q8.round_stochastically(jnp.asarray(x), dtype, b))(d))
+    got = got.astype(np.float64)
+    mag = np.abs(got)
+    assert np.all((mag == below) | (np.isclose(mag, below + ulp, rtol=0, atol=0)))
+    assert np.all(np.sign(got) == np.sign(x))
+    p = (np.abs(x) - below) / ulp
+    sd = np.sqrt(p * (1 - p) / 2048) * ulp
+    np.testing.assert_array_less(np.abs(got.mean(0) - x), 5 * sd + 1e-12 * np.abs(x))
+    edge = jnp.asarray([np.inf, -np.inf, np.nan, 3.4028235e38, 0.0], jnp.float32)
+    top = jnp.full(5, 2**32 - 1, jnp.uint32)  # the largest dither: every value rounds up
+    out = np.asarray(q8.round_stochastically(edge, jnp.bfloat16, top))
+    assert np.isposinf(out[0]) and np.isneginf(out[1]) and np.isnan(out[2])
+    assert np.isfinite(out[3]) and out[4] == 0
