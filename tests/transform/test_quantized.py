@@ -147,13 +147,15 @@ def _quadratic_run(tx, steps, n=8192, seed=0):
     return np.asarray(losses)
 
 
-TRACKING = {  # measured: the final level's ratio to float32's, the worst of the first 300 steps
-    (8, "0.9"): (0.999, 0.001),
-    (8, "0.999"): (0.980, 0.019),
-    (8, "momentum"): (1.008, 0.161),  # (momentum's oscillations out of phase for a while)
-    (4, "0.9"): (0.990, 0.006),
-    (4, "0.999"): (0.914, 0.108),
-    (4, "momentum"): (0.976, 0.015),
+TRACKING = {  # the final level's ratio to float32's (lowest, highest) and the worst relative
+    # gap of the first 300 steps, measured over seeds 0-2 with two dithers (the full hash
+    # per element, and ``dither``'s one multiply), widened by 0.01
+    (8, "0.9"): (0.99, 1.005, 0.001),
+    (8, "0.999"): (0.955, 0.995, 0.027),
+    (8, "momentum"): (0.995, 1.025, 0.215),  # (momentum's oscillations out of phase a while)
+    (4, "0.9"): (0.975, 0.995, 0.008),
+    (4, "0.999"): (0.845, 0.93, 0.126),
+    (4, "momentum"): (0.96, 0.99, 0.017),
 }
 SETTINGS = {
     "0.9": dict(decay=0.9),
@@ -176,10 +178,10 @@ def test_trajectory_tracks_float32(bits, setting):
     ref = _quadratic_run(jax_rmsprop.rmsprop(1e-3, **kw), steps)
     got = _quadratic_run(jax_rmsprop.rmsprop(1e-3, state_bits=bits, **kw), steps)
     assert np.all(np.isfinite(got))
-    final, worst = TRACKING[bits, setting]
+    lo, hi, worst = TRACKING[bits, setting]
     np.testing.assert_allclose(got[:300], ref[:300], rtol=1.5 * worst + 0.01)
     ratio = np.mean(got[-100:]) / np.mean(ref[-100:])
-    assert ratio == pytest.approx(final, abs=0.02)
+    assert lo <= ratio <= hi
 
 
 SEEDS = {  # the seed articles' problems and settings (tests/runs/test_seeds.py)
@@ -190,19 +192,20 @@ SEEDS = {  # the seed articles' problems and settings (tests/runs/test_seeds.py)
 }
 
 
-SEED_CASES = [(name, bits) for bits in (8, 4) for name in SEEDS if (name, bits) != ("sphere", 4)]
-SPHERE_4BIT = pytest.param(  # measured: 320 steps against float32's 80 (8 bits: 77)
-    "sphere", 4, marks=pytest.mark.xfail(strict=True, reason="4-bit nu slows the last digits")
-)
+STREAMS = 7  # dither streams (the step count offset) per problem
 
 
-@pytest.mark.parametrize("name, bits", [*SEED_CASES, SPHERE_4BIT])
-def test_seed_problems_converge_within_ten_percent_more_steps(name, bits):
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("name", SEEDS)
+def test_seed_problems_converge_within_ten_percent_more_steps(name, bits, monkeypatch):
     """Their leaves (1-2 elements) are below the minimum size: quantized with it set to 0.
 
-    Measured steps (float32 / 8 bits / 4 bits): sphere 80 / 77 / 320 (loss 1e-6, the
-    4-bit case is a known failure), elongated 19 / 16 / 15, coupled 116 / 116 / 118,
-    cubic 50 / 49 / 44.
+    On a problem of 2 elements the rounding's random bits decide a step or two either
+    way, so each runs with 7 streams of them: the median within 10% more steps than
+    float32's, the worst within 25%. Measured (float32; the 7 streams, 8 bits | 4 bits):
+    sphere 80; 77-81 | 64-82, elongated 19; 19-21 | 15-20, coupled 116; 114-118 |
+    106-126, cubic 50; 48-53 | 41-60. (The first dither, a full hash per element with a
+    strided sample for the first exponent: sphere at 4 bits 320 steps.)
     """
     make, (lr, decay, eps), tol = SEEDS[name]
     p = make()
@@ -215,7 +218,13 @@ def test_seed_problems_converge_within_ten_percent_more_steps(name, bits):
     ref = steps_to_tol(jax_rmsprop.rmsprop(lr, decay, eps))
     tx = jax_rmsprop.rmsprop(lr, decay, eps, state_bits=bits, min_quantized_size=0)
     assert isinstance(tx.init(p.x0).nu, q8.QuantizedState)
-    assert steps_to_tol(tx) <= 1.1 * ref
+    dither, steps = q8.dither, []
+    for k in range(STREAMS):
+        shifted = lambda shape, count, leaf, k=k: dither(shape, count + 7919 * k, leaf)  # noqa: E731
+        monkeypatch.setattr(q8, "dither", shifted)
+        jax.clear_caches()  # (the compiled run is cached by the optimizer's settings)
+        steps.append(steps_to_tol(tx))
+    assert np.median(steps) <= 1.1 * ref and max(steps) <= 1.25 * ref, (ref, steps)
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -377,8 +386,10 @@ def test_fit_trains_with_quantized_state():
 DRIFT = {  # the stored nu's mean over float32's, steps 1000-3000: (lowest, highest) allowed
     "bfloat16": ((0.99, 1.01), dict(state_dtype=jnp.bfloat16)),  # to nearest: 1.04 .. 2.49
     "float16": ((0.99, 1.01), dict(state_dtype=jnp.float16)),  # to nearest: 1.00 .. 1.05
-    "8 bits": ((0.99, 1.01), dict(state_bits=8)),  # measured 0.996 .. 1.003
-    "4 bits": ((0.98, 1.03), dict(state_bits=4)),  # measured 0.997 .. 1.018
+    "8 bits": ((0.99, 1.01), dict(state_bits=8)),  # measured 0.996 .. 1.005 (seeds 0-4)
+    # (one power of two per value: the stored mean wanders as a random walk, 0.965 .. 1.032
+    # over seeds 0-4 and two dithers; seed 0 here: 0.975 .. 1.003)
+    "4 bits": ((0.95, 1.05), dict(state_bits=4)),
 }
 
 
