@@ -281,7 +281,7 @@ def _sampled_exponent(x: jax.Array, codec: Codec) -> jax.Array:
 
 
 def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array:
-    """The block exponents for encoding ``new`` (this step's values), as ``int32``.
+    r"""The block exponents for encoding ``new`` (this step's values), as ``int32``.
 
     From the stored codes' block maxima (last step's values), ``headroom`` binades above.
     A block of zeros (every block at the first step from $\nu_0 = 0$; later, a block whose
