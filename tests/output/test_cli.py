@@ -260,6 +260,49 @@ def test_ctrl_c_in_tune_without_storage_prints_and_writes_the_finished_trials(
     assert f"--storage sqlite:///{tmp_path / 'tune.db'}" in out
 
 
+@pytest.mark.slow
+def test_a_real_ctrl_c_in_tune_leaves_the_finished_trials(tmp_path):
+    """The command as a user runs it, interrupted by a real SIGINT once its first batch
+    has trained (its bar at 16 epochs: 8 trials x 2): exit 130, the finished trials
+    printed, written to the CSV (each ``COMPLETE``) and drawn."""
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    pytest.importorskip("optuna")
+    argv = [sys.executable, "-m", "jax_rmsprop.cli", "tune", "digits", "--trials", "256"]
+    argv += ["--batch", "8", "--epochs", "2", "--out", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    err = bytearray()
+
+    def read():
+        for chunk in iter(lambda: proc.stderr.read1(256), b""):
+            err.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    deadline = time.monotonic() + 300
+    while not re.search(rb"\b(1[6-9]|[2-9]\d|\d{3})/512\b", bytes(err)):
+        assert proc.poll() is None and time.monotonic() < deadline, bytes(err)[-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=300)
+    reader.join()
+    assert proc.returncode == 130, bytes(err)[-2000:]
+    lines = stdout.decode().splitlines()
+    m = re.match(r"interrupted: (\d+) trials finished this run$", lines[0])
+    assert m, lines[:3]
+    done = int(m.group(1))
+    assert 8 <= done < 256 and done % 8 == 0  # whole batches: the one in flight finished
+    assert lines[1].startswith(f"digits: {done} trials ({done} this run, 0 pruned)")
+    with open(tmp_path / "tune_digits.csv") as f:
+        assert [r["state"] for r in csv.DictReader(f)] == ["COMPLETE"] * done
+    with Image.open(tmp_path / "tune_digits.png") as im:
+        assert im.format == "PNG"
+
+
 def test_a_corrupt_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "sweep.npz").write_bytes(b"garbage")
@@ -281,6 +324,15 @@ def test_random_search_with_halving_from_the_command_line(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     lr = sorted({float(r["learning_rate"]) for r in rows})
     assert len(lr) == 12 and 1e-4 <= lr[0] and lr[-1] <= 1e-1  # the default ranges
+    # halving's stopped runs are "halted" with the losses of the last epoch they trained
+    # (not NaN, which would read as divergence); the survivors trained all 3 epochs
+    by = {}
+    for r in rows:
+        by.setdefault(r["status"], []).append(r)
+    assert by["halted"] and by["finished"] and set(by) <= {"halted", "finished", "diverged"}
+    for r in by["halted"]:
+        assert int(r["epochs_run"]) < 3 and np.isfinite(float(r["final_val_loss"]))
+    assert all(int(r["epochs_run"]) == 3 for r in by["finished"])
 
 
 def test_task_options_on_a_closed_form_problem_are_refused_in_flag_terms(capsys):

@@ -273,7 +273,9 @@ def test_a_checkpoint_continues_the_group_in_flight_from_its_saved_epoch(
     task = _task()
     make = lambda: optuna.create_study(  # noqa: E731
         sampler=optuna.samplers.RandomSampler(seed=1),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=100) if pruner else None,
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=100)
+        if pruner
+        else optuna.pruners.NopPruner(),  # (None: Optuna's default, a MedianPruner)
     )
     study = make()
     calls = []

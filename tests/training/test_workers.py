@@ -138,7 +138,7 @@ def _check_values_alone(study, numbers) -> None:
     """Each trial retrained alone (a batch of one, a new study): the value it was told."""
     for n in numbers:
         t = study.trials[n]
-        alone = optuna.create_study()
+        alone = optuna.create_study(pruner=optuna.pruners.NopPruner())  # (the workers')
         alone.enqueue_trial(t.params)
         jax_rmsprop.tune(tune_worker.task(), tune_worker.space(), tune_worker.EPOCHS,
                          study=alone, trials=1, batch=1)  # fmt: skip
@@ -159,7 +159,7 @@ def test_workers_on_one_study_finish_its_trials_each_trained_once(storage):
     assert numbers == list(range(len(states)))  # each told once, by one worker
     assert sum(map(bool, told)) >= 2  # shared, not one worker's
     # a value depends on the parameters (and seed) only: not the worker, not the batch
-    _check_values_alone(study, [told[w][-1] for w in range(workers)])
+    _check_values_alone(study, [ns[-1] for ns in told if ns])  # (a starved worker: none)
 
 
 @pytest.mark.slow
@@ -177,7 +177,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_its_trials_are_retried(storage,
         assert p.stdout.readline().startswith("ASKED")
     killed.send_signal(signal.SIGKILL)
     killed.wait(60)
-    time.sleep(3 * tune_worker.HEARTBEAT + 2.5)  # the grace period, and SQLite's rounding
+    time.sleep(tune_worker.GRACE + 2.5)  # the grace period, and SQLite's rounding
     go.touch()
     told = [_trained(p) for p in others]
     study = optuna.load_study(study_name="k", storage=url)
@@ -257,8 +257,9 @@ def test_a_server_gone_mid_run_is_an_error_and_its_trials_are_retried_after(tmp_
                 running = optuna.load_study(study_name="g", storage=url).trials
             except Exception:  # (not made yet)
                 continue
-            if len(running) == 8:
+            if len(running) >= 8:
                 break
+        time.sleep(1.0)  # (each asked trial's first heartbeat, recorded as it is asked)
         switch(False)
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 2
