@@ -166,7 +166,7 @@ def chart(results: dict[str, Any], path: pathlib.Path) -> None:
     from matplotlib.ticker import NullLocator
 
     studies = results["studies"]
-    fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 5.0), squeeze=False)
     for ax, (key, study) in zip(axes[0], studies.items()):
         names = [n for n in study["formats"] if n != NOISE]
         x = np.array([study["formats"][n]["bytes_per_param"] for n in names])
@@ -190,7 +190,8 @@ def chart(results: dict[str, Any], path: pathlib.Path) -> None:
         ax.set_ylabel("final validation loss")
         ax.set_title(f"{key} ({study['n_params'] / 1e6:.2f}M parameters)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        # (below the axes: inside, the box covered the points at the right)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
