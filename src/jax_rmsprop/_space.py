@@ -89,6 +89,18 @@ def check_space(space: Any, call: str, distributions: bool) -> tuple[str, ...]:
                     else "a sweep trains a grid; give a 1-D array of values."
                 )
             )
+        if name in PROGRAM_OPTIONS:
+            raise ValueError(
+                f"`{call}({_arg(call)}={{{name!r}: ...}})`: {name} decides the compiled "
+                f"program, and a grid trains one program: give it in `options={{{name!r}: "
+                "...}`, one call per value"
+                + (
+                    ", or as an Optuna CategoricalDistribution with `sampler=` (one program "
+                    "per value)."
+                    if call == "tune"
+                    else "."
+                )
+            )
         arr = np.asarray(value)
         if arr.ndim != 1 or arr.size == 0:
             raise ValueError(
@@ -120,12 +132,22 @@ def _numeric(choice: Any) -> bool:
     return isinstance(choice, int | float | np.number) and not isinstance(choice, bool | np.bool_)
 
 
+# options of the optimizers that decide the compiled program whatever their values' type:
+# a number can not be traced there (``state_bits=8`` is a format, not a value)
+PROGRAM_OPTIONS = frozenset({"state_bits", "min_quantized_size", "state_dtype"})
+
+
 def static_names(space: Mapping[str, Any]) -> tuple[str, ...]:
-    """The names whose values change the compiled program: non-numeric categorical choices."""
+    """The names whose values change the compiled program.
+
+    Categorical choices that are not all numbers, and any categorical choice of a
+    ``PROGRAM_OPTIONS`` name (``CategoricalDistribution([8, 4])`` for ``state_bits``).
+    """
     return tuple(
         name
         for name, d in space.items()
-        if type(d).__name__ == "CategoricalDistribution" and not all(_numeric(c) for c in d.choices)
+        if type(d).__name__ == "CategoricalDistribution"
+        and (name in PROGRAM_OPTIONS or not all(_numeric(c) for c in d.choices))
     )
 
 

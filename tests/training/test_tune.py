@@ -388,11 +388,7 @@ def test_halving_keeps_the_carries_on_the_devices_between_rungs(monkeypatch, epo
     np.testing.assert_allclose(res.val_loss[trained], full.val_loss[trained], rtol=1e-10)
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_a_grid_with_quantized_state_trains_each_cell_as_fit_does(bits):
-    """``options={"state_bits": ...}``: the state format is a fixed option of the one
-    program; each cell equals ``fit`` with that optimizer and its seed's keys, and the
-    quantization is really applied (not float32's numbers) while tracking them."""
+def _quantizable_task():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(96, 64)).astype(np.float32)
     y = (x @ rng.normal(size=(64, 80))).astype(np.float32)
@@ -403,7 +399,38 @@ def test_a_grid_with_quantized_state_trains_each_cell_as_fit_does(bits):
     def loss(p, batch):
         return jnp.mean((batch[0] @ p["w"] - batch[1]) ** 2)
 
-    task = jax_rmsprop.Task(loss, init, (x[:64], y[:64]), 16, (x[64:], y[64:]))
+    return jax_rmsprop.Task(loss, init, (x[:64], y[:64]), 16, (x[64:], y[64:]))
+
+
+def test_the_state_format_as_a_categorical_hyperparameter_is_one_program_per_value():
+    """``CategoricalDistribution([8, 4])`` for ``state_bits``: numbers, but a format, so
+    each value is a program of its own (not a traced number, which the optimizer cannot
+    take); each trial equals ``fit`` with its format. In a grid it is refused, naming
+    ``options=``."""
+    optuna = pytest.importorskip("optuna")
+    from optuna.distributions import CategoricalDistribution as C
+
+    task = _quantizable_task()
+    space = {"learning_rate": F(1e-3, 1e-2, log=True), "state_bits": C([8, 4])}
+    res = jax_rmsprop.tune(task, space, 2, sampler=optuna.samplers.RandomSampler(seed=0),
+                           trials=4, batch=4)  # fmt: skip
+    bits = [t.params["state_bits"] for t in res.study.trials]
+    assert sorted(set(bits)) == [4, 8]  # (seed 0 draws both)
+    for i, n in enumerate(res.trial):
+        t = res.study.trials[n]
+        tx = jax_rmsprop.rmsprop(t.params["learning_rate"], state_bits=t.params["state_bits"])
+        hist = _fit_cell(task, tx, 0, 0, 2)
+        np.testing.assert_allclose(res.val_loss[i, 0], hist.val_loss, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"state_bits decides the compiled program.*options="):
+        jax_rmsprop.tune(task, {"learning_rate": np.array([1e-3]), "state_bits": [8, 4]}, 1)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_a_grid_with_quantized_state_trains_each_cell_as_fit_does(bits):
+    """``options={"state_bits": ...}``: the state format is a fixed option of the one
+    program; each cell equals ``fit`` with that optimizer and its seed's keys, and the
+    quantization is really applied (not float32's numbers) while tracking them."""
+    task = _quantizable_task()
     grid = {"learning_rate": np.array([1e-3, 1e-2])}
     res = jax_rmsprop.tune(task, grid, 3, options={"state_bits": bits})
     plain = jax_rmsprop.tune(task, grid, 3)
