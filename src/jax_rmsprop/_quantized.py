@@ -78,6 +78,11 @@ _GOLDEN = 0x9E3779B9  # 2^32 / golden ratio: spreads the step counts over the ha
 _LEAF = 0x85EBCA6B  # decorrelates leaves
 MIN_QUANTIZED_SIZE = 4096  # leaves below keep their plain state (bitsandbytes' threshold)
 _SAMPLES = 16  # positions per block read to set an all-zero block's exponent
+# A zero block whose samples are zero too: its top binade 2^_UNSEEN. Too high is the safe
+# error (a value below the smallest code is stored as that code: its step smaller than
+# float32's while the exponent comes down, 28 binades a step at 8 bits, 13 at 4), too low
+# would saturate the block (its nu understated, its next step larger than float32's).
+_UNSEEN = 64
 
 
 class QuantizedState(NamedTuple):
@@ -255,29 +260,27 @@ def round_stochastically(x: jax.Array, dtype: Any, dither_bits: jax.Array) -> ja
 
 
 def _sampled_exponent(x: jax.Array, codec: Codec) -> jax.Array:
-    """A block exponent from ``|x|`` at each block's first ``_SAMPLES`` elements; 0: none.
+    """A block exponent from ``|x|`` at ``_SAMPLES`` elements of each block (for zero blocks).
 
-    (For all-zero blocks: see ``next_exponents``.) Contiguous: one cache line of each block
-    is read; a strided sample touched every line of the gradient, 2.7 ms of a 10 ms step on
-    1e7 elements. Reduced per block with a reduction, which XLA does not fuse into the
-    elementwise encoding: the samples are computed once, not per element.
+    The first ``_SAMPLES / 2`` elements of each half of the block: two cache lines of a
+    block of 256 float32 (a strided sample touched every line of the gradient, 2.7 ms of a
+    10 ms step on 1e7 elements). Where they are all zero the block's top binade is
+    ``2^_UNSEEN``. Reduced per block, within the block (a shard's blocks are its own), with
+    a reduction, which XLA does not fuse into the elementwise encoding: the samples are
+    computed once, not per element.
     """
     n = x.shape[-1]
     lead = x.shape[:-1]
-    full = n // codec.block
-    s = min(_SAMPLES, codec.block)
-    parts = []
-    if full:
-        parts.append(x[..., : full * codec.block].reshape(*lead, full, codec.block)[..., :s])
-    if full * codec.block < n:  # the last, partial block: its first elements, padded with 0
-        tail = x[..., full * codec.block :][..., :s]
-        tail = jnp.pad(tail, [(0, 0)] * len(lead) + [(0, s - tail.shape[-1])])
-        parts.append(tail[..., None, :])
-    picks = jnp.abs(jnp.concatenate(parts, axis=-2))
+    nb = _blocks(n, codec.block)
+    half, s = codec.block // 2, _SAMPLES // 2
+    pad = [(0, 0)] * len(lead) + [(0, nb * codec.block - n)]
+    if nb * codec.block != n:  # (the last block's missing elements: zeros, sampled as such)
+        x = jnp.pad(x, pad)
+    picks = jnp.abs(x.reshape(*lead, nb, 2, half)[..., :s])
     picks = jnp.where(picks < jnp.inf, picks, jnp.float32(0))
-    m = jnp.max(picks, axis=-1)
+    m = jnp.max(picks.reshape(*lead, nb, 2 * s), axis=-1)
     e = jax.lax.bitcast_convert_type(m, jnp.int32) >> 23
-    return jnp.where(m > 0, e + codec.headroom, 0)  # (0: the sample is all zero)
+    return jnp.where(m > 0, e + codec.headroom, 127 + _UNSEEN)
 
 
 def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array:
@@ -285,11 +288,8 @@ def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array
 
     From the stored codes' block maxima (last step's values), ``headroom`` binades above.
     A block of zeros (every block at the first step from $\nu_0 = 0$; later, a block whose
-    gradient was exactly 0 so far) takes the largest exponent of its row (the last axis):
-    its blocks' exponents and the samples of ``new`` in its zero blocks. Too high an
-    exponent is the safe error: a value below the smallest code is stored as that code
-    (its step smaller than float32's, for a step), where too low a one saturates the block
-    (its $\nu$ understated, its next step larger).
+    gradient was exactly 0 so far) takes a sampled exponent of ``new``
+    (``_sampled_exponent``).
     """
     b = _unpack(q.codes, new.shape[-1]) if codec.bits == 4 else q.codes
     mc = _block_max(b, codec.block)
@@ -297,10 +297,7 @@ def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array
     e_old = q.exponents.astype(jnp.int32)
     e = e_old - codec.top + (mc >> codec.mantissa) + codec.headroom
     e = e + jnp.where(mc == codec.largest, codec.jump, 0)
-    zero = mc == 0
-    row = jnp.max(jnp.where(zero, _sampled_exponent(new, codec), e), axis=-1, keepdims=True)
-    row = jnp.where(row > 0, row, 127 + codec.headroom)  # (nothing seen: 2^headroom)
-    e = jnp.minimum(jnp.where(zero, row, e), 254)
+    e = jnp.minimum(jnp.where(mc == 0, _sampled_exponent(new, codec), e), 254)
     # Ends in a reduction (the maximum with the lowest exponent), which XLA does not fuse
     # into the elementwise encoding: the exponents are computed once per block, not once
     # per element (as a clip they were, some twenty integer operations per element).
@@ -335,12 +332,13 @@ def encode(x: jax.Array, e: jax.Array, codec: Codec, dither_bits: jax.Array) -> 
 def init_state(p: jax.Array, value: Any, codec: Codec) -> QuantizedState:
     """A leaf holding ``value`` (>= 0, possibly traced) everywhere, shaped for ``p``.
 
-    Derived from ``p`` elementwise, so the codes inherit the parameter's sharding.
+    Derived from ``p`` (elementwise, and a block reduction for the exponents), so codes
+    and exponents inherit the parameter's sharding, as the step's outputs do (a replicated
+    exponent array could not be donated to the first step).
     """
     src = jnp.real(p) if jnp.iscomplexobj(p) else p
-    v = jnp.asarray(value, jnp.float32)
-    x = jnp.where(jnp.isfinite(src), src, 0).astype(jnp.float32) * 0 + v
-    e_v = (jax.lax.bitcast_convert_type(v, jnp.int32) >> 23) + codec.headroom
-    e_v = jnp.where(v > 0, e_v, codec.top + 1)
-    e = jnp.full((*p.shape[:-1], _blocks(p.shape[-1], codec.block)), 0, jnp.int32) + e_v
+    x = jnp.where(jnp.isfinite(src), src, 0).astype(jnp.float32) * 0 + jnp.float32(value)
+    m = _block_max(x, codec.block)  # (value everywhere: padded blocks hold 0)
+    e = jax.lax.bitcast_convert_type(m, jnp.int32) >> 23
+    e = jnp.where(m > 0, e + codec.headroom, codec.top + 1)
     return encode(x, jnp.clip(e, codec.top + 1, 254), codec, jnp.zeros(p.shape, jnp.uint32))

@@ -85,6 +85,43 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
             for k in params
         )
 
+# 8-bit state (issue 31): each shard's blocks its own. Last axes of 2048 split in 2 shards
+# of 1024 (4 blocks of 256 each): the block exponents need no other shard's values.
+for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)):
+    mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=(axis_type,) * 2)
+    specs = {"w": P("data", "model"), "emb": P(None, "model")}
+    shapes = {"w": (16, 2048), "emb": (6, 2048)}
+    rng = np.random.default_rng(0)
+    host = {k: rng.standard_normal(shapes[k]).astype(np.float32) for k in specs}
+    params = {k: jax.device_put(host[k], NamedSharding(mesh, specs[k])) for k in specs}
+    with set_mesh(mesh):
+        tx = jax_rmsprop.rmsprop(0.01, momentum=0.9, state_bits=8)
+        state = jax.jit(tx.init)(params)
+
+        def qstep(p, s, g, tx=tx):
+            u, s = tx.update(g, s, p)
+            return optax.apply_updates(p, u), s
+
+        hlo = jax.jit(qstep, donate_argnums=(0, 1)).lower(params, state, params).compile()
+        facts[f"{mode}/quantized/collectives"] = sorted(set(COLLECTIVES.findall(hlo.as_text())))
+        new_p, new_s = jax.jit(qstep)(params, state, params)
+        new_p, new_s = jax.jit(qstep)(new_p, new_s, params)
+        facts[f"{mode}/quantized/sharded_as_params"] = all(
+            getattr(s, f)[k].codes.sharding.is_equivalent_to(params[k].sharding, 2)
+            and getattr(s, f)[k].exponents.sharding.is_equivalent_to(params[k].sharding, 2)
+            for s in (state, new_s)  # init's and the step's
+            for f in ("nu", "trace")
+            for k in params
+        )
+    # the same two compiled steps on one device: the same numbers, bit for bit
+    g1 = {k: jax.device_put(v, jax.devices()[0]) for k, v in host.items()}
+    p1, s1 = jax.jit(qstep)(g1, tx.init(g1), g1)
+    p1, s1 = jax.jit(qstep)(p1, s1, g1)
+    facts[f"{mode}/quantized/equal_to_one_device"] = all(
+        bool(np.array_equal(np.asarray(a), np.asarray(b)))
+        for a, b in zip(jax.tree.leaves((new_p, new_s)), jax.tree.leaves((p1, s1)))
+    )
+
 # The sweep's configuration axis sharded over a 4 x 2 mesh.
 mesh = jax.make_mesh((4, 2), ("a", "b"), axis_types=(AxisType.Auto,) * 2)
 grid = {"learning_rate": np.logspace(-3, 0, 10), "decay": np.linspace(0.5, 0.99, 5)}

@@ -55,6 +55,17 @@ def test_checkpoint_restores_into_the_templates_shardings(facts, mode, config):
     assert facts[f"{mode}/{config}/restore_equal"]
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_quantized_state_keeps_each_shards_blocks_its_own(facts, mode):
+    """8-bit nu and trace of params whose last axis is split in shards of whole blocks:
+    codes and block exponents sharded as their params (from ``jit(tx.init)`` too: a
+    replicated exponent array could not be donated), a step with no collective, and the
+    numbers of the same steps on one device, bit for bit."""
+    assert facts[f"{mode}/quantized/collectives"] == []
+    assert facts[f"{mode}/quantized/sharded_as_params"]
+    assert facts[f"{mode}/quantized/equal_to_one_device"]
+
+
 def test_optax_init_replicates_on_an_auto_mesh(facts):
     """The trap we avoid: optax's jax.jit(tx.init) puts the whole state on every device."""
     assert facts["auto/optax_init_same_sharding"] is False
