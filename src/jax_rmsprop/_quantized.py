@@ -78,11 +78,6 @@ _GOLDEN = 0x9E3779B9  # 2^32 / golden ratio: spreads the step counts over the ha
 _LEAF = 0x85EBCA6B  # decorrelates leaves
 MIN_QUANTIZED_SIZE = 4096  # leaves below keep their plain state (bitsandbytes' threshold)
 _SAMPLES = 16  # positions per block read to set an all-zero block's exponent
-# A zero block whose samples are zero too: its top binade 2^_UNSEEN. Too high is the safe
-# error (a value below the smallest code is stored as that code: its step smaller than
-# float32's while the exponent comes down, 28 binades a step at 8 bits, 13 at 4), too low
-# would saturate the block (its nu understated, its next step larger than float32's).
-_UNSEEN = 64
 
 
 class QuantizedState(NamedTuple):
@@ -225,7 +220,7 @@ def _mix(x: jax.Array) -> jax.Array:
 def dither(shape: tuple[int, ...], count: jax.Array, leaf: int) -> jax.Array:
     """Uniform ``uint32`` rounding offsets for step ``count`` of leaf ``leaf``.
 
-    ``(i XOR K) * C`` for the element's index ``i`` along the last axis, an odd constant
+    ``(i XOR K) * C`` for the element's flat index ``i`` (row-major), an odd constant
     ``C`` and a per-step, per-leaf key ``K``, a strong hash of the step count and the leaf
     (one scalar per step): deterministic given the step. For one element, ``i XOR K`` is
     uniform and independent from step to step (``K`` is), and so is its product by an odd
@@ -235,8 +230,12 @@ def dither(shape: tuple[int, ...], count: jax.Array, leaf: int) -> jax.Array:
     (the full hash per element cost 1.2 ms of a 10 ms step on 1e7 elements).
     """
     k = _mix(count.astype(jnp.uint32) * jnp.uint32(_GOLDEN) + jnp.uint32((leaf * _LEAF) % 2**32))
-    x = jax.lax.broadcasted_iota(jnp.uint32, shape, len(shape) - 1) ^ k
-    return x * jnp.uint32(0x9E3779B1)
+    i = jnp.zeros(shape, jnp.uint32)
+    stride = 1
+    for axis in reversed(range(len(shape))):  # the flat index (rows do not share bits)
+        i = i + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * jnp.uint32(stride % 2**32)
+        stride *= shape[axis]
+    return (i ^ k) * jnp.uint32(0x9E3779B1)
 
 
 def round_stochastically(x: jax.Array, dtype: Any, dither_bits: jax.Array) -> jax.Array:
@@ -246,28 +245,34 @@ def round_stochastically(x: jax.Array, dtype: Any, dither_bits: jax.Array) -> ja
     to ``dtype``'s significant bits: up with probability (distance to the lower neighbour)
     / ulp, so the stored value's mean is ``x`` (sign and magnitude are separate bits: the
     magnitude is rounded). Exact in ``dtype``'s normal range (the cast after the
-    truncation does not round); float16's subnormals and overflow round to nearest.
-    Non-finite values are kept; one that would round up past float32's largest is cut.
+    truncation does not round), and on float16's subnormal grid of 2^-24. Non-finite values
+    are kept; one that would round up past ``dtype``'s largest is cut.
     """
     x = x.astype(jnp.float32)
-    drop = 23 - int(jnp.finfo(dtype).nmant)
+    info = jnp.finfo(dtype)
+    drop = 23 - int(info.nmant)
     bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
     mask = jnp.uint32((0xFFFFFFFF << drop) & 0xFFFFFFFF)
     up = jax.lax.bitcast_convert_type((bits + (dither_bits >> (32 - drop))) & mask, jnp.float32)
     down = jax.lax.bitcast_convert_type(bits & mask, jnp.float32)
-    y = jnp.where(jnp.abs(up) < jnp.inf, up, down)
+    y = jnp.where(jnp.abs(up) <= float(info.max), up, down)  # (not past dtype's largest)
+    if float(info.smallest_normal) > float(jnp.finfo(jnp.float32).smallest_normal):
+        # float16's subnormals: a fixed grid of 2^-24, rounded up in proportion too
+        # (where nu of a gradient below ~1e-2 lives; to nearest it would go stale there)
+        tiny, grid = float(info.smallest_normal), float(info.smallest_subnormal)
+        u = (dither_bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+        sub = jnp.sign(x) * jnp.floor(jnp.abs(x) / grid + u) * grid
+        y = jnp.where(jnp.abs(x) < tiny, sub, y)
     return jnp.where(jnp.abs(x) < jnp.inf, y, x).astype(dtype)
 
 
 def _sampled_exponent(x: jax.Array, codec: Codec) -> jax.Array:
-    """A block exponent from ``|x|`` at ``_SAMPLES`` elements of each block (for zero blocks).
+    """A block exponent from ``|x|`` at ``_SAMPLES`` elements of each block; 0: all zero.
 
     The first ``_SAMPLES / 2`` elements of each half of the block: two cache lines of a
     block of 256 float32 (a strided sample touched every line of the gradient, 2.7 ms of a
-    10 ms step on 1e7 elements). Where they are all zero the block's top binade is
-    ``2^_UNSEEN``. Reduced per block, within the block (a shard's blocks are its own), with
-    a reduction, which XLA does not fuse into the elementwise encoding: the samples are
-    computed once, not per element.
+    10 ms step on 1e7 elements). Reduced per block with a reduction, which XLA does not
+    fuse into the elementwise encoding: the samples are computed once, not per element.
     """
     n = x.shape[-1]
     lead = x.shape[:-1]
@@ -280,7 +285,7 @@ def _sampled_exponent(x: jax.Array, codec: Codec) -> jax.Array:
     picks = jnp.where(picks < jnp.inf, picks, jnp.float32(0))
     m = jnp.max(picks.reshape(*lead, nb, 2 * s), axis=-1)
     e = jax.lax.bitcast_convert_type(m, jnp.int32) >> 23
-    return jnp.where(m > 0, e + codec.headroom, 127 + _UNSEEN)
+    return jnp.where(m > 0, e + codec.headroom, 0)  # (0: the samples are all zero)
 
 
 def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array:
@@ -288,8 +293,14 @@ def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array
 
     From the stored codes' block maxima (last step's values), ``headroom`` binades above.
     A block of zeros (every block at the first step from $\nu_0 = 0$; later, a block whose
-    gradient was exactly 0 so far) takes a sampled exponent of ``new``
-    (``_sampled_exponent``).
+    gradient was exactly 0 so far) takes the largest exponent of its row (the last axis):
+    its other blocks' and the samples of ``new`` in its zero blocks. An exponent too high
+    stores a block's values at its smallest code: their $\nu$ overstated, and that value
+    decays by $\rho$ a step (hundreds of steps of near-frozen weights); too low saturates it
+    (its $\nu$ understated, the next step larger, the exponent up $J$ binades a step). A
+    block's own sample alone can miss its values (a zero prefix, a pruning mask), which
+    its row's blocks then bound. Where the last axis is sharded this maximum is one small
+    all-reduce per step (an integer per row), the only collective of the step.
     """
     b = _unpack(q.codes, new.shape[-1]) if codec.bits == 4 else q.codes
     mc = _block_max(b, codec.block)
@@ -297,7 +308,10 @@ def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array
     e_old = q.exponents.astype(jnp.int32)
     e = e_old - codec.top + (mc >> codec.mantissa) + codec.headroom
     e = e + jnp.where(mc == codec.largest, codec.jump, 0)
-    e = jnp.minimum(jnp.where(mc == 0, _sampled_exponent(new, codec), e), 254)
+    zero = mc == 0
+    row = jnp.max(jnp.where(zero, _sampled_exponent(new, codec), e), axis=-1, keepdims=True)
+    row = jnp.where(row > 0, row, 127 + codec.headroom)  # (nothing seen: 2^headroom)
+    e = jnp.minimum(jnp.where(zero, row, e), 254)
     # Ends in a reduction (the maximum with the lowest exponent), which XLA does not fuse
     # into the elementwise encoding: the exponents are computed once per block, not once
     # per element (as a clip they were, some twenty integer operations per element).

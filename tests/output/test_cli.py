@@ -283,13 +283,19 @@ def test_a_real_ctrl_c_in_tune_leaves_the_finished_trials(tmp_path):
 
     reader = threading.Thread(target=read)
     reader.start()
-    deadline = time.monotonic() + 300
-    while not re.search(rb"\b(1[6-9]|[2-9]\d|\d{3})/512\b", bytes(err)):
-        assert proc.poll() is None and time.monotonic() < deadline, bytes(err)[-2000:]
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=300)
-    reader.join()
+    try:
+        deadline = time.monotonic() + 300
+        while not re.search(rb"\b(1[6-9]|[2-9]\d|\d{3})/512\b", bytes(err)):
+            assert proc.poll() is None and time.monotonic() < deadline, bytes(err)[-2000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout = proc.stdout.read()  # (stderr is the reader's alone until it ends)
+        proc.wait(300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join()
     assert proc.returncode == 130, bytes(err)[-2000:]
     lines = stdout.decode().splitlines()
     m = re.match(r"interrupted: (\d+) trials finished this run$", lines[0])

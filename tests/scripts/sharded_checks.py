@@ -104,6 +104,15 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
 
         hlo = jax.jit(qstep, donate_argnums=(0, 1)).lower(params, state, params).compile()
         facts[f"{mode}/quantized/collectives"] = sorted(set(COLLECTIVES.findall(hlo.as_text())))
+        # each collective's largest operand or result, in elements (the zero blocks' row
+        # maximum where the last axis is sharded: an integer per row of the shard)
+        sizes = [
+            max((int(np.prod([int(d) for d in dims.split(",") if d] or [1]))
+                 for dims in re.findall(r"\w+\[([\d,]*)\]", line)), default=0)
+            for line in hlo.as_text().splitlines()
+            if COLLECTIVES.search(line) and "=" in line
+        ]  # fmt: skip
+        facts[f"{mode}/quantized/largest_collective"] = max(sizes, default=0)
         new_p, new_s = jax.jit(qstep)(params, state, params)
         new_p, new_s = jax.jit(qstep)(new_p, new_s, params)
         facts[f"{mode}/quantized/sharded_as_params"] = all(

@@ -59,9 +59,11 @@ def test_checkpoint_restores_into_the_templates_shardings(facts, mode, config):
 def test_quantized_state_keeps_each_shards_blocks_its_own(facts, mode):
     """8-bit nu and trace of params whose last axis is split in shards of whole blocks:
     codes and block exponents sharded as their params (from ``jit(tx.init)`` too: a
-    replicated exponent array could not be donated), a step with no collective, and the
-    numbers of the same steps on one device, bit for bit."""
-    assert facts[f"{mode}/quantized/collectives"] == []
+    replicated exponent array could not be donated), and the numbers of the same steps
+    on one device, bit for bit. The step's one collective is the all-zero blocks' row
+    maximum, an integer per row (at most 16 here: no block's values cross shards)."""
+    assert facts[f"{mode}/quantized/collectives"] in ([], ["all-reduce"])
+    assert facts[f"{mode}/quantized/largest_collective"] <= 16
     assert facts[f"{mode}/quantized/sharded_as_params"]
     assert facts[f"{mode}/quantized/equal_to_one_device"]
 
