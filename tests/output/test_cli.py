@@ -296,6 +296,8 @@ def test_a_real_ctrl_c_in_tune_leaves_the_finished_trials(tmp_path):
             proc.kill()
             proc.wait()
         reader.join()
+        proc.stdout.close()  # (an unclosed pipe is a ResourceWarning, an error here)
+        proc.stderr.close()
     assert proc.returncode == 130, bytes(err)[-2000:]
     lines = stdout.decode().splitlines()
     m = re.match(r"interrupted: (\d+) trials finished this run$", lines[0])
