@@ -61,9 +61,11 @@ def test_quantized_state_keeps_each_shards_blocks_its_own(facts, mode):
     codes and block exponents sharded as their params (from ``jit(tx.init)`` too: a
     replicated exponent array could not be donated), and the numbers of the same steps
     on one device, bit for bit. The step's one collective is the all-zero blocks' row
-    maximum, an integer per row (at most 16 here: no block's values cross shards)."""
+    maximum over block exponents (an integer per row with JAX 0.10, the shard's block
+    exponents with JAX 0.5.3: at most 128 here, against 32768 elements per leaf: no
+    element's value crosses shards)."""
     assert facts[f"{mode}/quantized/collectives"] in ([], ["all-reduce"])
-    assert facts[f"{mode}/quantized/largest_collective"] <= 16
+    assert facts[f"{mode}/quantized/largest_collective"] <= 128
     assert facts[f"{mode}/quantized/sharded_as_params"]
     assert facts[f"{mode}/quantized/equal_to_one_device"]
 
