@@ -7,9 +7,10 @@
 # It installs Keras, Optuna and Hypothesis from device-wheels/ (--no-deps, into a folder
 # of its own), then runs each group under its own limit, in under 9 minutes in all, side by
 # side as the CPU runs do: the 1e8 step against a device-to-device copy (goal: >= 85% of
-# its bandwidth: "ours bandwidth / copy's") and the roofline kernel, the many-leaf trees under a --budget (a variant whose compile overruns it is
-# skipped and named) and how compile time grows with the leaves, fit's waits and its
-# one-epoch call against the hand-written scan (goal <= 1.25x), the NNX and digits sweeps,
+# its bandwidth: "ours bandwidth / copy's") and the roofline kernel, the many-leaf trees
+# under a --budget (a variant whose compile overruns it is skipped and named) and how
+# compile time grows with the leaves, fit's waits and its one-epoch call against the
+# hand-written scan (goal <= 1.25x), the NNX and digits sweeps,
 # tune's asks overlapped with training, and the quantized state's group if it exists. It
 # writes one JSON per group, log.txt and summary.txt into $OUT: at most 8 files. Quote
 # summary.txt in bench/RESULTS.md with the device's name, and copy the JSONs to bench/gpu/.

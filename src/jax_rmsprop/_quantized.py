@@ -238,6 +238,20 @@ def dither(shape: tuple[int, ...], count: jax.Array, leaf: int) -> jax.Array:
     return (i ^ k) * jnp.uint32(0x9E3779B1)
 
 
+def _uniform(dither_bits: jax.Array) -> jax.Array:
+    """A float32 uniform in [0, 1) from the top 24 of the dither's bits."""
+    return (dither_bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+
+
+def _top_exponent(m: jax.Array, codec: Codec, empty: Any) -> jax.Array:
+    """The block exponent that puts ``m`` (>= 0) ``headroom`` binades below the top.
+
+    ``empty`` where ``m`` is 0.
+    """
+    e = jax.lax.bitcast_convert_type(m, jnp.int32) >> 23
+    return jnp.where(m > 0, e + codec.headroom, empty)
+
+
 def round_stochastically(x: jax.Array, dtype: Any, dither_bits: jax.Array) -> jax.Array:
     """``x`` (float32 or wider) in ``dtype`` (bfloat16, float16), stochastically rounded.
 
@@ -260,7 +274,7 @@ def round_stochastically(x: jax.Array, dtype: Any, dither_bits: jax.Array) -> ja
         # float16's subnormals: a fixed grid of 2^-24, rounded up in proportion too
         # (where nu of a gradient below ~1e-2 lives; to nearest it would go stale there)
         tiny, grid = float(info.smallest_normal), float(info.smallest_subnormal)
-        u = (dither_bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+        u = _uniform(dither_bits)
         sub = jnp.sign(x) * jnp.floor(jnp.abs(x) / grid + u) * grid
         y = jnp.where(jnp.abs(x) < tiny, sub, y)
     return jnp.where(jnp.abs(x) < jnp.inf, y, x).astype(dtype)
@@ -284,8 +298,7 @@ def _sampled_exponent(x: jax.Array, codec: Codec) -> jax.Array:
     picks = jnp.abs(x.reshape(*lead, nb, 2, half)[..., :s])
     picks = jnp.where(picks < jnp.inf, picks, jnp.float32(0))
     m = jnp.max(picks.reshape(*lead, nb, 2 * s), axis=-1)
-    e = jax.lax.bitcast_convert_type(m, jnp.int32) >> 23
-    return jnp.where(m > 0, e + codec.headroom, 0)  # (0: the samples are all zero)
+    return _top_exponent(m, codec, 0)  # (0: the samples are all zero)
 
 
 def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array:
@@ -300,7 +313,7 @@ def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array
     (its $\nu$ understated, the next step larger, the exponent up $J$ binades a step). A
     block's own sample alone can miss its values (a zero prefix, a pruning mask), which
     its row's blocks then bound. Where the last axis is sharded this maximum is one small
-    all-reduce per step (an integer per row), the only collective of the step.
+    all-reduce per step (of block exponents, never of values), the step's only collective.
     """
     b = _unpack(q.codes, new.shape[-1]) if codec.bits == 4 else q.codes
     mc = _block_max(b, codec.block)
@@ -332,7 +345,7 @@ def encode(x: jax.Array, e: jax.Array, codec: Codec, dither_bits: jax.Array) -> 
         # Below the smallest code: 0 or that code, with the probability that keeps the
         # mean (a trace that decays to 0 must reach it; nu never rounds to 0).
         low = jax.lax.bitcast_convert_type((1 << shift) + ((ee - codec.top) << 23), jnp.float32)
-        u = (dither_bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+        u = _uniform(dither_bits)
         c = jnp.where(mag < low, (mag > u * low).astype(jnp.int32), c)
     c = jnp.where(mag == 0, 0, c) + 1
     if codec.signed:
@@ -353,6 +366,5 @@ def init_state(p: jax.Array, value: Any, codec: Codec) -> QuantizedState:
     src = jnp.real(p) if jnp.iscomplexobj(p) else p
     x = jnp.where(jnp.isfinite(src), src, 0).astype(jnp.float32) * 0 + jnp.float32(value)
     m = _block_max(x, codec.block)  # (value everywhere: padded blocks hold 0)
-    e = jax.lax.bitcast_convert_type(m, jnp.int32) >> 23
-    e = jnp.where(m > 0, e + codec.headroom, codec.top + 1)
+    e = _top_exponent(m, codec, codec.top + 1)
     return encode(x, jnp.clip(e, codec.top + 1, 254), codec, jnp.zeros(p.shape, jnp.uint32))
