@@ -3,9 +3,10 @@
 Serially (``tune``'s default), batch k+1 is asked after batch k is told: the sampler
 sees every result so far, and the device idles while it works. With
 ``tune(ask_ahead=True)``, batch k+1 is asked in a thread while batch k trains (the host
-proposes while the device computes), and the thread is joined before batch k is told.
-So the study's calls come in one fixed order, whatever the timing: batch k+1 is asked
-after batch k is asked and batch k-1 told; it sees batch k as pending trials (the
+proposes while the device computes), and batch k is told once batch k+1 is on the
+device (the thread joined first; batch k+2's asks begin after). So the study's calls
+come in one fixed order, whatever the timing: batch k+1 is asked after batch k is asked
+and batch k-1 told; it sees batch k as pending trials (the
 "lies" of ``TPESampler(constant_liar=True)``) instead of their results. The same seeds
 give the same trials from run to run, but not the trials of the serial order.
 """
@@ -37,6 +38,9 @@ class Serial:
         """The next batch to train: ``min(size, left)`` trials, ``left`` still to train."""
         return self._ask(min(size, left))
 
+    def begin(self) -> None:
+        """Begins asking the batch after the one ``batch`` gave (once this one's told)."""
+
     def settle(self) -> None:
         """Returns when the study is the caller's alone again (before a tell)."""
 
@@ -57,18 +61,24 @@ class AskAhead(Serial):
         self._thread: threading.Thread | None = None
         self._asked: list = []
         self._error: BaseException | None = None
+        self._next = 0  # the size of the batch ``begin`` asks
 
     def batch(self, size: int, left: int) -> list:
-        """The trials asked ahead (or asked now, the first time); the next batch's begun."""
+        """The trials asked ahead (or asked now, the first time); ``begin`` asks the next."""
         self.settle()
         got, self._asked = self._asked, []
         got = got or self._ask(min(size, left))
-        if (ahead := min(size, left - len(got))) > 0:
-            self._thread = threading.Thread(
-                target=self._ask_in_thread, args=(ahead,), name="tune-ask-ahead", daemon=True
-            )
-            self._thread.start()
+        self._next = max(min(size, left - len(got)), 0)
         return got
+
+    def begin(self) -> None:
+        if self._next > 0 and self._thread is None:
+            self._thread = threading.Thread(
+                target=self._ask_in_thread, args=(self._next,), name="tune-ask-ahead",
+                daemon=True,
+            )  # fmt: skip
+            self._thread.start()
+        self._next = 0
 
     def _ask_in_thread(self, n: int) -> None:
         try:

@@ -346,13 +346,16 @@ class _Plan:
 
         return jax.eval_shape(fresh, vals)
 
-    def advance(self, idx: np.ndarray, carry: Any, first: Any, epochs: int, reset: Any = None):
+    def advance(
+        self, idx: np.ndarray, carry: Any, first: Any, epochs: int, reset: Any = None, host=True
+    ):
         """Runs ``idx`` (one program) ``epochs`` epochs on from ``first``; carries stay put.
 
         ``carry``: the device carries of the previous call, or ``None`` to start;
         ``first``: an epoch, or one per run; ``reset``: runs to start afresh (a bool per
         run) or ``None``. Returns the new carries (on the devices) and the epochs'
-        (training, validation) logs on the host, ``(runs, epochs)`` each.
+        (training, validation) logs on the host, ``(runs, epochs)`` each (with ``host``
+        false: on the devices, not waited for).
         """
         per_run, _ = self._inputs(idx, None)
         if np.ndim(first):
@@ -361,7 +364,7 @@ class _Plan:
             self.shared, per_run, self.root, carry, first, reset, recipe=self.recipe,
             epochs=epochs,
         )  # fmt: skip
-        return out, jax.tree.map(to_host, logs)
+        return out, jax.tree.map(to_host, logs) if host else logs
 
     def train(self, idx, carry, first, epochs, keep: bool, chunk: int, start: int = 0, full=False):
         """Trains runs ``idx`` for ``epochs`` from ``first``, ``chunk`` runs per program.

@@ -146,8 +146,9 @@ def search(
     print_ = lambda: plan_for.fingerprint(  # noqa: E731
         names, epochs=epochs, monitor=monitor, keep_params=keep_params
     )
+    teller = _Teller(study, optuna, trained, asker, monitor, sign, ask_ahead)
     # the asked trials (those asked ahead too) beat until told
-    path, work = None, working(study, lambda: pending + asker.ahead())
+    path, work = None, working(study, lambda: pending + teller.untold() + asker.ahead())
     try:
         with work, resumable("tune", checkpoint, "study", print_) as loop:  # Ctrl-C, SIGTERM
             path = loop.path
@@ -163,26 +164,25 @@ def search(
                 done += slots.finished
             while loop.requested is None:
                 if not pending:  # (else a resumed group)
-                    done, pending = _next_batch(optuna, study, trials, batch, asker)
+                    done, pending = _next_batch(optuna, study, trials, batch, teller)
                     if not pending:  # the study has its trials (every worker's)
                         break
                 groups: dict[tuple, list] = {}
                 for t in pending:
-                    groups.setdefault(plan_for.key_of(t.params), []).append(t)
+                    groups.setdefault(plan_for.key_of(t.params) if static else (), []).append(t)
                 for key, group in groups.items():  # each group told once it is trained
                     plan = plan_for.fitting(key, min(batch, trials), 1 if prune else epochs, batch)
                     at = functools.partial(report, done * epochs)  # + the group's epochs
                     _train_group(plan, group, numeric, epochs, monitor, sign, prune,
-                                 trained, flight, at if progress is not None else None)  # fmt: skip
-                    asker.settle()
-                    for i in range(len(trained.trials) - len(group), len(trained.trials)):
-                        _tell(study, optuna, trained, i, monitor, sign)
+                                 trained, flight, at if progress is not None else None,
+                                 teller.meanwhile)  # fmt: skip
+                    teller.trained(len(group))
                     done += len(group)
                     pending = [t for t in pending if t not in group]
     except KeyboardInterrupt:  # mid-batch (a second Ctrl-C, or a checkpoint's boundary)
-        _stopped(optuna, study, pending, asker, retry=checkpoint is None)  # (else the flight's)
+        _stopped(optuna, study, pending, teller, retry=checkpoint is None)  # (else the flight's)
         raise SweepInterrupted(_result(trained, names, study, has_val), path) from None
-    _stopped(optuna, study, [], asker, retry=False)
+    _stopped(optuna, study, [], teller, retry=False)
     result = _result(trained, names, study, has_val)
     if loop.requested is not None:
         raise SweepInterrupted(result, path)
@@ -426,23 +426,71 @@ def _opened(optuna, study, sampler, pruner, sign: float, space, trials) -> tuple
         return study, trials - _left(optuna, study, trials)
 
 
-def _next_batch(optuna, study, trials: int, batch: int, asker: Serial) -> tuple[int, list]:
-    """The study's finished trials (every worker's), and the next batch (none: it has them).
+def _next_batch(optuna, study, trials: int, batch: int, teller: _Teller) -> tuple[int, list]:
+    """The study's finished trials (trained ones not yet told too), and the next batch.
 
-    Asked by ``asker``: with ``ask_ahead``, the one after it begins in a thread.
+    None when the study has its trials (every worker's). Asked by ``teller.asker``: with
+    ``ask_ahead``, the one after it begins in a thread (here, or once those trained are
+    told).
     """
-    left = _left(optuna, study, trials)
-    return trials - left, (asker.batch(batch, left) if left > 0 else [])
+    left = _left(optuna, study, trials) - len(teller.later)
+    got = teller.asker.batch(batch, left) if left > 0 else []
+    if not teller.later:
+        teller.asker.begin()
+    return trials - left, got
 
 
-def _stopped(optuna, study, pending: list, asker: Serial, *, retry: bool) -> None:
-    """Tells ``FAIL`` the trials a stopped tuning asked and did not finish.
+@dataclasses.dataclass
+class _Teller:
+    """Tells the study its trained trials' values, each group once it is trained.
+
+    With ``ask_ahead``, once the next group is on the device (told while it trains), the
+    next batch's asks begun after the tells (``_ask_ahead``'s order).
+    """
+
+    study: Any
+    optuna: Any
+    done: _Trained
+    asker: Serial
+    monitor: str
+    sign: float
+    ahead: bool
+    later: list[int] = dataclasses.field(default_factory=list)  # rows of ``done``, untold
+
+    def trained(self, size: int) -> None:
+        """The last ``size`` trials of ``done`` trained: told now, or (ahead) later."""
+        self.later.extend(range(len(self.done.trials) - size, len(self.done.trials)))
+        if not self.ahead:
+            self()
+
+    def __call__(self, begin: bool = True) -> None:
+        """Tells the trained trials not yet told; then (``begin``) the next asks begin."""
+        if self.later:
+            self.asker.settle()
+            for i in self.later:
+                _tell(self.study, self.optuna, self.done, i, self.monitor, self.sign)
+            self.later.clear()
+        if begin:
+            self.asker.begin()
+
+    @property
+    def meanwhile(self) -> Callable[[], None] | None:
+        """What ``_train_group`` calls while a group trains (``None``: nothing)."""
+        return self if self.ahead else None
+
+    def untold(self) -> list:
+        return [self.done.trials[i] for i in self.later]
+
+
+def _stopped(optuna, study, pending: list, teller: _Teller, *, retry: bool) -> None:
+    """Tells the trained trials' values, and ``FAIL`` those asked and not finished.
 
     ``pending`` are retried with ``retry``; those asked ahead (never trained) are not.
     """
     with answering(STUDY, "its storage stopped answering"):
+        teller(begin=False)
         fail(optuna, study, pending, retry=retry)
-        fail(optuna, study, asker.unused(), retry=False)
+        fail(optuna, study, teller.asker.unused(), retry=False)
 
 
 def _left(optuna, study, trials: int) -> int:
@@ -452,18 +500,22 @@ def _left(optuna, study, trials: int) -> int:
 
 
 def _train_group(
-    plan, group, numeric, epochs, monitor, sign, prune, trained, flight=None, report=None
-):
+    plan, group, numeric, epochs, monitor, sign, prune, trained, flight=None, report=None,
+    meanwhile=None,
+):  # fmt: skip
     """Trains one program's trials (all seeds and folds of each) and records their runs.
 
     With a pruner, epoch by epoch, each epoch's value reported; with ``flight`` (a
     checkpoint), in up to 16 calls, each call's end a boundary of the checkpoint, and
     from its saved carries when the group is the one a stopped call left. With
     ``report``, epoch by epoch too, ``report(epochs trained)`` (the group's trials x the
-    epochs) after each: the logs have come to the host, so those epochs ran.
+    epochs) after each: the logs have come to the host, so those epochs ran. With
+    ``meanwhile``, ``meanwhile()`` is called once the first call is on the device,
+    before its logs are waited for (host work overlapped with the training).
     """
     per_cfg = plan.seeds * plan.k
-    values = [np.asarray([t.params[n] for t in group], np.float64) for n in numeric]
+    params = [t.params for t in group]  # (each ``Trial.params`` is a deep copy)
+    values = [np.asarray([p[n] for p in params], np.float64) for n in numeric]
     plan = dataclasses.replace(plan, runs=[np.repeat(v, per_cfg) for v in values])
     n = len(group) * per_cfg
     idx = np.minimum(np.arange(plan.padded(n)), n - 1)  # padded to the mesh's devices
@@ -483,7 +535,13 @@ def _train_group(
                     t.report(_finite(score[a, e], sign), e + 1)
     while first < epochs:
         span = min(step, epochs - first)
-        carry, (f, v) = plan.advance(idx, carry, first, span)
+        if meanwhile is None:
+            carry, (f, v) = plan.advance(idx, carry, first, span)
+        else:  # (the logs waited for once ``meanwhile`` ran)
+            carry, logs_on_device = plan.advance(idx, carry, first, span, host=False)
+            meanwhile()
+            meanwhile = None
+            f, v = jax.tree.map(to_host, logs_on_device)
         logs.append((f, v))
         first += span
         if report is not None:
@@ -649,7 +707,8 @@ def _result(trained: _Trained, names, study, has_val: bool) -> TuneResult:
             val_loss=empty if has_val else None, epochs_run=np.zeros((0, 1), np.int64),
             study=study, trial=np.zeros(0, np.int64), pruned=np.zeros(0, bool),
         )  # fmt: skip
-    configs = {n: np.asarray([t.params[n] for t in trained.trials]) for n in names}
+    told = [t.params for t in trained.trials]  # (each a deep copy)
+    configs = {n: np.asarray([p[n] for p in told]) for n in names}
     metrics = {
         k: np.stack(m) for k, m in trained.metrics.items() if has_val or not k.startswith("val_")
     }

@@ -153,10 +153,11 @@ def tune(
         of all there are to train (each rung's runs times its epochs). With a sampler,
         the trials' epochs (each trial counts ``epochs``, a pruned one too), after each
         epoch of a batch.
-      ask_ahead: (sampler) ask the next batch while this one trains (in a thread), so
-        that the host's sampling and the device's training overlap: a tuning's wall time
-        nears the larger of the two, not their sum (worth it where a batch trains in
-        about the time its asks take, as on a GPU). Batch k+1 then sees batch k as
+      ask_ahead: (sampler) ask the next batch while this one trains (in a thread), and
+        tell a batch while the next one trains, so that the host's sampling and the
+        device's training overlap: a tuning's wall time nears the larger of the two,
+        not their sum (worth it where a batch trains in about the time its asks take,
+        as on a GPU). Batch k+1 then sees batch k as
         pending trials (constant liar's lies), not its results: deterministic (same
         seeds, same trials) but other trials than the default order's. Not with a
         pruner or a ``checkpoint``.

@@ -13,7 +13,7 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 import jax_rmsprop  # noqa: E402
-from jax_rmsprop import _ask_ahead  # noqa: E402
+from jax_rmsprop import _ask_ahead, _plan  # noqa: E402
 
 from ..training.test_search import SPACE, _task  # noqa: E402
 
@@ -58,9 +58,11 @@ def test_the_trials_follow_the_documented_order_of_asks_and_tells(ahead):
 
 
 def test_the_next_batch_is_asked_while_this_one_trains(monkeypatch):
-    """The asks of batch 2 run in another thread, begun before batch 1 is told."""
+    """The asks of batch 2 run in another thread, begun before batch 1 is told; batch 1
+    is told once batch 2 is on the device (its training begun)."""
     events = []
     real_ask, real_tell = optuna.Study.ask, optuna.Study.tell
+    real_advance = _plan._Plan.advance
 
     def ask(self, *a, **k):
         events.append(("ask", threading.current_thread().name))
@@ -70,11 +72,18 @@ def test_the_next_batch_is_asked_while_this_one_trains(monkeypatch):
         events.append(("tell", threading.current_thread().name))
         return real_tell(self, *a, **k)
 
+    def advance(self, *a, **k):
+        events.append(("train", threading.current_thread().name))
+        return real_advance(self, *a, **k)
+
     monkeypatch.setattr(optuna.Study, "ask", ask)
     monkeypatch.setattr(optuna.Study, "tell", tell)
+    monkeypatch.setattr(_plan._Plan, "advance", advance)
     jax_rmsprop.tune(_task(), SPACE, 1, sampler=_sampler(), trials=8, batch=4, ask_ahead=True)
     main = threading.main_thread().name
-    assert events == ([("ask", main)] * 4 + [("ask", "tune-ask-ahead")] * 4 + [("tell", main)] * 8)
+    assert [e for e, t in events if t == main] == ["ask"] * 4 + ["train"] * 2 + ["tell"] * 8
+    assert [e for e, t in events if t != main] == ["ask"] * 4
+    assert {t for _, t in events} == {main, "tune-ask-ahead"}
 
 
 def test_an_error_in_the_asking_thread_is_raised_in_the_caller():
@@ -85,6 +94,7 @@ def test_an_error_in_the_asking_thread_is_raised_in_the_caller():
     asker = _ask_ahead.asking(Broken(), SPACE, True)
     asker._asked = ["t0"]  # (one batch asked ahead: the next is asked in the thread)
     assert asker.batch(4, 8) == ["t0"]
+    asker.begin()
     with pytest.raises(RuntimeError, match="storage gone"):
         asker.settle()
 
@@ -108,3 +118,27 @@ def test_what_ask_ahead_refuses(kw, match, tmp_path):
         jax_rmsprop.tune(_task(), SPACE, 1, sampler=_sampler(), trials=2, batch=2, **kw)
     with pytest.raises(TypeError, match="pass `sampler=`"):
         jax_rmsprop.tune(_task(), {"learning_rate": [0.1]}, 1, ask_ahead=True)
+
+
+def test_a_stop_mid_batch_tells_the_trials_trained_and_fails_the_rest(monkeypatch):
+    """Ctrl-C while batch 2 trains: batch 1 (trained, its tells waiting for batch 2 to be
+    on the device) is told; batch 2 fails (retried); batch 3 was never asked."""
+    real_advance = _plan._Plan.advance
+    calls = []
+
+    def advance(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_advance(self, *a, **k)
+
+    monkeypatch.setattr(_plan._Plan, "advance", advance)
+    with pytest.raises(jax_rmsprop.SweepInterrupted) as stop:
+        jax_rmsprop.tune(_task(), SPACE, 1, sampler=_sampler(), trials=12, batch=4, ask_ahead=True)
+    study = stop.value.partial.study
+    State = optuna.trial.TrialState
+    states = [t.state for t in study.trials]  # (then batch 2 queued again: its retries)
+    assert states[:8] == [State.COMPLETE] * 4 + [State.FAIL] * 4
+    assert State.RUNNING not in states and len(states) <= 12
+    assert sorted(stop.value.partial.trial) == [0, 1, 2, 3]
+    assert np.isfinite(stop.value.partial.loss).all()
