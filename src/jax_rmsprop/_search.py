@@ -21,6 +21,7 @@ continues it, as retries of the same values, from its saved epoch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -150,7 +151,7 @@ def search(
     # the asked trials (those asked ahead too) beat until told
     path, work = None, working(study, lambda: pending + teller.untold() + asker.ahead())
     try:
-        with work, resumable("tune", checkpoint, "study", print_) as loop:  # Ctrl-C, SIGTERM
+        with work, resumable("tune", checkpoint, "study", print_) as loop, teller:  # Ctrl-C
             path = loop.path
             flight = None if checkpoint is None else _Flight(loop)
             if flight is not None and (got := flight.resume(study, space, plan_for)):
@@ -176,7 +177,7 @@ def search(
                     _train_group(plan, group, numeric, epochs, monitor, sign, prune,
                                  trained, flight, at if progress is not None else None,
                                  teller.meanwhile)  # fmt: skip
-                    teller.trained(len(group))
+                    teller.trained(len(group))  # (then no longer pending: told or failed once)
                     done += len(group)
                     pending = [t for t in pending if t not in group]
     except KeyboardInterrupt:  # mid-batch (a second Ctrl-C, or a checkpoint's boundary)
@@ -433,6 +434,7 @@ def _next_batch(optuna, study, trials: int, batch: int, teller: _Teller) -> tupl
     ``ask_ahead``, the one after it begins in a thread (here, or once those trained are
     told).
     """
+    teller.asker.settle()  # (the study the caller's alone: counted, stale trials failed)
     left = _left(optuna, study, trials) - len(teller.later)
     got = teller.asker.batch(batch, left) if left > 0 else []
     if not teller.later:
@@ -473,6 +475,22 @@ class _Teller:
         if begin:
             self.asker.begin()
 
+    def __enter__(self) -> _Teller:
+        return self
+
+    def __exit__(self, kind, err, tb) -> None:
+        """The trials trained are told on the way out.
+
+        After the last batch (heartbeats and the Ctrl-C handler still on), or before an
+        error in flight goes on (the error is the one to see: one telling raises is
+        dropped).
+        """
+        if kind is None:
+            self(begin=False)
+        else:
+            with contextlib.suppress(Exception):
+                self(begin=False)
+
     @property
     def meanwhile(self) -> Callable[[], None] | None:
         """What ``_train_group`` calls while a group trains (``None``: nothing)."""
@@ -487,6 +505,8 @@ def _stopped(optuna, study, pending: list, teller: _Teller, *, retry: bool) -> N
 
     ``pending`` are retried with ``retry``; those asked ahead (never trained) are not.
     """
+    untold = teller.untold()
+    pending = [t for t in pending if all(t is not u for u in untold)]  # (those are told)
     with answering(STUDY, "its storage stopped answering"):
         teller(begin=False)
         fail(optuna, study, pending, retry=retry)

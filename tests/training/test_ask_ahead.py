@@ -6,6 +6,7 @@ after batch k is told; ahead, after batch k is asked and batch k-1 told.
 """
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 import jax_rmsprop  # noqa: E402
-from jax_rmsprop import _ask_ahead, _plan  # noqa: E402
+from jax_rmsprop import _ask_ahead, _plan, _search  # noqa: E402
+from jax_rmsprop._ask_ahead import AskAhead  # noqa: E402
 
 from ..training.test_search import SPACE, _task  # noqa: E402
 
@@ -142,3 +144,64 @@ def test_a_stop_mid_batch_tells_the_trials_trained_and_fails_the_rest(monkeypatc
     assert State.RUNNING not in states and len(states) <= 12
     assert sorted(stop.value.partial.trial) == [0, 1, 2, 3]
     assert np.isfinite(stop.value.partial.loss).all()
+
+
+def test_an_error_mid_batch_still_tells_the_batch_trained(monkeypatch):
+    """An error (not Ctrl-C) while batch 2 trains: batch 1, trained, is told first."""
+    real_advance = _plan._Plan.advance
+
+    def advance(self, *a, **k):
+        advance.calls += 1
+        if advance.calls == 2:
+            raise RuntimeError("the device is gone")
+        return real_advance(self, *a, **k)
+
+    advance.calls = 0
+    monkeypatch.setattr(_plan._Plan, "advance", advance)
+    study = optuna.create_study(sampler=_sampler(), pruner=optuna.pruners.NopPruner())
+    with pytest.raises(RuntimeError, match="the device is gone"):
+        jax_rmsprop.tune(_task(), SPACE, 1, study=study, trials=12, batch=4, ask_ahead=True)
+    states = [t.state for t in study.trials]
+    assert states[:4] == [optuna.trial.TrialState.COMPLETE] * 4
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_the_study_is_the_callers_alone_while_the_thread_asks(monkeypatch, groups):
+    """No tell and no count of the study's trials runs beside the asking thread (which
+    is made slower than a batch's training here, so an overlap would show); also where a
+    batch trains as two programs (``centered`` changes the program: a group each)."""
+    space = dict(SPACE)
+    if groups == 2:
+        space["centered"] = optuna.distributions.CategoricalDistribution([False, True])
+    asking = threading.Event()
+    seen = []
+    real_run, real_left, real_tell = AskAhead._ask_in_thread, _search._left, optuna.Study.tell
+
+    def run(self, n):
+        asking.set()
+        try:
+            time.sleep(0.3)
+            real_run(self, n)
+        finally:
+            asking.clear()
+
+    def left(*a, **k):
+        seen.append(("count", asking.is_set()))
+        return real_left(*a, **k)
+
+    def tell(self, *a, **k):
+        seen.append(("tell", asking.is_set()))
+        return real_tell(self, *a, **k)
+
+    monkeypatch.setattr(AskAhead, "_ask_in_thread", run)
+    monkeypatch.setattr(_search, "_left", left)
+    monkeypatch.setattr(optuna.Study, "tell", tell)
+    res = jax_rmsprop.tune(
+        _task(), space, 1, sampler=_sampler(), trials=12, batch=4, ask_ahead=True
+    )
+    assert [kind for kind, _ in seen].count("tell") == 12
+    assert not any(overlap for _, overlap in seen), seen
+    states = [t.state for t in res.study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 12
+    if groups == 2:  # (both programs trained)
+        assert {t.params["centered"] for t in res.study.trials} == {False, True}
