@@ -235,8 +235,11 @@ def test_a_study_survives_sigkill_mid_batch_and_the_rerun_finishes_without_dupli
         except (KeyError, Exception):  # not created yet
             continue
         # a later batch asked (trial 2 on) and training: seconds in flight, so the kill
-        # lands mid-batch (not between the tells of one batch's trials)
-        if any(t.state.name == "RUNNING" and t.number >= 2 for t in trials):
+        # lands mid-batch (not between the tells of one batch's trials). Both its trials
+        # asked, then 1 s more: a kill between a trial's ask and its first heartbeat
+        # would leave it RUNNING for good (a trial that never beat is never stale)
+        if sum(t.state.name == "RUNNING" and t.number >= 2 for t in trials) == 2:
+            time.sleep(1.0)
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(60)
