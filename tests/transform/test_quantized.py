@@ -63,6 +63,10 @@ def test_codec_matches_a_numpy_reference(name):
     want, c = _reference_encode(x, np.repeat(e, codec.block, axis=1)[:, :n], codec, d)
     got = np.asarray(q8._bytes_of(st, codec, n))
     np.testing.assert_array_equal(got, want)
+    if codec.bits == 4:  # the stored layout: element j low in byte j, j + ceil(n/2) high
+        h = -(-n // 2)
+        hi = np.pad(want[:, h:], [(0, 0), (0, 2 * h - n)])  # (an odd row's last: 0)
+        np.testing.assert_array_equal(np.asarray(st.codes), want[:, :h] | (hi << 4))
     np.testing.assert_array_equal(np.asarray(st.exponents), e)
     back = np.asarray(q8.decode(st, codec, x.shape), np.float64)
     ref = _reference_decode(c, np.repeat(e, codec.block, axis=1)[:, :n], codec)
