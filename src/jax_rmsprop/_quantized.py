@@ -280,41 +280,34 @@ def round_stochastically(x: jax.Array, dtype: Any, dither_bits: jax.Array) -> ja
     return jnp.where(jnp.abs(x) < jnp.inf, y, x).astype(dtype)
 
 
-def samples(x: jax.Array, block: int) -> jax.Array:
-    """``_SAMPLES`` elements of each block of ``x``'s last axis, ``(..., blocks, _SAMPLES)``.
+def _sampled_exponent(x: jax.Array, codec: Codec) -> jax.Array:
+    """A block exponent from ``|x|`` at ``_SAMPLES`` elements of each block; 0: all zero.
 
     The first ``_SAMPLES / 2`` elements of each half of the block: two cache lines of a
     block of 256 float32 (a strided sample touched every line of the gradient, 2.7 ms of a
-    10 ms step on 1e7 elements). A row's missing last elements are zeros.
+    10 ms step on 1e7 elements). Reduced per block with a reduction, which XLA does not
+    fuse into the elementwise encoding: the samples are computed once, not per element.
     """
     n = x.shape[-1]
     lead = x.shape[:-1]
-    nb = _blocks(n, block)
-    half, s = block // 2, _SAMPLES // 2
-    if nb * block != n:
-        x = jnp.pad(x, [(0, 0)] * len(lead) + [(0, nb * block - n)])
-    return x.reshape(*lead, nb, 2, half)[..., :s].reshape(*lead, nb, 2 * s)
+    nb = _blocks(n, codec.block)
+    half, s = codec.block // 2, _SAMPLES // 2
+    pad = [(0, 0)] * len(lead) + [(0, nb * codec.block - n)]
+    if nb * codec.block != n:  # (the last block's missing elements: zeros, sampled as such)
+        x = jnp.pad(x, pad)
+    picks = jnp.abs(x.reshape(*lead, nb, 2, half)[..., :s])
+    picks = jnp.where(picks < jnp.inf, picks, jnp.float32(0))
+    m = jnp.max(picks.reshape(*lead, nb, 2 * s), axis=-1)
+    return _top_exponent(m, codec, 0)  # (0: the samples are all zero)
 
 
-def _sampled_exponent(picked: jax.Array, codec: Codec) -> jax.Array:
-    """A block exponent from the samples of a block's values (``samples``); 0: all zero."""
-    picked = jnp.abs(picked)
-    picked = jnp.where(picked < jnp.inf, picked, jnp.float32(0))
-    return _top_exponent(jnp.max(picked, axis=-1), codec, 0)  # (0: the samples are all zero)
-
-
-def next_exponents(q: QuantizedState, codec: Codec, n: int, sampled: Any) -> jax.Array:
-    r"""The block exponents for encoding this step's values (rows of ``n``), as ``int32``.
+def next_exponents(q: QuantizedState, codec: Codec, new: jax.Array) -> jax.Array:
+    r"""The block exponents for encoding ``new`` (this step's values), as ``int32``.
 
     From the stored codes' block maxima (last step's values), ``headroom`` binades above.
     A block of zeros (every block at the first step from $\nu_0 = 0$; later, a block whose
     gradient was exactly 0 so far) takes the largest exponent of its row (the last axis):
-    its other blocks' and those of this step's values at ``sampled()`` (``samples`` of
-    each block, ``(..., blocks, _SAMPLES)``) in its zero blocks. ``sampled`` is called
-    under a ``lax.cond`` taken only when some block is all zero (the first step): its
-    caller computes the values there from the step's inputs, at the sampled elements
-    alone (an operand computed outside the cond would be written to memory in full; the
-    samples every step were 15% of the 8-bit step on 1e7 elements). An exponent too high
+    its other blocks' and the samples of ``new`` in its zero blocks. An exponent too high
     stores a block's values at its smallest code: their $\nu$ overstated, and that value
     decays by $\rho$ a step (hundreds of steps of near-frozen weights); too low saturates it
     (its $\nu$ understated, the next step larger, the exponent up $J$ binades a step). A
@@ -322,17 +315,14 @@ def next_exponents(q: QuantizedState, codec: Codec, n: int, sampled: Any) -> jax
     its row's blocks then bound. Where the last axis is sharded this maximum is one small
     all-reduce per step (of block exponents, never of values), the step's only collective.
     """
-    b = _unpack(q.codes, n) if codec.bits == 4 else q.codes
+    b = _unpack(q.codes, new.shape[-1]) if codec.bits == 4 else q.codes
     mc = _block_max(b, codec.block)
     mc = jnp.maximum(_magnitude(mc.astype(jnp.int32), codec), 0)
     e_old = q.exponents.astype(jnp.int32)
     e = e_old - codec.top + (mc >> codec.mantissa) + codec.headroom
     e = e + jnp.where(mc == codec.largest, codec.jump, 0)
     zero = mc == 0
-    some = jax.lax.cond(
-        jnp.any(zero), lambda: _sampled_exponent(sampled(), codec), lambda: jnp.zeros_like(e)
-    )
-    row = jnp.max(jnp.where(zero, some, e), axis=-1, keepdims=True)
+    row = jnp.max(jnp.where(zero, _sampled_exponent(new, codec), e), axis=-1, keepdims=True)
     row = jnp.where(row > 0, row, 127 + codec.headroom)  # (nothing seen: 2^headroom)
     e = jnp.minimum(jnp.where(zero, row, e), 254)
     # Ends in a reduction (the maximum with the lowest exponent), which XLA does not fuse

@@ -246,8 +246,6 @@ def _stored_leaf(v: Variant, scalars, at: tuple[jax.Array, int], g, nu, mu, tr, 
 
     The update is computed from the float32 moments of this step; only what is stored
     is rounded to the codes. ``at`` is (step count, leaf index), the dither's counter.
-    The exponents of all-zero blocks come from the new moments at a few elements of each
-    block, recomputed there from the inputs (``moments(samples)``, see ``next_exponents``).
     """
     stored = (nu, mu, tr)
     count, index = at
@@ -261,27 +259,21 @@ def _stored_leaf(v: Variant, scalars, at: tuple[jax.Array, int], g, nu, mu, tr, 
     fmt = v.state_format
     assert fmt is not None
     codec = fmt.codec
-
-    def moments(pick):  # this step's update and new moments, at the elements ``pick`` keeps
-        plain = [
-            None if x is None else pick(q8.decode(x, codec(k), g.shape) if _is_quantized(x) else x)
-            for k, x in enumerate(stored)
-        ]
-        if v.centered and _is_quantized(mu):
-            # |mu| <= sqrt(nu) holds for the exact averages; rounded separately, the stored
-            # pair may break it, and a variance clamped to 0 makes the step g / eps.
-            root = jnp.sqrt(plain[0])
-            plain[1] = jnp.clip(plain[1], -root, root)
-        return _leaf(v, scalars, pick(g), *plain, None if p is None else pick(p))
-
-    u, *new = moments(lambda a: a)
+    plain = [
+        q8.decode(x, codec(k), g.shape) if isinstance(x, q8.QuantizedState) else x
+        for k, x in enumerate(stored)
+    ]
+    if v.centered and isinstance(mu, q8.QuantizedState):
+        # |mu| <= sqrt(nu) holds for the exact averages; rounded separately, the stored pair
+        # may break it, and a variance clamped to 0 makes the step g / eps.
+        root = jnp.sqrt(plain[0])
+        plain[1] = jnp.clip(plain[1], -root, root)
+    u, *new = _leaf(v, scalars, g, plain[0], plain[1], plain[2], p)
     out = []
     for k, (x, old) in enumerate(zip(new, stored)):
         if isinstance(old, q8.QuantizedState):
             x = x.astype(jnp.float32)
-            picks = functools.partial(q8.samples, block=codec(k).block)
-            sampled = lambda k=k, picks=picks: moments(picks)[1 + k].astype(jnp.float32)  # noqa: E731
-            e = q8.next_exponents(old, codec(k), g.shape[-1], sampled)
+            e = q8.next_exponents(old, codec(k), x)
             x = q8.encode(x, e, codec(k), q8.dither(g.shape, count, 3 * index + k))
         out.append(x)
     return (u, *out)
