@@ -3,6 +3,7 @@
 XLA_FLAGS must be set before JAX is imported, which the parent test process has already done.
 """
 
+import itertools
 import json
 import os
 import re
@@ -87,7 +88,12 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
 
 # 8-bit state (issue 31): each shard's blocks its own. Last axes of 2048 split in 2 shards
 # of 1024 (4 blocks of 256 each): the block exponents need no other shard's values.
-for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)):
+# 4-bit state: packed two codes a byte, its codes sharded as the parameter too (a
+# reshape of the row into its halves once put the sharded axis on the halves).
+FORMATS = ((8, "quantized"), (4, "quantized4"))
+for (bits, key), (mode, axis_type) in itertools.product(
+    FORMATS, (("auto", AxisType.Auto), ("explicit", AxisType.Explicit))
+):
     mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=(axis_type,) * 2)
     specs = {"w": P("data", "model"), "emb": P(None, "model")}
     shapes = {"w": (16, 2048), "emb": (6, 2048)}
@@ -95,7 +101,7 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
     host = {k: rng.standard_normal(shapes[k]).astype(np.float32) for k in specs}
     params = {k: jax.device_put(host[k], NamedSharding(mesh, specs[k])) for k in specs}
     with set_mesh(mesh):
-        tx = jax_rmsprop.rmsprop(0.01, momentum=0.9, state_bits=8)
+        tx = jax_rmsprop.rmsprop(0.01, momentum=0.9, state_bits=bits)
         state = jax.jit(tx.init)(params)
 
         def qstep(p, s, g, tx=tx):
@@ -103,7 +109,7 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
             return optax.apply_updates(p, u), s
 
         hlo = jax.jit(qstep, donate_argnums=(0, 1)).lower(params, state, params).compile()
-        facts[f"{mode}/quantized/collectives"] = sorted(set(COLLECTIVES.findall(hlo.as_text())))
+        facts[f"{mode}/{key}/collectives"] = sorted(set(COLLECTIVES.findall(hlo.as_text())))
         # each collective's largest operand or result, in elements (the zero blocks' row
         # maximum where the last axis is sharded: an integer per row of the shard)
         sizes = [
@@ -112,10 +118,10 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
             for line in hlo.as_text().splitlines()
             if COLLECTIVES.search(line) and "=" in line
         ]  # fmt: skip
-        facts[f"{mode}/quantized/largest_collective"] = max(sizes, default=0)
+        facts[f"{mode}/{key}/largest_collective"] = max(sizes, default=0)
         new_p, new_s = jax.jit(qstep)(params, state, params)
         new_p, new_s = jax.jit(qstep)(new_p, new_s, params)
-        facts[f"{mode}/quantized/sharded_as_params"] = all(
+        facts[f"{mode}/{key}/sharded_as_params"] = all(
             getattr(s, f)[k].codes.sharding.is_equivalent_to(params[k].sharding, 2)
             and getattr(s, f)[k].exponents.sharding.is_equivalent_to(params[k].sharding, 2)
             for s in (state, new_s)  # init's and the step's
@@ -126,7 +132,7 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
     g1 = {k: jax.device_put(v, jax.devices()[0]) for k, v in host.items()}
     p1, s1 = jax.jit(qstep)(g1, tx.init(g1), g1)
     p1, s1 = jax.jit(qstep)(p1, s1, g1)
-    facts[f"{mode}/quantized/equal_to_one_device"] = all(
+    facts[f"{mode}/{key}/equal_to_one_device"] = all(
         bool(np.array_equal(np.asarray(a), np.asarray(b)))
         for a, b in zip(jax.tree.leaves((new_p, new_s)), jax.tree.leaves((p1, s1)))
     )

@@ -70,6 +70,17 @@ def test_quantized_state_keeps_each_shards_blocks_its_own(facts, mode):
     assert facts[f"{mode}/quantized/equal_to_one_device"]
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_4bit_state_is_sharded_as_its_params(facts, mode):
+    """4-bit nu and trace (two codes a byte) of the same params: codes and exponents
+    sharded as the params, from ``jit(tx.init)`` and after two steps, the numbers those of
+    one device. (Not asserted: the collectives. The packed layout pairs element j with
+    j + n/2 of its row, which a sharded last axis puts on another shard, so the codes
+    cross devices every step: recorded in ``facts``.)"""
+    assert facts[f"{mode}/quantized4/sharded_as_params"]
+    assert facts[f"{mode}/quantized4/equal_to_one_device"]
+
+
 def test_optax_init_replicates_on_an_auto_mesh(facts):
     """The trap we avoid: optax's jax.jit(tx.init) puts the whole state on every device."""
     assert facts["auto/optax_init_same_sharding"] is False
