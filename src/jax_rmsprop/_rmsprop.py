@@ -117,6 +117,8 @@ def describe_hyperparameters(tx: Any) -> dict[str, str]:
     if v.state_format is not None:  # (absent for state_bits=None: older fingerprints hold)
         out["state_bits"] = str(v.state_format.bits)
         out["min_quantized_size"] = str(v.state_format.min_size)
+        if v.state_format.bits == 4:  # (the pairs of codes a byte: changed 2026-12-08)
+            out["state_layout"] = "block-halves"
     return out
 
 

@@ -88,8 +88,7 @@ for mode, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)
 
 # 8-bit state (issue 31): each shard's blocks its own. Last axes of 2048 split in 2 shards
 # of 1024 (4 blocks of 256 each): the block exponents need no other shard's values.
-# 4-bit state: packed two codes a byte, its codes sharded as the parameter too (a
-# reshape of the row into its halves once put the sharded axis on the halves).
+# 4-bit state too: two codes a byte, both of one block (so of one shard).
 FORMATS = ((8, "quantized"), (4, "quantized4"))
 for (bits, key), (mode, axis_type) in itertools.product(
     FORMATS, (("auto", AxisType.Auto), ("explicit", AxisType.Explicit))

@@ -56,29 +56,20 @@ def test_checkpoint_restores_into_the_templates_shardings(facts, mode, config):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_quantized_state_keeps_each_shards_blocks_its_own(facts, mode):
-    """8-bit nu and trace of params whose last axis is split in shards of whole blocks:
-    codes and block exponents sharded as their params (from ``jit(tx.init)`` too: a
-    replicated exponent array could not be donated), and the numbers of the same steps
+@pytest.mark.parametrize("key", ["quantized", "quantized4"])
+def test_quantized_state_keeps_each_shards_blocks_its_own(facts, mode, key):
+    """8-bit and 4-bit nu and trace of params whose last axis is split in shards of whole
+    blocks: codes and block exponents sharded as their params (from ``jit(tx.init)`` too:
+    a replicated exponent array could not be donated), and the numbers of the same steps
     on one device, bit for bit. The step's one collective is the all-zero blocks' row
     maximum over block exponents (an integer per row with JAX 0.10, the shard's block
     exponents with JAX 0.5.3: at most 128 here, against 32768 elements per leaf: no
-    element's value crosses shards)."""
-    assert facts[f"{mode}/quantized/collectives"] in ([], ["all-reduce"])
-    assert facts[f"{mode}/quantized/largest_collective"] <= 128
-    assert facts[f"{mode}/quantized/sharded_as_params"]
-    assert facts[f"{mode}/quantized/equal_to_one_device"]
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_4bit_state_is_sharded_as_its_params(facts, mode):
-    """4-bit nu and trace (two codes a byte) of the same params: codes and exponents
-    sharded as the params, from ``jit(tx.init)`` and after two steps, the numbers those of
-    one device. (Not asserted: the collectives. The packed layout pairs element j with
-    j + n/2 of its row, which a sharded last axis puts on another shard, so the codes
-    cross devices every step: recorded in ``facts``.)"""
-    assert facts[f"{mode}/quantized4/sharded_as_params"]
-    assert facts[f"{mode}/quantized4/equal_to_one_device"]
+    element's value crosses shards; at 4 bits the two codes of a byte are in one block,
+    so on one shard)."""
+    assert facts[f"{mode}/{key}/collectives"] in ([], ["all-reduce"])
+    assert facts[f"{mode}/{key}/largest_collective"] <= 128
+    assert facts[f"{mode}/{key}/sharded_as_params"]
+    assert facts[f"{mode}/{key}/equal_to_one_device"]
 
 
 def test_optax_init_replicates_on_an_auto_mesh(facts):

@@ -41,6 +41,21 @@ def _reference_encode(x, e, codec, dither):
     return np.where(np.isfinite(mag), stored, 0), c
 
 
+def _reference_pack(codes, block):
+    """Two 4-bit codes a byte: element i of each block's first half low, of its second
+    half high; a row's partial last block its own halves (an odd one's last high: 0)."""
+    out = []
+    for row in codes:
+        packed = []
+        for b in range(0, len(row), block):
+            part = row[b : b + block]
+            h = -(-len(part) // 2)
+            hi = np.pad(part[h:], (0, 2 * h - len(part)))
+            packed.append(part[:h] | (hi << 4))
+        out.append(np.concatenate(packed))
+    return np.stack(out)
+
+
 def _reference_decode(c, e, codec):
     m, t = codec.mantissa, codec.top
     unit = np.exp2((np.asarray(e, np.int64) - 127 - t).astype(np.float64))
@@ -63,10 +78,8 @@ def test_codec_matches_a_numpy_reference(name):
     want, c = _reference_encode(x, np.repeat(e, codec.block, axis=1)[:, :n], codec, d)
     got = np.asarray(q8._bytes_of(st, codec, n))
     np.testing.assert_array_equal(got, want)
-    if codec.bits == 4:  # the stored layout: element j low in byte j, j + ceil(n/2) high
-        h = -(-n // 2)
-        hi = np.pad(want[:, h:], [(0, 0), (0, 2 * h - n)])  # (an odd row's last: 0)
-        np.testing.assert_array_equal(np.asarray(st.codes), want[:, :h] | (hi << 4))
+    if codec.bits == 4:  # the stored layout: each block's halves paired (the last's own)
+        np.testing.assert_array_equal(np.asarray(st.codes), _reference_pack(want, codec.block))
     np.testing.assert_array_equal(np.asarray(st.exponents), e)
     back = np.asarray(q8.decode(st, codec, x.shape), np.float64)
     ref = _reference_decode(c, np.repeat(e, codec.block, axis=1)[:, :n], codec)
