@@ -88,8 +88,11 @@ class QuantizedState(NamedTuple):
         last axis, which has ``ceil(n / 2)`` bytes: in each block of the last axis,
         element ``i`` of its first half in the low half of a byte and element ``i`` of
         its second half in the high half; a row's partial last block pairs its own
-        halves. Before 2026-12-08 a row's halves were paired: a checkpoint of 4-bit state
-        from then does not resume, its fingerprint's ``state_layout`` differs).
+        halves. Before 2026-12-08 a row's halves were paired: a 4-bit state saved
+        before then must not be loaded. ``fit(checkpoint=...)`` with ``rmsprop`` or a
+        compat constructor refuses it (its fingerprint's ``state_layout`` differs); an
+        optimizer wrapped in a chain, a sweep's checkpoint or ``checkpoint.restore``
+        cannot tell: start those afresh).
       exponents: ``uint8``, one float32 biased exponent per block of the last axis
         (``ceil(n / block)`` of them): the block's top binade.
     """
@@ -188,9 +191,9 @@ def _unpack(b: jax.Array, n: int, block: int) -> jax.Array:
     one's last high half is 0). Pairs within a block, never across blocks: a last axis
     sharded over devices in whole blocks keeps each byte's two codes on one shard, and
     XLA computes each block as a ``(2, block / 2)`` view and packs it as a sum over that
-    axis of 2 (a bitwise or of two halves in one fused loop ran at a fifth of the speed:
-    the 4-bit step on 1e7 elements 34 ms, against 11 ms so; the row's halves, the layout
-    before 2026-12-08, also put paired codes on two shards).
+    axis of 2 (a bitwise or of two halves in one fused loop was 5-7x slower: 16 ms against
+    2.3-3 on 1e7 elements, the 4-bit step 34 ms against 11-17; the row's halves, the
+    layout before 2026-12-08, also put paired codes on two shards).
     """
     full = n // block * block
     lead = b.shape[:-1]

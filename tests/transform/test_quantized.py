@@ -56,6 +56,17 @@ def _reference_pack(codes, block):
     return np.stack(out)
 
 
+@pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
+@pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 127, 128, 129, 130, 255, 256, 257, 384, 385])
+def test_4bit_packing_round_trips_in_the_documented_layout(lead, n):
+    codes = np.random.default_rng(n).integers(0, 16, (*lead, n)).astype(np.uint8)
+    packed = np.asarray(q8._pack(jnp.asarray(codes), 128))
+    assert packed.shape == (*lead, -(-n // 2)) and packed.dtype == np.uint8
+    want = _reference_pack(codes.reshape(-1, n), 128).reshape(*lead, -1)
+    np.testing.assert_array_equal(packed, want)
+    np.testing.assert_array_equal(np.asarray(q8._unpack(jnp.asarray(packed), n, 128)), codes)
+
+
 def _reference_decode(c, e, codec):
     m, t = codec.mantissa, codec.top
     unit = np.exp2((np.asarray(e, np.int64) - 127 - t).astype(np.float64))
@@ -404,6 +415,10 @@ def test_flatten_and_describe():
     np.testing.assert_allclose(np.asarray(u.buffers[0]), -0.01 / np.sqrt(0.1), rtol=1e-5)
     desc = jax_rmsprop._rmsprop.describe_hyperparameters(tx)
     assert (desc["state_bits"], desc["min_quantized_size"]) == ("4", "4096")
+    assert desc["state_layout"] == "block-halves"  # (a 4-bit state saved before: refused)
+    assert "state_layout" not in jax_rmsprop._rmsprop.describe_hyperparameters(
+        jax_rmsprop.rmsprop(0.01, state_bits=8)
+    )
     assert "state_bits" not in jax_rmsprop._rmsprop.describe_hyperparameters(
         jax_rmsprop.rmsprop(0.01)
     )
